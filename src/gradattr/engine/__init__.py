@@ -1,0 +1,13 @@
+"""The modified-gradient engine (Ancona et al., ICLR 2018, Sec. 3): one backward pass, rules at the ops."""
+
+from gradattr.engine.backward import Forward, modified_gradient
+from gradattr.engine.hygiene import preserved_model
+from gradattr.engine.interception import ReferenceMismatchError, UnsupportedOperationError
+
+__all__ = [
+    "Forward",
+    "ReferenceMismatchError",
+    "UnsupportedOperationError",
+    "modified_gradient",
+    "preserved_model",
+]

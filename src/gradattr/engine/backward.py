@@ -1,0 +1,103 @@
+"""The one backward pass behind every gradient method (Ancona et al., ICLR 2018, Sec. 3, Table 1).
+
+``modified_gradient`` returns d S_c / d x evaluated at ``points`` with the chain rule's local derivative of
+each elementwise nonlinearity replaced by ``rule`` (plain autograd when ``rule`` is ``None``). Methods turn
+that into attributions: Gradient*Input multiplies by x, eps-LRP by x (with :class:`~gradattr.rules.Epsilon`),
+DeepLIFT by (x - x̄) (with :class:`~gradattr.rules.Rescale`), Integrated Gradients averages plain gradients
+along the path.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from gradattr.engine.interception import RecordingMode, ReferenceMismatchError, RuleMode
+from gradattr.rules import Rule
+
+
+class Forward(Protocol):
+    """The model as a function of the attributed tensors.
+
+    ``points`` are tensors shaped like the attributed ones with ``K`` rows; ``index`` (LongTensor(K)) says
+    which sample of the batch each row belongs to (for targets and for inputs that are not attributed).
+    """
+
+    model: nn.Module
+
+    def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
+        """The model's raw output for these rows, shape (K, C) or (K,)."""
+        ...
+
+    def score(self, output: Tensor, index: Tensor) -> Tensor:
+        """The target output S_c of each row, shape (K,)."""
+        ...
+
+
+def modified_gradient(
+    forward: Forward,
+    points: tuple[Tensor, ...],
+    index: Tensor,
+    rule: Rule | None = None,
+    reference: tuple[Tensor, ...] | None = None,
+    *,
+    strict: bool = True,
+) -> tuple[Tensor, ...]:
+    """Gradient of the target score w.r.t. ``points`` with ``rule`` at every elementwise nonlinearity.
+
+    Args:
+        forward: the model as a function of the attributed tensors (see :class:`Forward`).
+        points: tensors with ``K`` rows where the gradient is taken.
+        index: LongTensor(K), the sample each row belongs to.
+        rule: the backward rule; ``None`` gives the plain gradient (no interception at all).
+        reference: for rules that need one (Rescale), the baseline points, with 1 row (shared by all rows:
+            one cheap forward pass) or ``K`` rows.
+        strict: an op without a correct rule raises :class:`UnsupportedOperationError`; ``False`` warns.
+
+    Returns:
+        One tensor per point tensor, same shape: the (modified) gradient of sum_k S_c(points_k).
+    """
+    if rule is None:
+        return _backward(forward, points, index, None)
+    if not rule.needs_reference:
+        return _backward(forward, points, index, RuleMode(forward.model, rule, None, strict))
+    if reference is None:
+        raise ValueError(f"{type(rule).__name__} needs reference points (the baseline)")
+    shared = reference[0].shape[0] == 1 and index.numel() > 1
+    try:
+        references = _record(forward, reference, index[:1] if shared else index, strict)
+        return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict))
+    except ReferenceMismatchError:
+        if not shared:
+            raise
+    # The model behaves differently for a batch of one (e.g. squeeze()): record the full batch instead.
+    expanded = tuple(r.expand(p.shape) for r, p in zip(reference, points, strict=True))
+    references = _record(forward, expanded, index, strict)
+    return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict))
+
+
+def _record(forward: Forward, reference: tuple[Tensor, ...], index: Tensor, strict: bool) -> list:
+    """Inputs of every intercepted nonlinearity in a forward pass over the baseline, in call order."""
+    leaves = tuple(r.detach().requires_grad_() for r in reference)
+    mode = RecordingMode(forward.model, strict)
+    with torch.enable_grad(), mode:
+        forward.output(leaves, index)
+    return mode.references
+
+
+def _backward(forward: Forward, points: tuple[Tensor, ...], index: Tensor, mode: RuleMode | None) -> tuple[Tensor, ...]:
+    leaves = tuple(p.detach().requires_grad_() for p in points)
+    with torch.enable_grad():
+        if mode is None:
+            scores = forward.score(forward.output(leaves, index), index)
+        else:
+            with mode:
+                output = forward.output(leaves, index)
+            mode.check_complete()
+            scores = forward.score(output, index)
+        if not scores.requires_grad:
+            return tuple(torch.zeros_like(p) for p in points)
+        grads = torch.autograd.grad(scores, leaves, torch.ones_like(scores), allow_unused=True)
+    return tuple(torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True))

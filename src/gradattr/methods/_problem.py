@@ -1,0 +1,291 @@
+"""Validated attribution problems: inputs, baselines and targets, and the model as a function of them.
+
+Everything a user can get wrong is checked here, before the model runs, with an error that says what was
+expected: non-floating or non-finite inputs, batch sizes that differ, baselines that do not broadcast,
+targets out of range or of the wrong length, a model on another dtype/device than its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+Inputs = Tensor | tuple[Tensor, ...]
+Target = int | Sequence[int] | Tensor | None
+Baseline = float | Tensor | tuple[float | Tensor | None, ...] | None
+
+
+def _check_finite(name: str, tensor: Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); attributions would be meaningless")
+
+
+def as_tuple(inputs: Inputs, name: str = "inputs") -> tuple[Tensor, ...]:
+    """Normalise a tensor or a tuple/list of tensors to a tuple, checking each is a tensor."""
+    items = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not items:
+        raise ValueError(f"{name} is empty")
+    for i, item in enumerate(items):
+        if not isinstance(item, Tensor):
+            raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(item).__name__}")
+    return items
+
+
+def _check_attributed(inputs: tuple[Tensor, ...]) -> int:
+    """Attributed tensors: floating, finite, batch-first with one common batch size, which is returned."""
+    batch = None
+    for i, x in enumerate(inputs):
+        label = f"inputs[{i}]" if len(inputs) > 1 else "inputs"
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{label} has dtype {x.dtype}; attributions need floating inputs (for token ids, attribute the "
+                "embedding output with layer='embedding')"
+            )
+        if x.dim() == 0:
+            raise ValueError(f"{label} is a scalar; inputs are batch-first, shape (B, ...)")
+        _check_finite(label, x)
+        if batch is None:
+            batch = x.shape[0]
+        elif x.shape[0] != batch:
+            raise ValueError(f"{label} has batch size {x.shape[0]}, inputs[0] has {batch}")
+    assert batch is not None
+    if batch == 0:
+        raise ValueError("inputs have batch size 0")
+    return batch
+
+
+def _baselines(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """One baseline per input, broadcast to (1 or B, *input.shape[1:]), input dtype and device."""
+    items = baseline if isinstance(baseline, (tuple, list)) else (baseline,) * len(inputs)
+    if len(items) != len(inputs):
+        raise ValueError(f"{len(items)} baselines given for {len(inputs)} inputs")
+    result = []
+    for i, (b, x) in enumerate(zip(items, inputs, strict=True)):
+        label = f"baseline[{i}]" if len(inputs) > 1 else "baseline"
+        if b is None:
+            b = 0.0
+        if isinstance(b, (int, float)):
+            if not math.isfinite(b):
+                raise ValueError(f"{label} is {b}; it must be finite")
+            result.append(torch.full((1, *x.shape[1:]), float(b), dtype=x.dtype, device=x.device))
+            continue
+        if not isinstance(b, Tensor):
+            raise TypeError(f"{label} must be None, a number or a tensor, got {type(b).__name__}")
+        b = b.detach().to(dtype=x.dtype, device=x.device)
+        _check_finite(label, b)
+        per_sample = b.dim() == x.dim() and b.shape[0] == x.shape[0] and x.shape[0] > 1
+        try:
+            shape = x.shape if per_sample else (1, *x.shape[1:])
+            result.append(torch.broadcast_to(b, shape).clone())
+        except RuntimeError as error:
+            raise ValueError(
+                f"{label} of shape {tuple(b.shape)} does not broadcast to the inputs' shape {tuple(x.shape)}"
+            ) from error
+    return tuple(result)
+
+
+def _targets(target: Target, batch: int, device: torch.device) -> Tensor | None:
+    """LongTensor(B) of class indices, or None (argmax / single output)."""
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a sequence of ints, a LongTensor(B) or None, not a bool")
+    if isinstance(target, int):
+        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target tensor must hold integer class indices, got dtype {target.dtype}")
+        values = target.reshape(-1) if target.dim() <= 1 else target
+        if target.dim() == 0:
+            values = values.expand(batch)
+    else:
+        try:
+            values = torch.as_tensor(list(target), dtype=torch.long)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"target must be an int, a sequence of ints, a LongTensor(B) or None: {error}") from None
+    if values.dim() != 1 or values.shape[0] != batch:
+        raise ValueError(f"target has shape {tuple(values.shape)}; expected one class index per sample ({batch},)")
+    return values.to(device=device, dtype=torch.long)
+
+
+def _check_model_matches(model: nn.Module, reference: Tensor) -> None:
+    """A model whose parameters live on another device/dtype than the inputs gets a clear error."""
+    parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if parameter is None:
+        return
+    if parameter.device != reference.device:
+        raise ValueError(
+            f"model parameters are on {parameter.device}, inputs on {reference.device}; move one to the other"
+        )
+    if parameter.dtype != reference.dtype:
+        raise ValueError(
+            f"model parameters are {parameter.dtype}, inputs are {reference.dtype}; convert the inputs or the "
+            f"model (e.g. model.to({reference.dtype}))"
+        )
+
+
+@dataclass
+class AttributionProblem:
+    """What is attributed, to what, against which baseline: the validated arguments of ``attribute``.
+
+    ``inputs`` are the attributed tensors (the model inputs, or the output of ``layer``); ``baselines`` one
+    per input with 1 row (shared) or B rows; ``target`` LongTensor(B) or ``None`` (resolved on first use).
+    """
+
+    model: nn.Module
+    inputs: tuple[Tensor, ...]
+    baselines: tuple[Tensor, ...]
+    target: Tensor | None
+    model_inputs: tuple[Any, ...]
+    layer: nn.Module | None = None
+    returns_tuple: bool = False
+    _output_width: int | None = field(default=None, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs[0].shape[0]
+
+    @property
+    def all_rows(self) -> Tensor:
+        """LongTensor(B): each sample once, in order."""
+        return torch.arange(self.batch_size, device=self.inputs[0].device)
+
+    # -- the model as a function of the attributed tensors (engine.Forward) ------------------------------
+    def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
+        """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``."""
+        if self.layer is None:
+            out = self.model(*points)
+        else:
+            model_inputs = tuple(_rows(v, index) for v in self.model_inputs)
+            with _replaced_output(self.layer, points[0]):
+                out = self.model(*model_inputs)
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"{type(self.model).__name__} returned {type(out).__name__}; gradattr needs a model returning "
+                "a tensor of shape (B, C) or (B,) (wrap it to select the logits)"
+            )
+        rows = points[0].shape[0]
+        if out.dim() == 0 or out.shape[0] != rows or out.dim() > 2:
+            raise ValueError(
+                f"model output has shape {tuple(out.shape)} for {rows} input rows; expected ({rows}, C) or ({rows},)"
+            )
+        return out
+
+    def score(self, output: Tensor, index: Tensor) -> Tensor:
+        """S_c: the target's output (pre-softmax) for each row, shape (K,)."""
+        width = 1 if output.dim() == 1 else output.shape[1]
+        self._check_width(width)
+        if self.target is None:
+            if width == 1:
+                return output.reshape(-1)
+            self.target = output.detach().argmax(dim=1)  # first evaluation is at the inputs themselves
+        return output.gather(1, self.target[index].unsqueeze(1)).squeeze(1) if output.dim() == 2 else output
+
+    def resolve_target(self) -> None:
+        """Fix an argmax target from a forward pass at the inputs (methods that never evaluate the inputs)."""
+        if self.target is None:
+            with torch.no_grad():
+                self.score(self.output(self.inputs, self.all_rows), self.all_rows)
+
+    def _check_width(self, width: int) -> None:
+        if self._output_width is None:
+            self._output_width = width
+            if self.target is not None:
+                low, high = int(self.target.min()), int(self.target.max())
+                if low < 0 or high >= width:
+                    bad = low if low < 0 else high
+                    raise IndexError(f"target {bad} is out of range: the model has {width} output(s) per sample")
+
+    def unpack(self, attributions: tuple[Tensor, ...]) -> Inputs:
+        """Attributions in the inputs' dtype, as a tuple when the inputs were a tuple."""
+        cast = tuple(a.to(x.dtype) for a, x in zip(attributions, self.inputs, strict=True))
+        return cast if self.returns_tuple else cast[0]
+
+
+def _rows(value: Any, index: Tensor) -> Any:
+    return value[index] if isinstance(value, Tensor) and value.dim() > 0 else value
+
+
+@contextmanager
+def _replaced_output(layer: nn.Module, replacement: Tensor) -> Iterator[None]:
+    """While active, ``layer`` returns ``replacement`` (the attributed tensor) instead of its own output."""
+
+    def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+        if not isinstance(output, Tensor) or output.shape != replacement.shape:
+            shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise ValueError(f"layer output {shape} does not match the attributed tensor {tuple(replacement.shape)}")
+        return replacement
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
+    if isinstance(layer, nn.Module):
+        return layer
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        names = ", ".join(n for n in modules if n) or "(none)"
+        raise ValueError(f"model has no submodule '{layer}'; its submodules are: {names}")
+    return modules[layer]
+
+
+def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...]) -> Tensor:
+    captured: list[Tensor] = []
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        if not captured:
+            captured.append(output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(*model_inputs)
+    finally:
+        handle.remove()
+    if not captured or not isinstance(captured[0], Tensor):
+        what = "was not called" if not captured else f"returned {type(captured[0]).__name__}"
+        raise ValueError(f"the attributed layer {what}; it must return a single tensor")
+    return captured[0].detach()
+
+
+def build_problem(
+    model: nn.Module,
+    inputs: Inputs,
+    target: Target,
+    baseline: Baseline,
+    layer: str | nn.Module | None = None,
+) -> AttributionProblem:
+    """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model_inputs = as_tuple(inputs)
+    returns_tuple = isinstance(inputs, (tuple, list))
+    if layer is None:
+        attributed = tuple(x.detach() for x in model_inputs)
+    else:
+        module = _find_layer(model, layer)
+        attributed = (_layer_output(model, module, model_inputs),)
+        returns_tuple = False
+    batch = _check_attributed(attributed)
+    if layer is None:
+        _check_model_matches(model, attributed[0])
+    return AttributionProblem(
+        model=model,
+        inputs=attributed,
+        baselines=_baselines(baseline, attributed),
+        target=_targets(target, batch, attributed[0].device),
+        model_inputs=model_inputs,
+        layer=None if layer is None else _find_layer(model, layer),
+        returns_tuple=returns_tuple,
+    )

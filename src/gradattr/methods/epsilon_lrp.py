@@ -1,0 +1,38 @@
+"""eps-LRP as a modified gradient (Bach et al. 2015; Ancona et al., ICLR 2018, Sec. 3, Eq. 7 and Table 1).
+
+R_i = x_i · g_i, where g is the gradient of S_c(x) with the derivative of every elementwise nonlinearity
+z -> f(z) replaced by f(z) / (z + ε·sign(z)) (sign(0) := +1). On ReLU networks this equals Gradient*Input
+up to ε terms (Prop. 1).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from gradattr.engine import modified_gradient
+from gradattr.methods._problem import AttributionProblem
+from gradattr.rules import Epsilon
+
+
+def epsilon_lrp(problem: AttributionProblem, *, epsilon: float = 1e-4, strict: bool = True) -> tuple[Tensor, ...]:
+    """epsilon-LRP relevance of each input feature for the target logit.
+
+    Args:
+        problem: validated inputs x (B, ...), target c.
+        epsilon: stabiliser ε > 0 of the denominator z + ε·sign(z).
+        strict: raise on an op without a rule (e.g. softmax, layer norm inside the model); ``False`` warns.
+
+    Returns:
+        One tensor per input, shape of the input.
+
+    Example:
+        >>> import torch, gradattr
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+        >>> gradattr.attribute(model, torch.ones(5, 2), method="epsilon_lrp").shape
+        torch.Size([5, 2])
+    """
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+    rule = Epsilon(float(epsilon))
+    gradients = modified_gradient(problem, problem.inputs, problem.all_rows, rule, strict=strict)
+    return tuple(x * g for x, g in zip(problem.inputs, gradients, strict=True))

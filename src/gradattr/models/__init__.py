@@ -1,0 +1,32 @@
+"""The network architectures of Ancona et al. (ICLR 2018, Sec. 5), plus a small ResNet.
+
+All output logits (no softmax). Image factories take ``(input_shape, num_classes)`` so they fit
+28x28 MNIST as well as 8x8 digits; text factories take ``(vocab_size, num_classes)`` and their
+models expose the word embedding as ``model.embedding``.
+"""
+
+from gradattr.models.cnn import Cifar10CNN, MnistCNN, cifar10_cnn, mnist_cnn
+from gradattr.models.mlp import MLP, mnist_mlp
+from gradattr.models.registry import IMAGE_MODELS, MODELS, TEXT_MODELS, build_model
+from gradattr.models.resnet import ResidualBlock, SmallResNet, small_resnet
+from gradattr.models.text import TextCNN, TextLSTM, text_cnn, text_lstm
+
+__all__ = [
+    "IMAGE_MODELS",
+    "MLP",
+    "MODELS",
+    "TEXT_MODELS",
+    "Cifar10CNN",
+    "MnistCNN",
+    "ResidualBlock",
+    "SmallResNet",
+    "TextCNN",
+    "TextLSTM",
+    "build_model",
+    "cifar10_cnn",
+    "mnist_cnn",
+    "mnist_mlp",
+    "small_resnet",
+    "text_cnn",
+    "text_lstm",
+]

@@ -1,0 +1,80 @@
+"""Backward rules: what replaces the local gradient of an elementwise nonlinearity ``z -> f(z)``.
+
+Ancona et al. (ICLR 2018), Sec. 3 and Table 1, show that eps-LRP and DeepLIFT (Rescale) are backward passes
+of the plain chain rule in which the derivative ``f'(z)`` of every nonlinearity is swapped for a
+*multiplier*:
+
+* eps-LRP (their Eq. 7):   g(z) = f(z) / (z + eps * sign(z)),      sign(0) := +1
+* DeepLIFT Rescale (Eq. 9): g(z) = (f(z) - f(z_ref)) / (z - z_ref), with f'((z + z_ref) / 2) where
+  |z - z_ref| <= 1e-5 (the limit of the quotient, as the authors' code does)
+
+A rule is a small object: ``needs_reference`` says whether it needs the op's input ``z_ref`` in a forward
+pass of the baseline, and ``backward`` maps the incoming gradient to the outgoing one. The engine never
+special-cases a method; new rules (guided backprop, LRP variants) are new classes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+ElementwiseFunction = Callable[[Tensor], Tensor]
+
+
+class Rule(Protocol):
+    """A replacement for the chain rule's local derivative at an elementwise nonlinearity."""
+
+    needs_reference: bool
+
+    def backward(
+        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
+    ) -> Tensor:
+        """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)``; ``z_ref`` is the baseline's ``z``."""
+        ...
+
+
+def derivative(f: ElementwiseFunction, z: Tensor) -> Tensor:
+    """``f'(z)`` of an elementwise function, by forward-mode autodiff (exact, any ``f``)."""
+    with torch.enable_grad():
+        return torch.func.jvp(f, (z,), (torch.ones_like(z),))[1]
+
+
+@dataclass(frozen=True)
+class Epsilon:
+    """eps-LRP (Ancona et al., Eq. 7; Bach et al. 2015): ``g(z) = f(z) / (z + eps * sign(z))``, sign(0)=+1."""
+
+    epsilon: float = 1e-4
+    needs_reference: bool = False
+
+    def backward(
+        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
+    ) -> Tensor:
+        stabilised = z + self.epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+        return grad_out * out / stabilised
+
+
+@dataclass(frozen=True)
+class Rescale:
+    """DeepLIFT Rescale (Ancona et al., Eq. 9; Shrikumar et al. 2017).
+
+    ``g(z) = (f(z) - f(z_ref)) / (z - z_ref)``; where ``|z - z_ref| <= threshold`` the quotient is replaced by
+    its limit ``f'((z + z_ref) / 2)``, the derivative at the midpoint.
+    """
+
+    threshold: float = 1e-5
+    needs_reference: bool = True
+
+    def backward(
+        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
+    ) -> Tensor:
+        assert z_ref is not None, "Rescale needs the baseline's activation"
+        delta_in = z - z_ref
+        close = delta_in.abs() <= self.threshold
+        multiplier = (out - f(z_ref)) / torch.where(close, torch.ones_like(delta_in), delta_in)
+        if bool(close.any()):
+            multiplier = torch.where(close, derivative(f, (z + z_ref) / 2), multiplier)
+        return grad_out * multiplier

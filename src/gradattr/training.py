@@ -1,0 +1,264 @@
+"""Training the models on the data sets: seeded, deterministic on CPU, with early stopping.
+
+:func:`train` fits a model with Adam and cross-entropy, holding out a validation split carved
+from the training data; :func:`train_or_load` caches the result on disk keyed by a name and a
+hash of everything that determines it, so demos and reports reuse trained models.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from gradattr.cache import cache_dir, load_checkpoint, save_checkpoint
+from gradattr.data.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Metrics after one epoch. ``train_*`` are running averages over the epoch's batches (in
+    training mode); ``val_*`` are measured on the held-out validation split in eval mode."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` did and how well the returned model does.
+
+    Attributes:
+        history: One record per epoch run.
+        best_epoch: Epoch (1-based) with the lowest validation loss; its weights are returned.
+        val_accuracy: Validation accuracy of the returned weights.
+        test_accuracy: Accuracy of the returned weights on ``data.test_x``/``data.test_y``.
+        majority_rate: Test accuracy of always predicting the most frequent training class.
+        stopped_early: Whether training ended by patience before ``epochs``.
+        seconds: Wall-clock training time, evaluation included.
+    """
+
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+    val_accuracy: float
+    test_accuracy: float
+    majority_rate: float
+    stopped_early: bool
+    seconds: float
+
+    def to_json(self) -> str:
+        """The result as JSON (see :meth:`from_json`)."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        """Inverse of :meth:`to_json`."""
+        fields = json.loads(text)
+        fields["history"] = tuple(EpochRecord(**record) for record in fields["history"])
+        return cls(**fields)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` (``(N, ...)``) whose arg-max logit equals ``y`` (``(N,)``), in eval
+    mode. The model's training/eval mode is restored afterwards."""
+    return _evaluate(model, x, y, batch_size)[1]
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    val_fraction: float = 0.1,
+    patience: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[nn.Module, TrainResult]:
+    """Train ``model`` on ``data.train_x``/``train_y`` with Adam and cross-entropy on logits.
+
+    A random ``val_fraction`` of the training data (fixed by ``seed``) is held out. After each
+    epoch the validation loss is measured; training stops once it has not improved for
+    ``patience`` epochs, and the weights of the best epoch are restored. Shuffling, the split
+    and dropout are all seeded, so on CPU two runs with the same arguments give identical weights.
+
+    Args:
+        model: Any classifier mapping ``(B, *data.input_shape)`` to logits ``(B, num_classes)``.
+        data: The data set; its test split is only used to report ``test_accuracy``.
+        epochs: Maximum number of passes over the training split.
+        batch_size, lr, weight_decay: Mini-batch size and Adam settings.
+        val_fraction: Share of the training data held out for early stopping, in (0, 1).
+        patience: Epochs without validation-loss improvement before stopping.
+        seed: Seed for the split, the batch order and dropout.
+        progress: Show tqdm progress bars.
+
+    Returns:
+        ``(model, result)``: the same model object, now in eval mode with the best weights,
+        and a :class:`TrainResult`.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if epochs < 1 or patience < 1 or batch_size < 1:
+        raise ValueError("epochs, patience and batch_size must be positive")
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data.train_y), generator=generator)
+    n_val = max(1, round(val_fraction * len(order)))
+    val_x, val_y = data.train_x[order[:n_val]], data.train_y[order[:n_val]]
+    fit_x, fit_y = data.train_x[order[n_val:]], data.train_y[order[n_val:]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    history: list[EpochRecord] = []
+    best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
+    epochs_bar = tqdm(range(1, epochs + 1), desc=f"train {type(model).__name__}", unit="epoch", disable=not progress)
+    for epoch in epochs_bar:
+        train_loss, train_accuracy = _train_epoch(model, optimizer, fit_x, fit_y, batch_size, generator, progress)
+        val_loss, val_accuracy = _evaluate(model, val_x, val_y)
+        history.append(EpochRecord(epoch, train_loss, train_accuracy, val_loss, val_accuracy))
+        epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+        if val_loss < best_loss:
+            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    epochs_bar.close()
+
+    model.load_state_dict(best_state)
+    model.eval()
+    result = TrainResult(
+        history=tuple(history),
+        best_epoch=best_epoch,
+        val_accuracy=history[best_epoch - 1].val_accuracy,
+        test_accuracy=accuracy(model, data.test_x, data.test_y),
+        majority_rate=data.majority_rate(),
+        stopped_early=len(history) < epochs,
+        seconds=time.perf_counter() - start,
+    )
+    return model, result
+
+
+def train_or_load(
+    name: str,
+    factory: Callable[[], nn.Module],
+    data: Dataset,
+    *,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    **train_options: Any,
+) -> tuple[nn.Module, TrainResult]:
+    """A trained model from the cache, training and caching it first if needed.
+
+    ``factory()`` is called after ``torch.manual_seed(seed)``, so initial weights are seeded too.
+    The cache entry is keyed by ``name`` plus a hash of the architecture (the model's ``repr``
+    and parameter shapes), the data (a digest of all four tensors and the class names), ``seed``
+    and ``train_options``; change any of them and the model is retrained.
+
+    Args:
+        name: Readable prefix of the cache files, e.g. ``"digits-mlp"``.
+        factory: Builds the untrained model, e.g. ``lambda: mnist_mlp((1, 8, 8), 10)``.
+        data: The data set to train on.
+        seed: Seed for the initial weights and for :func:`train`.
+        cache: Cache directory; default :func:`gradattr.cache.cache_dir`.
+        retrain: Train even if a cached entry exists (and overwrite it).
+        progress: Show progress bars while training.
+        train_options: Passed on to :func:`train` (``epochs``, ``lr``, ...).
+
+    Returns:
+        ``(model, result)`` with the model in eval mode. ``result`` is the stored
+        :class:`TrainResult` of the run that produced the weights.
+    """
+    torch.manual_seed(seed)
+    model = factory()
+    directory = Path(cache) if cache is not None else cache_dir()
+    stem = f"{_slug(name)}-{_config_hash(model, data, seed, train_options)}"
+    weights, record = directory / f"{stem}.pt", directory / f"{stem}.json"
+    if not retrain and weights.is_file() and record.is_file():
+        load_checkpoint(model, weights)
+        return model.eval(), TrainResult.from_json(record.read_text(encoding="utf-8"))
+    model, result = train(model, data, seed=seed, progress=progress, **train_options)
+    save_checkpoint(model, weights)
+    record.write_text(result.to_json(), encoding="utf-8")
+    return model, result
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    progress: bool,
+) -> tuple[float, float]:
+    model.train()
+    order = torch.randperm(len(y), generator=generator)
+    total_loss, correct = 0.0, 0
+    for start in tqdm(
+        range(0, len(order), batch_size), desc="batches", unit="batch", leave=False, disable=not progress
+    ):
+        index = order[start : start + batch_size]
+        logits = model(x[index])
+        loss = F.cross_entropy(logits, y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.argmax(dim=1) == y[index]).sum())
+    return total_loss / len(y), correct / len(y)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
+        total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    model.train(was_training)
+    return total_loss / max(len(y), 1), correct / max(len(y), 1)
+
+
+def _config_hash(model: nn.Module, data: Dataset, seed: int, train_options: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    config = {
+        "model": repr(model),
+        "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
+        "data": data.name,
+        "classes": list(data.class_names),
+        "seed": seed,
+        "train": {k: repr(v) for k, v in sorted(train_options.items())},
+    }
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        digest.update(np.ascontiguousarray(tensor.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    if not slug:
+        raise ValueError(f"name {name!r} has no usable characters for a file name")
+    return slug
