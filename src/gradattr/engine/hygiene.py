@@ -14,8 +14,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-
-_MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.AlphaDropout)
+_MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 """Layers whose forward differs between training and eval mode."""
 
 

@@ -84,6 +84,8 @@ def attribute(
         ValueError / TypeError / IndexError: invalid arguments, with what was expected.
         UnsupportedOperationError: a modified-gradient method met an op it has no correct rule for.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in _REGISTRY:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     spec = _REGISTRY[method]

@@ -267,8 +267,6 @@ def build_problem(
     layer: str | nn.Module | None = None,
 ) -> AttributionProblem:
     """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model_inputs = as_tuple(inputs)
     returns_tuple = isinstance(inputs, (tuple, list))
     if layer is None:

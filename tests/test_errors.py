@@ -1,0 +1,108 @@
+"""Bad input gets a clear error that says what was expected."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import gradattr
+
+
+@pytest.fixture
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+
+
+X = torch.randn(5, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"method": "lrp"}, ValueError, "unknown method 'lrp'; choose one of saliency"),
+        ({"method": "deeplift", "steps": 3}, TypeError, "deeplift got unknown option.*steps; its options are: strict"),
+        ({"target": 3}, IndexError, "target 3 is out of range: the model has 3 output"),
+        ({"target": -1}, IndexError, "target -1 is out of range"),
+        ({"target": torch.tensor([0, 1, 2, 0, 3])}, IndexError, "target 3 is out of range"),
+        ({"target": [0, 1]}, ValueError, r"target has shape \(2,\); expected one class index per sample \(5,\)"),
+        ({"target": torch.zeros(5)}, TypeError, "integer class indices"),
+        ({"target": True}, TypeError, "not a bool"),
+        ({"baseline": torch.zeros(3)}, ValueError, r"baseline of shape \(3,\) does not broadcast.*\(5, 4\)"),
+        ({"baseline": float("nan")}, ValueError, "baseline is nan"),
+        ({"baseline": torch.tensor([0.0, float("inf"), 0, 0])}, ValueError, "baseline contains 1 NaN or infinite"),
+        ({"method": "integrated_gradients", "steps": 0}, ValueError, "steps must be an int >= 1"),
+        ({"method": "integrated_gradients", "steps": 2.5}, ValueError, "steps must be an int >= 1"),
+        ({"method": "epsilon_lrp", "epsilon": 0.0}, ValueError, "epsilon must be a number > 0"),
+        ({"method": "epsilon_lrp", "epsilon": -1e-3}, ValueError, "epsilon must be a number > 0"),
+        ({"method": "occlusion", "window": 5}, ValueError, r"occlusion window \(5,\) is larger than the features"),
+        ({"method": "occlusion", "window": 0}, ValueError, "window must be a positive int"),
+        ({"method": "occlusion", "stride": (1, 1)}, ValueError, "has more dimensions than the features"),
+        ({"method": "saliency", "baseline": 0.5}, ValueError, "saliency does not use a baseline"),
+        ({"method": "integrated_gradients", "batch_size": 0}, ValueError, "batch_size must be a positive int"),
+        ({"layer": "encoder"}, ValueError, "model has no submodule 'encoder'; its submodules are: 0, 1, 2"),
+    ],
+)
+def test_bad_arguments(model: nn.Module, kwargs: dict, error: type[Exception], pattern: str) -> None:
+    arguments = {"method": "deeplift", "target": 0, **kwargs}
+    with pytest.raises(error, match=pattern):
+        gradattr.attribute(model, X, **arguments)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_inputs(model: nn.Module, bad: float) -> None:
+    x = X.clone()
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match="inputs contains 1 NaN or infinite value"):
+        gradattr.attribute(model, x, target=0)
+
+
+def test_integer_inputs_point_to_layer_attribution(model: nn.Module) -> None:
+    with pytest.raises(TypeError, match=r"floating inputs.*layer='embedding'"):
+        gradattr.attribute(model, torch.ones(5, 4, dtype=torch.long), target=0)
+
+
+def test_inputs_of_different_batch_sizes() -> None:
+    class Two(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a.sum(1, keepdim=True) + b.sum(1, keepdim=True)
+
+    with pytest.raises(ValueError, match=r"inputs\[1\] has batch size 3, inputs\[0\] has 2"):
+        gradattr.attribute(Two(), (torch.ones(2, 3), torch.ones(3, 3)))
+
+
+def test_dtype_mismatch_between_model_and_inputs(model: nn.Module) -> None:
+    with pytest.raises(ValueError, match=r"model parameters are torch.float32, inputs are torch.float64"):
+        gradattr.attribute(model, X.double(), target=0)
+
+
+def test_model_returning_a_tuple_or_a_map() -> None:
+    class Pair(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    class Map(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(x.shape[0], 2, 2)
+
+    with pytest.raises(TypeError, match="returned tuple"):
+        gradattr.attribute(Pair(), X, method="saliency")
+    with pytest.raises(ValueError, match=r"model output has shape \(5, 2, 2\)"):
+        gradattr.attribute(Map(), X, method="saliency")
+
+
+def test_non_module_model() -> None:
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
+        gradattr.attribute(lambda x: x, X)  # type: ignore[arg-type]
+
+
+def test_single_output_model_and_argmax_target(model: nn.Module) -> None:
+    single = nn.Linear(4, 1)
+    r = gradattr.attribute(single, X, method="gradient_x_input")
+    torch.testing.assert_close(r, X * single.weight.detach())
+    argmax = model(X).argmax(1)
+    for method in gradattr.METHODS:
+        torch.testing.assert_close(
+            gradattr.attribute(model, X, method=method), gradattr.attribute(model, X, method=method, target=argmax)
+        )

@@ -1,0 +1,131 @@
+"""The user's model comes out exactly as it went in: after normal calls and after calls that raise."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import gradattr
+
+pytestmark = pytest.mark.filterwarnings("ignore:Dirty is in training mode:UserWarning")
+
+
+class Dirty(nn.Module):
+    """Dropout and batch-norm in training mode, a frozen layer, a pre-existing .grad, a user hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.bn = nn.BatchNorm1d(8)
+        self.drop = nn.Dropout(0.5)
+        self.frozen = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+        self.frozen.requires_grad_(False)
+        self.fc.weight.grad = torch.full_like(self.fc.weight, 0.25)
+        self.hook_calls = 0
+        self.head.register_forward_hook(self._count)
+        self.explode = False
+
+    def _count(self, *_: object) -> None:
+        self.hook_calls += 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.bn(self.fc(x)))
+        h = torch.tanh(self.frozen(self.drop(h)))
+        if self.explode:
+            h = F.softmax(h, dim=1)
+        return self.head(h)
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "training": {name: m.training for name, m in model.named_modules()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "grad": {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()},
+        "hooks": {
+            name: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for name, m in model.named_modules()
+        },
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["hooks"] == before["hooks"]
+    assert before["state"].keys() == after["state"].keys()
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), key  # bit-identical, running stats included
+    for key, grad in before["grad"].items():
+        assert (grad is None and after["grad"][key] is None) or torch.equal(grad, after["grad"][key]), key
+    assert torch._C._len_torch_function_stack() == 0
+
+
+@pytest.mark.parametrize("method", gradattr.METHODS)
+def test_normal_call_restores_everything_and_warns_about_training_mode(method: str) -> None:
+    model = Dirty()
+    before = snapshot(model)
+    x = torch.randn(5, 6)
+    x_before = x.clone()
+    with pytest.warns(UserWarning, match="training mode"):
+        first = gradattr.attribute(model, x, method=method, target=1)
+    assert_unchanged(model, before)
+    assert torch.equal(x, x_before)
+    second = gradattr.attribute(model, x, method=method, target=1)
+    torch.testing.assert_close(first, second)  # eval mode: deterministic despite dropout
+    assert model.hook_calls > 0  # the user's own hook still runs
+
+
+@pytest.mark.parametrize("method", ["epsilon_lrp", "deeplift"])
+def test_raising_mid_forward_restores_everything(method: str) -> None:
+    model = Dirty()
+    model.explode = True
+    before = snapshot(model)
+    with pytest.raises(gradattr.engine.UnsupportedOperationError):
+        gradattr.attribute(model, torch.randn(4, 6), method=method, target=0)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"target": 7}, IndexError),
+        ({"target": [0, 1]}, ValueError),
+        ({"method": "integrated_gradients", "steps": 0}, ValueError),
+        ({"method": "nope"}, ValueError),
+    ],
+)
+def test_bad_arguments_restore_everything(kwargs: dict, error: type[Exception]) -> None:
+    model = Dirty()
+    before = snapshot(model)
+    arguments = {"method": "deeplift", "target": 0, **kwargs}
+    with pytest.raises(error):
+        gradattr.attribute(model, torch.randn(4, 6), **arguments)
+    assert_unchanged(model, before)
+
+
+def test_layer_attribution_removes_its_hooks() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 2)).eval()
+    before = snapshot(model)
+    tokens = torch.randint(0, 10, (2, 3))
+    gradattr.attribute(model, tokens, method="deeplift", target=0, layer="0")
+    assert_unchanged(model, before)
+    with pytest.raises(IndexError):
+        gradattr.attribute(model, tokens, method="deeplift", target=5, layer="0")
+    assert_unchanged(model, before)
+
+
+def test_deepcopy_equivalence_after_many_calls() -> None:
+    """A model attributed many times computes exactly what an untouched copy computes."""
+    model = Dirty().eval()
+    twin = copy.deepcopy(model)
+    x = torch.randn(3, 6)
+    for method in gradattr.METHODS:
+        gradattr.attribute(model, x, method=method, target=2)
+    torch.testing.assert_close(model(x), twin(x), rtol=0, atol=0)
