@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from writers import write_idx
 
 from gradattr.data import DataFormatError, read_idx
-
-
-def write_idx(path: Path, array: np.ndarray, type_code: int = 0x08) -> Path:
-    """Write ``array`` as IDX (big-endian header + data), gzip-compressed when ``path`` ends in .gz."""
-    big_endian = array.astype(array.dtype.newbyteorder(">"))
-    payload = struct.pack(">HBB", 0, type_code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload += big_endian.tobytes()
-    if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(payload))
-    else:
-        path.write_bytes(payload)
-    return path
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

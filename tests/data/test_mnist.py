@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_idx import write_idx
+from writers import write_idx
 
 from gradattr.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataFormatError, load_fashion_mnist, load_mnist
 
