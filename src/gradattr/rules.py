@@ -25,14 +25,23 @@ from torch import Tensor
 ElementwiseFunction = Callable[[Tensor], Tensor]
 
 
+@dataclass(frozen=True)
+class Nonlinearity:
+    """One intercepted call of an elementwise nonlinearity: ``f`` bound to the call's other arguments.
+
+    ``rectifier`` marks f(z) = max(z, 0), for which rules may use cheaper closed forms.
+    """
+
+    f: ElementwiseFunction
+    rectifier: bool = False
+
+
 class Rule(Protocol):
     """A replacement for the chain rule's local derivative at an elementwise nonlinearity."""
 
     needs_reference: bool
 
-    def backward(
-        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
-    ) -> Tensor:
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)``; ``z_ref`` is the baseline's ``z``."""
         ...
 
@@ -46,16 +55,20 @@ def derivative(f: ElementwiseFunction, z: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Epsilon:
-    """eps-LRP (Ancona et al., Eq. 7; Bach et al. 2015): ``g(z) = f(z) / (z + eps * sign(z))``, sign(0)=+1."""
+    """eps-LRP (Ancona et al., Eq. 7; Bach et al. 2015): ``g(z) = f(z) / (z + eps * sign(z))``, sign(0)=+1.
+
+    For a rectifier f(z) = max(z, 0) this is ``out / (out + eps)`` (0 where z <= 0), which needs no ``z``.
+    """
 
     epsilon: float = 1e-4
     needs_reference: bool = False
 
-    def backward(
-        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
-    ) -> Tensor:
-        stabilised = z + self.epsilon * torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
-        return grad_out * out / stabilised
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+        if op.rectifier:
+            return grad_out * out / (out + self.epsilon)
+        stabiliser = torch.sign(z).mul_(self.epsilon)
+        stabiliser.masked_fill_(z == 0, self.epsilon)  # sign(0) := +1
+        return grad_out * out / stabiliser.add_(z)
 
 
 @dataclass(frozen=True)
@@ -69,13 +82,11 @@ class Rescale:
     threshold: float = 1e-5
     needs_reference: bool = True
 
-    def backward(
-        self, f: ElementwiseFunction, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor
-    ) -> Tensor:
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
-        close = delta_in.abs() <= self.threshold
-        multiplier = (out - f(z_ref)) / torch.where(close, torch.ones_like(delta_in), delta_in)
+        multiplier = (out - op.f(z_ref)).div_(delta_in)
+        close = delta_in.abs_() <= self.threshold
         if bool(close.any()):
-            multiplier = torch.where(close, derivative(f, (z + z_ref) / 2), multiplier)
-        return grad_out * multiplier
+            multiplier = torch.where(close, derivative(op.f, (z + z_ref) / 2), multiplier)
+        return multiplier.mul_(grad_out)

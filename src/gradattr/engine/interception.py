@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from gradattr.engine import ops
-from gradattr.rules import ElementwiseFunction, Rule
+from gradattr.rules import Nonlinearity, Rule
 
 
 class UnsupportedOperationError(RuntimeError):
@@ -50,11 +50,11 @@ class _RuleFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, z: Tensor, f: ElementwiseFunction, rule: Rule, z_ref: Tensor | None, inplace: bool
+        ctx: Any, z: Tensor, op: Nonlinearity, rule: Rule, z_ref: Tensor | None, inplace: bool
     ) -> Tensor:
         z_in = z.clone() if inplace else z
-        out = f(z_in)
-        ctx.f, ctx.rule, ctx.z_ref = f, rule, z_ref
+        out = op.f(z_in)
+        ctx.op, ctx.rule, ctx.z_ref = op, rule, z_ref
         if inplace:
             z.copy_(out)
             ctx.mark_dirty(z)
@@ -66,7 +66,7 @@ class _RuleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         z, out = ctx.saved_tensors
-        return ctx.rule.backward(ctx.f, z, out, ctx.z_ref, grad_out), None, None, None, None
+        return ctx.rule.backward(ctx.op, z, out, ctx.z_ref, grad_out), None, None, None, None
 
 
 def _depends(value: Any) -> bool:
@@ -183,7 +183,7 @@ class RuleMode(_InterceptingMode):
             return func(*args, **kwargs)
         z_ref = self._reference(name, z) if self.references is not None else None
         self.calls += 1
-        return _RuleFunction.apply(z, f, self.rule, z_ref, inplace)
+        return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier), self.rule, z_ref, inplace)
 
     def _reference(self, name: str, z: Tensor) -> Tensor:
         assert self.references is not None

@@ -35,12 +35,14 @@ class Elementwise:
     """An elementwise nonlinearity ``f``; ``function`` computes it out of place.
 
     ``always_inplace``: the op writes its result into its input (``relu_``); ``inplace_position``: index of
-    a positional ``inplace`` flag (``F.elu(x, 1.0, True)``), which may also come as a keyword.
+    a positional ``inplace`` flag (``F.elu(x, 1.0, True)``), which may also come as a keyword;
+    ``rectifier``: f(z) = max(z, 0).
     """
 
     function: Callable[..., Tensor]
     always_inplace: bool = False
     inplace_position: int | None = None
+    rectifier: bool = False
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Tensor, Callable[[Tensor], Tensor], bool]:
         """Split a call into ``(z, f, inplace)`` with ``f(z)`` the out-of-place result of the call."""
@@ -93,9 +95,9 @@ def _elementwise_table() -> dict[str, Elementwise]:
         for name in names.split():
             table[name] = Elementwise(function, **kw)
 
-    add("torch.relu torch.Tensor.relu", torch.relu)
-    add("torch.relu_ torch.Tensor.relu_ torch.nn.functional.relu_", torch.relu, always_inplace=True)
-    add("torch.nn.functional.relu", F.relu, inplace_position=1)
+    add("torch.relu torch.Tensor.relu", torch.relu, rectifier=True)
+    add("torch.relu_ torch.Tensor.relu_ torch.nn.functional.relu_", torch.relu, always_inplace=True, rectifier=True)
+    add("torch.nn.functional.relu", F.relu, inplace_position=1, rectifier=True)
     add("torch.nn.functional.relu6", F.relu6, inplace_position=1)
     add("torch.nn.functional.leaky_relu", F.leaky_relu, inplace_position=2)
     add("torch.nn.functional.leaky_relu_", F.leaky_relu, always_inplace=True)
