@@ -263,3 +263,20 @@ def test_float32_and_float64_inputs_keep_their_dtype() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 assert gradattr.attribute(model, x, method=method, target=0).dtype == dtype
+
+
+class NearlyConstantUnit(nn.Module):
+    """One tanh unit whose input moves by only 2e-7 between the baseline and the input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 3 * torch.tanh(x[:, :1] + 1e-7 * x[:, 1:])
+
+
+def test_rescale_uses_the_midpoint_derivative_where_the_input_barely_moves() -> None:
+    """|z - z̄| <= 1e-5: the multiplier is f'((z + z̄)/2) instead of a quotient of rounding errors."""
+    x = torch.tensor([[0.5, 2.0]], dtype=torch.float64)
+    baseline = torch.tensor([[0.5, 0.0]], dtype=torch.float64)
+    r = gradattr.attribute(NearlyConstantUnit(), x, method="deeplift", baseline=baseline)
+    slope = 1 - torch.tanh(torch.tensor(0.5 + 1e-7, dtype=torch.float64)) ** 2
+    expected = torch.tensor([[0.0, 3 * 2e-7 * float(slope)]], dtype=torch.float64)
+    torch.testing.assert_close(r, expected, rtol=1e-9, atol=0)

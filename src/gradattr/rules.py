@@ -88,5 +88,7 @@ class Rescale:
         multiplier = (out - op.f(z_ref)).div_(delta_in)
         close = delta_in.abs_() <= self.threshold
         if bool(close.any()):
-            multiplier = torch.where(close, derivative(op.f, (z + z_ref) / 2), multiplier)
+            midpoint = (z + z_ref) / 2
+            slope = (midpoint > 0).to(z.dtype) if op.rectifier else derivative(op.f, midpoint)
+            multiplier = torch.where(close, slope, multiplier)
         return multiplier.mul_(grad_out)

@@ -22,7 +22,11 @@ Baseline = float | Tensor | tuple[float | Tensor | None, ...] | None
 
 
 def _check_finite(name: str, tensor: Tensor) -> None:
-    if not torch.isfinite(tensor).all():
+    """NaN/inf check in one reduction pass (min and max propagate NaN)."""
+    if tensor.numel() == 0:
+        return
+    low, high = torch.aminmax(tensor.detach())
+    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); attributions would be meaningless")
 
