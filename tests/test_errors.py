@@ -106,3 +106,17 @@ def test_single_output_model_and_argmax_target(model: nn.Module) -> None:
         torch.testing.assert_close(
             gradattr.attribute(model, X, method=method), gradattr.attribute(model, X, method=method, target=argmax)
         )
+
+
+def test_layer_called_twice_is_refused() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.fc(self.fc(x)))
+
+    with pytest.raises(ValueError, match="called more than once per forward pass"):
+        gradattr.attribute(Twice(), X, method="gradient_x_input", target=0, layer="fc")

@@ -217,11 +217,23 @@ def _rows(value: Any, index: Tensor) -> Any:
     return value[index] if isinstance(value, Tensor) and value.dim() > 0 else value
 
 
+_REUSED_LAYER = (
+    "the attributed layer is called more than once per forward pass, so its output is not one tensor; "
+    "attribute a layer that runs once (or the inputs)"
+)
+
+
 @contextmanager
 def _replaced_output(layer: nn.Module, replacement: Tensor) -> Iterator[None]:
     """While active, ``layer`` returns ``replacement`` (the attributed tensor) instead of its own output."""
 
+    calls = 0
+
     def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ValueError(_REUSED_LAYER)
         if not isinstance(output, Tensor) or output.shape != replacement.shape:
             shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
             raise ValueError(f"layer output {shape} does not match the attributed tensor {tuple(replacement.shape)}")
@@ -248,8 +260,9 @@ def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, .
     captured: list[Tensor] = []
 
     def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if not captured:
-            captured.append(output)
+        if captured:
+            raise ValueError(_REUSED_LAYER)
+        captured.append(output)
 
     handle = layer.register_forward_hook(hook)
     try:
