@@ -15,7 +15,6 @@ Usage: python benchmarks/bench_core.py [--quick] [--threads N]
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import platform
 import warnings
@@ -77,9 +76,7 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: Tensor) -> Tensor:
         """Residual block forward."""
@@ -154,10 +151,13 @@ def quiet(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
     return run
 
 
-def gradattr_accepts(option: str) -> bool:
-    """Whether ``gradattr.attribute`` documents ``option`` (e.g. ``batch_size``) in its signature/doc."""
-    doc = (gradattr.attribute.__doc__ or "") + str(inspect.signature(gradattr.attribute))
-    return option in doc
+def gradattr_accepts(method: str, option: str, value: Any) -> bool:
+    """Whether ``gradattr.attribute(..., method=method, option=value)`` is accepted (probe on a tiny model)."""
+    try:
+        gradattr.attribute(nn.Linear(2, 2), torch.ones(1, 2), method=method, target=0, **{option: value})
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -217,7 +217,7 @@ def run_workload(work: Workload, quick: bool) -> tuple[float, list[Row]]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)
 
     ig_opts: dict[str, Any] = {"steps": IG_STEPS}
-    if gradattr_accepts("batch_size"):
+    if gradattr_accepts("integrated_gradients", "batch_size", IG_INTERNAL_BATCH):
         ig_opts["batch_size"] = IG_INTERNAL_BATCH
 
     rows = [
@@ -274,9 +274,7 @@ def run_workload(work: Workload, quick: bool) -> tuple[float, list[Row]]:
     return floor_s, rows
 
 
-def occlusion_row(
-    model: nn.Module, x: Tensor, target: Tensor, window: tuple[int, ...], min_run_time: float
-) -> Row:
+def occlusion_row(model: nn.Module, x: Tensor, target: Tensor, window: tuple[int, ...], min_run_time: float) -> Row:
     """Occlusion with window = stride; Captum timed at each perturbations_per_eval, fastest reported.
 
     Compared numerically after converting Captum's per-count average to SPEC's per-window-size spread;
@@ -341,10 +339,7 @@ def fmt_ms(seconds: float | None) -> str:
 def print_table(work: Workload, floor_s: float, rows: list[Row]) -> None:
     """One model's table followed by its targets."""
     print(f"\n== {work.name}  (batch {BATCH}, input {work.shape})  floor = {1e3 * floor_s:.2f} ms")
-    header = (
-        f"{'method':<26}{'gradattr ms':>12}{'x floor':>9}{'Captum ms':>12}{'ours/Captum':>13}"
-        f"  {'max|Δ|':>9}  note"
-    )
+    header = f"{'method':<26}{'gradattr ms':>12}{'x floor':>9}{'Captum ms':>12}{'ours/Captum':>13}  {'max|Δ|':>9}  note"
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -366,11 +361,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ig_batch_note = (
+        "also gradattr batch_size"
+        if gradattr_accepts("integrated_gradients", "batch_size", IG_INTERNAL_BATCH)
+        else "Captum only; gradattr default"
+    )
     print(
         f"gradattr bench_core | torch {torch.__version__} | captum {captum.__version__} | "
         f"{platform.processor() or platform.machine()} | torch threads = {torch.get_num_threads()} | "
         f"float32 | IG internal batch {IG_INTERNAL_BATCH} "
-        f"({'also gradattr' if gradattr_accepts('batch_size') else 'Captum only; gradattr default'})"
+        f"({ig_batch_note})"
     )
     for work in WORKLOADS:
         floor_s, rows = run_workload(work, args.quick)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from torch import Tensor, nn
@@ -30,7 +31,7 @@ class Method:
     function: Callable[..., tuple[Tensor, ...]]
     uses_baseline: bool
 
-    @property
+    @cached_property
     def options(self) -> dict[str, Any]:
         """The method's options and their defaults, from its keyword-only parameters."""
         parameters = inspect.signature(self.function).parameters.values()
