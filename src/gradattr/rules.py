@@ -29,11 +29,17 @@ ElementwiseFunction = Callable[[Tensor], Tensor]
 class Nonlinearity:
     """One intercepted call of an elementwise nonlinearity: ``f`` bound to the call's other arguments.
 
-    ``rectifier`` marks f(z) = max(z, 0), for which rules may use cheaper closed forms.
+    ``rectifier`` marks f(z) = max(z, 0), for which rules may use cheaper closed forms; ``pointwise`` says
+    ``f`` may be applied to any subset of the elements (its other arguments hold no tensors).
     """
 
     f: ElementwiseFunction
     rectifier: bool = False
+    pointwise: bool = True
+
+    def slope(self, z: Tensor) -> Tensor:
+        """``f'(z)``."""
+        return (z > 0).to(z.dtype) if self.rectifier else derivative(self.f, z)
 
 
 class Rule(Protocol):
@@ -65,10 +71,12 @@ class Epsilon:
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         if op.rectifier:
-            return grad_out * out / (out + self.epsilon)
-        stabiliser = torch.sign(z).mul_(self.epsilon)
-        stabiliser.masked_fill_(z == 0, self.epsilon)  # sign(0) := +1
-        return grad_out * out / stabiliser.add_(z)
+            denominator = out + self.epsilon
+        else:
+            denominator = torch.sign(z).mul_(self.epsilon)
+            denominator.masked_fill_(z == 0, self.epsilon)  # sign(0) := +1
+            denominator.add_(z)
+        return torch.div(out, denominator, out=denominator).mul_(grad_out)
 
 
 @dataclass(frozen=True)
@@ -86,9 +94,11 @@ class Rescale:
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
         multiplier = (out - op.f(z_ref)).div_(delta_in)
-        close = delta_in.abs_() <= self.threshold
-        if bool(close.any()):
-            midpoint = (z + z_ref) / 2
-            slope = (midpoint > 0).to(z.dtype) if op.rectifier else derivative(op.f, midpoint)
-            multiplier = torch.where(close, slope, multiplier)
+        close = (delta_in.abs_() <= self.threshold).nonzero(as_tuple=True)
+        if close[0].numel():
+            if op.pointwise:  # f' at the few close elements only
+                midpoint = (z[close] + z_ref.expand_as(z)[close]) / 2
+                multiplier[close] = op.slope(midpoint)
+            else:
+                multiplier[close] = op.slope((z + z_ref) / 2)[close]
         return multiplier.mul_(grad_out)

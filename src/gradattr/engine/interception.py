@@ -160,7 +160,7 @@ class RecordingMode(_InterceptingMode):
     def nonlinearity(
         self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        z, _, _ = entry.bind(args, kwargs)
+        z, _, _, _ = entry.bind(args, kwargs)
         if z.requires_grad:
             self.references.append(Reference(name, z.detach().clone()))
         return func(*args, **kwargs)
@@ -178,12 +178,12 @@ class RuleMode(_InterceptingMode):
     def nonlinearity(
         self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        z, f, inplace = entry.bind(args, kwargs)
+        z, f, inplace, pointwise = entry.bind(args, kwargs)
         if not z.requires_grad:
             return func(*args, **kwargs)
         z_ref = self._reference(name, z) if self.references is not None else None
         self.calls += 1
-        return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier), self.rule, z_ref, inplace)
+        return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier, pointwise), self.rule, z_ref, inplace)
 
     def _reference(self, name: str, z: Tensor) -> Tensor:
         assert self.references is not None

@@ -44,8 +44,11 @@ class Elementwise:
     inplace_position: int | None = None
     rectifier: bool = False
 
-    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Tensor, Callable[[Tensor], Tensor], bool]:
-        """Split a call into ``(z, f, inplace)`` with ``f(z)`` the out-of-place result of the call."""
+    def bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Tensor, Callable[[Tensor], Tensor], bool, bool]:
+        """Split a call into ``(z, f, inplace, pointwise)``: ``f(z)`` is the call's out-of-place result;
+        ``pointwise``: no other argument is a tensor, so ``f`` applies to any subset of ``z``'s elements."""
         rest = list(args)
         options = dict(kwargs)
         inplace = self.always_inplace
@@ -57,11 +60,12 @@ class Elementwise:
         if z is None:
             z = options.pop("self")
         function = self.function
+        pointwise = not any(isinstance(a, Tensor) for a in (*rest, *options.values()))
 
         def f(t: Tensor) -> Tensor:
             return function(t, *rest, **options)
 
-        return z, f, inplace
+        return z, f, inplace, pointwise
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def integrated_gradients(
     totals = [torch.zeros_like(x) for x in problem.inputs]
     per_chunk = copies_per_chunk(problem.inputs, batch_size)
     for first in range(1, steps + 1, per_chunk):
-        alphas = torch.arange(first, min(first + per_chunk, steps + 1), device=deltas[0].device) / steps
+        stop = min(first + per_chunk, steps + 1)
+        alphas = torch.arange(first, stop, dtype=deltas[0].dtype, device=deltas[0].device) / steps
         points = tuple(
             (b + alphas.to(d.dtype).view(-1, *[1] * d.dim()) * d).reshape(-1, *d.shape[1:])
             for b, d in zip(problem.baselines, deltas, strict=True)
