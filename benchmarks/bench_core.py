@@ -5,6 +5,12 @@ gradient method can cost. For every model the table prints, per method: gradattr
 ratio to the floor, Captum's median time, gradattr/Captum, and max|gradattr - Captum| where the two
 compute the same quantity (a check that the timed calls do the same work).
 
+Timing (``Timing``): one untimed warm-up call each, then rounds of floor, gradattr, Captum, one after
+the other (ms-scale methods: >= 10 rounds and >= 1 s; IG and occlusion: 3 rounds, floor averaged over 5
+calls; ``--quick``: 5 rounds / 0.3 s and 1 round). Times are medians; ratios (x floor, ours/Captum) are
+medians of per-round ratios, so load from other processes affects both sides alike. ``torch`` threads are
+fixed (default 1) and printed with the load average; re-run when the load is high.
+
 Targets (from the issue), marked PASS/MISS per model:
   Gradient*Input, eps-LRP, DeepLIFT <= 1.3 x floor;  IG(50) <= 1.1 x 50 x floor;
   Occlusion faster than Captum's Occlusion;  DeepLIFT >= 2x faster than Captum's DeepLift on the CNN.
@@ -16,7 +22,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
+import statistics
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,13 +35,12 @@ import captum
 import torch
 from captum.attr import LRP, DeepLift, InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import Tensor, nn
-from torch.utils import benchmark
 
 import gradattr
 
 BATCH = 64
 IG_STEPS = 50
-IG_INTERNAL_BATCH = 8 * BATCH  # samples per forward for Captum IG (and gradattr, if it takes batch_size)
+CAPTUM_IG_INTERNAL_BATCH = BATCH  # rows per forward for Captum IG; gradattr runs with its default chunking
 CAPTUM_OCCLUSION_BATCHES = (1, 16)  # Captum perturbations_per_eval tried; the faster one is reported
 
 
@@ -122,7 +130,7 @@ class Workload:
 
 
 WORKLOADS = (
-    Workload("MLP 784-512-512-10", mnist_mlp, (784,), ((16,), (1,))),
+    Workload("MLP 784-512-512-10", mnist_mlp, (784,), ((16,), (1,))),  # (1,): Occlusion-1
     Workload("CNN 2conv+2fc", mnist_cnn, (1, 28, 28), ((1, 4, 4),)),
     Workload("ResNet-like 3x32x32", small_resnet, (3, 32, 32), ((3, 4, 4),)),
 )
@@ -133,11 +141,38 @@ WORKLOADS = (
 # --------------------------------------------------------------------------------------------------
 
 
-def median_seconds(fn: Callable[[], Any], min_run_time: float) -> float:
-    """Median time of ``fn()`` after one warm-up call (torch.utils.benchmark, current thread count)."""
-    fn()
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
+@dataclass(frozen=True)
+class Timing:
+    """Round-robin timing: after one untimed warm-up call each, every round runs the floor ``floor_calls``
+    times and then each contender once; rounds repeat until ``min_run_time`` seconds and ``min_rounds``.
+
+    Ratios are medians of per-round ratios, so a burst of load from other processes hits both sides of a
+    ratio alike.
+    """
+
+    min_run_time: float
+    min_rounds: int
+    floor_calls: int
+
+    def rounds(
+        self, floor: Callable[[], Tensor], contenders: dict[str, Callable[[], Tensor]]
+    ) -> tuple[list[float], dict[str, list[float]], dict[str, Tensor]]:
+        """(floor seconds per round, contender seconds per round, warm-up outputs)."""
+        floor()
+        outputs = {name: fn().detach() for name, fn in contenders.items()}
+        floors: list[float] = []
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        start = time.perf_counter()
+        while len(floors) < self.min_rounds or time.perf_counter() - start < self.min_run_time:
+            t0 = time.perf_counter()
+            for _ in range(self.floor_calls):
+                floor()
+            floors.append((time.perf_counter() - t0) / self.floor_calls)
+            for name, fn in contenders.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+        return floors, times, outputs
 
 
 def quiet(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
@@ -151,50 +186,63 @@ def quiet(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
     return run
 
 
-def gradattr_accepts(method: str, option: str, value: Any) -> bool:
-    """Whether ``gradattr.attribute(..., method=method, option=value)`` is accepted (probe on a tiny model)."""
-    try:
-        gradattr.attribute(nn.Linear(2, 2), torch.ones(1, 2), method=method, target=0, **{option: value})
-    except (TypeError, ValueError):
-        return False
-    return True
+def paired_median(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of numerator / denominator."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator, strict=True))
 
 
 @dataclass
 class Row:
-    """One method's measurements (seconds); ``key`` is the gradattr method name."""
+    """One method's measurements: medians in seconds, ratios as medians of per-round ratios."""
 
-    key: str
+    key: str  # gradattr method name
     label: str
     ours: float
+    floor: float
+    over_floor: float
     captum: float | None = None
-    captum_note: str = ""
+    over_captum: float | None = None
+    note: str = ""
     max_diff: float | None = None
 
 
 def measure(
+    timing: Timing,
+    floor: Callable[[], Tensor],
+    key: str,
     ours: Callable[[], Tensor],
     theirs: Callable[[], Tensor],
-    min_run_time: float,
-    comparable: bool,
-    key: str,
+    convert: Callable[[Tensor], Tensor] | None = lambda t: t,
     label: str | None = None,
 ) -> Row:
-    """Time gradattr and Captum; record max|Δ| when both compute the same quantity."""
-    row = Row(key, label or key, ours=median_seconds(ours, min_run_time))
+    """Time gradattr and Captum against the floor. ``convert`` maps Captum's output onto gradattr's
+    definition for the max|Δ| column (``None``: the two compute different quantities, no column)."""
+    contenders = {"ours": ours}
+    note = ""
     try:
-        theirs_out = theirs()
+        quiet(theirs)()
+        contenders["theirs"] = theirs
     except Exception as exc:  # Captum rejecting a model is a result, not a crash
-        row.captum_note = f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:70]})"
-        return row
-    row.captum = median_seconds(theirs, min_run_time)
-    if comparable:
-        row.max_diff = (ours().detach() - theirs_out.detach()).abs().max().item()
+        note = f"Captum n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
+    floors, times, outputs = timing.rounds(floor, contenders)
+    row = Row(
+        key,
+        label or key,
+        ours=statistics.median(times["ours"]),
+        floor=statistics.median(floors),
+        over_floor=paired_median(times["ours"], floors),
+        note=note,
+    )
+    if "theirs" in times:
+        row.captum = statistics.median(times["theirs"])
+        row.over_captum = paired_median(times["ours"], times["theirs"])
+        if convert is not None:
+            row.max_diff = (outputs["ours"] - convert(outputs["theirs"])).abs().max().item()
     return row
 
 
-def run_workload(work: Workload, quick: bool) -> tuple[float, list[Row]]:
-    """Build the model, time the floor and every method; returns (floor seconds, rows)."""
+def run_workload(work: Workload, quick: bool) -> list[Row]:
+    """Build the model and time every method against the floor and Captum."""
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = work.build().eval()
@@ -204,53 +252,52 @@ def run_workload(work: Workload, quick: bool) -> tuple[float, list[Row]]:
     x = torch.randn((BATCH, *work.shape), generator=gen)
     target = torch.randint(0, 10, (BATCH,), generator=gen)
     zeros = torch.zeros_like(x)
-    min_run_time = 0.3 if quick else 1.0
+    fast = Timing(0.3, 5, 1) if quick else Timing(1.0, 10, 1)  # ms-scale methods
+    slow = Timing(0.0, 1, 3) if quick else Timing(0.0, 3, 5)  # IG, occlusion: seconds per call
 
     def floor() -> Tensor:
         xg = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
         return g
 
-    floor_s = median_seconds(floor, min_run_time)
-
     def ours(method: str, **opts: Any) -> Callable[[], Tensor]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)
 
-    ig_opts: dict[str, Any] = {"steps": IG_STEPS}
-    if gradattr_accepts("integrated_gradients", "batch_size", IG_INTERNAL_BATCH):
-        ig_opts["batch_size"] = IG_INTERNAL_BATCH
-
     rows = [
         measure(
-            ours("saliency"),
-            quiet(lambda: Saliency(model).attribute(x, target=target, abs=True)),
-            min_run_time,
-            True,
+            fast,
+            floor,
             "saliency",
+            ours("saliency"),
+            quiet(lambda: Saliency(model).attribute(x, target, abs=True)),
         ),
         measure(
-            ours("gradient_x_input"),
-            quiet(lambda: InputXGradient(model).attribute(x, target=target)),
-            min_run_time,
-            True,
+            fast,
+            floor,
             "gradient_x_input",
+            ours("gradient_x_input"),
+            quiet(lambda: InputXGradient(model).attribute(x, target)),
         ),
         measure(
-            ours("epsilon_lrp"),
-            quiet(lambda: LRP(model).attribute(x, target=target)),
-            min_run_time,
-            False,  # Captum's default rules put ε = 1e-9 on every layer, gradattr ε = 1e-4 on activations
+            fast,
+            floor,
             "epsilon_lrp",
+            ours("epsilon_lrp"),
+            quiet(lambda: LRP(model).attribute(x, target)),
+            convert=None,  # Captum's default rules: ε = 1e-9 on every layer; gradattr: ε = 1e-4 on activations
         ),
         measure(
+            fast,
+            floor,
+            "deeplift",
             ours("deeplift"),
             quiet(lambda: DeepLift(model).attribute(x, baselines=zeros, target=target)),
-            min_run_time,
-            True,
-            "deeplift",
         ),
         measure(
-            ours("integrated_gradients", **ig_opts),
+            slow,
+            floor,
+            "integrated_gradients",
+            ours("integrated_gradients", steps=IG_STEPS),
             quiet(
                 lambda: IntegratedGradients(model).attribute(
                     x,
@@ -258,47 +305,49 @@ def run_workload(work: Workload, quick: bool) -> tuple[float, list[Row]]:
                     target=target,
                     n_steps=IG_STEPS,
                     method="riemann_right",
-                    internal_batch_size=IG_INTERNAL_BATCH,
+                    internal_batch_size=CAPTUM_IG_INTERNAL_BATCH,
                 )
             ),
-            min_run_time,
-            True,
-            "integrated_gradients",
-            f"integrated_gradients({IG_STEPS})",
+            label=f"integrated_gradients({IG_STEPS})",
         ),
     ]
+    batches = CAPTUM_OCCLUSION_BATCHES[-1:] if quick else CAPTUM_OCCLUSION_BATCHES
     for window in work.occlusion_windows:
-        if quick and math.prod(window) == 1:
-            continue
-        rows.append(occlusion_row(model, x, target, window, min_run_time))
-    return floor_s, rows
+        rows.append(occlusion_row(slow, floor, model, x, target, window, batches))
+    return rows
 
 
-def occlusion_row(model: nn.Module, x: Tensor, target: Tensor, window: tuple[int, ...], min_run_time: float) -> Row:
-    """Occlusion with window = stride; Captum timed at each perturbations_per_eval, fastest reported.
+def occlusion_row(
+    timing: Timing,
+    floor: Callable[[], Tensor],
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    window: tuple[int, ...],
+    captum_batches: tuple[int, ...],
+) -> Row:
+    """Occlusion with window = stride; Captum timed at each perturbations_per_eval, the fastest reported.
 
-    Compared numerically after converting Captum's per-count average to SPEC's per-window-size spread;
-    with window = stride every feature is covered once, so gradattr = Captum / |window|.
+    With window = stride every feature is covered by exactly one window, so SPEC's spread over the window
+    is Captum's per-window drop divided by |window|: gradattr = Captum / |window|.
     """
-    label = "occlusion " + "x".join(map(str, window)) + "/" + "x".join(map(str, window))
-    ours = lambda: gradattr.attribute(  # noqa: E731
-        model, x, method="occlusion", target=target, window=window, stride=window
-    )
-    row = Row("occlusion", label, ours=median_seconds(ours, min_run_time))
-    best: tuple[float, int] | None = None
-    for ppe in CAPTUM_OCCLUSION_BATCHES:
+    size = math.prod(window)
+    label = "occlusion " + "x".join(map(str, window)) + " stride=window"
+
+    def ours() -> Tensor:
+        return gradattr.attribute(model, x, method="occlusion", target=target, window=window, stride=window)
+
+    rows = []
+    for ppe in captum_batches:
         theirs = quiet(
             lambda ppe=ppe: Occlusion(model).attribute(
                 x, target=target, sliding_window_shapes=window, strides=window, perturbations_per_eval=ppe
             )
         )
-        t = median_seconds(theirs, min_run_time)
-        if best is None or t < best[0]:
-            best = (t, ppe)
-            row.max_diff = (ours() - theirs() / math.prod(window)).abs().max().item()
-    assert best is not None
-    row.captum, row.captum_note = best[0], f"ppe={best[1]}"
-    return row
+        row = measure(timing, floor, "occlusion", ours, theirs, convert=lambda t: t / size, label=label)
+        row.note = f"Captum perturbations_per_eval={ppe}"
+        rows.append(row)
+    return min(rows, key=lambda r: r.captum if r.captum is not None else math.inf)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,70 +360,66 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def targets(work: Workload, floor_s: float, rows: list[Row]) -> list[str]:
-    """The issue's performance targets evaluated on one model."""
+def targets(work: Workload, rows: list[Row]) -> list[str]:
+    """The issue's performance targets evaluated on one model (paired ratios)."""
     by = {r.key: r for r in rows}
     lines = []
     for key in ("gradient_x_input", "epsilon_lrp", "deeplift"):
-        ratio = by[key].ours / floor_s
+        ratio = by[key].over_floor
         lines.append(f"  [{verdict(ratio <= 1.3)}] {key} <= 1.3 x floor: {ratio:.2f} x")
-    ig = by["integrated_gradients"].ours / (IG_STEPS * floor_s)
+    ig = by["integrated_gradients"].over_floor / IG_STEPS
     lines.append(f"  [{verdict(ig <= 1.1)}] IG({IG_STEPS}) <= 1.1 x {IG_STEPS} x floor: {ig:.2f} x")
     for row in rows:
-        if row.key == "occlusion" and row.captum is not None:
-            speedup = row.captum / row.ours
+        if row.key == "occlusion" and row.over_captum is not None:
+            speedup = 1 / row.over_captum
             lines.append(f"  [{verdict(speedup > 1)}] {row.label} faster than Captum: {speedup:.2f} x")
     dl = by["deeplift"]
-    if work.build is mnist_cnn and dl.captum is not None:
-        speedup = dl.captum / dl.ours
+    if work.build is mnist_cnn and dl.over_captum is not None:
+        speedup = 1 / dl.over_captum
         lines.append(f"  [{verdict(speedup >= 2)}] DeepLIFT >= 2x faster than Captum: {speedup:.2f} x")
     return lines
 
 
-def fmt_ms(seconds: float | None) -> str:
-    """Milliseconds, or a dash."""
-    return f"{'-':>10}" if seconds is None else f"{1e3 * seconds:10.2f}"
+def fmt(value: float | None, scale: float = 1.0, width: int = 10) -> str:
+    """Right-aligned number with two decimals, or a dash."""
+    return f"{'-':>{width}}" if value is None else f"{scale * value:{width}.2f}"
 
 
-def print_table(work: Workload, floor_s: float, rows: list[Row]) -> None:
+def print_table(work: Workload, rows: list[Row]) -> None:
     """One model's table followed by its targets."""
-    print(f"\n== {work.name}  (batch {BATCH}, input {work.shape})  floor = {1e3 * floor_s:.2f} ms")
-    header = f"{'method':<26}{'gradattr ms':>12}{'x floor':>9}{'Captum ms':>12}{'ours/Captum':>13}  {'max|Δ|':>9}  note"
+    floor_ms = 1e3 * statistics.median(r.floor for r in rows)
+    print(f"\n== {work.name}  (batch {BATCH}, input {work.shape})  floor = {floor_ms:.2f} ms")
+    header = f"{'method':<30}{'gradattr ms':>12}{'x floor':>9}{'Captum ms':>12}{'ours/Captum':>13}  {'max|Δ|':>9}  note"
     print(header)
     print("-" * len(header))
     for r in rows:
-        ratio = f"{r.ours / r.captum:13.2f}" if r.captum is not None else f"{'-':>13}"
         diff = f"{r.max_diff:9.1e}" if r.max_diff is not None else f"{'-':>9}"
         print(
-            f"{r.label:<26}{fmt_ms(r.ours):>12}{r.ours / floor_s:9.2f}{fmt_ms(r.captum):>12}{ratio}"
-            f"  {diff}  {r.captum_note}"
+            f"{r.label:<30}{fmt(r.ours, 1e3, 12)}{fmt(r.over_floor, 1, 9)}{fmt(r.captum, 1e3, 12)}"
+            f"{fmt(r.over_captum, 1, 13)}  {diff}  {r.note}"
         )
     print("targets:")
-    for line in targets(work, floor_s, rows):
+    for line in targets(work, rows):
         print(line)
 
 
 def main() -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timing runs, skip occlusion-1")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats; Captum occlusion at one batching")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: stable on a shared 2-core machine)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ig_batch_note = (
-        "also gradattr batch_size"
-        if gradattr_accepts("integrated_gradients", "batch_size", IG_INTERNAL_BATCH)
-        else "Captum only; gradattr default"
-    )
     print(
         f"gradattr bench_core | torch {torch.__version__} | captum {captum.__version__} | "
-        f"{platform.processor() or platform.machine()} | torch threads = {torch.get_num_threads()} | "
-        f"float32 | IG internal batch {IG_INTERNAL_BATCH} "
-        f"({ig_batch_note})"
+        f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} | "
+        f"torch threads = {torch.get_num_threads()} | "
+        f"float32 | gradattr default options | Captum IG internal_batch_size={CAPTUM_IG_INTERNAL_BATCH}"
     )
     for work in WORKLOADS:
-        floor_s, rows = run_workload(work, args.quick)
-        print_table(work, floor_s, rows)
+        print_table(work, run_workload(work, args.quick))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """gradattr: gradient-based attribution for PyTorch, after Ancona et al. (ICLR 2018).
 
-The public surface: :func:`attribute` and :data:`METHODS`.
+The public surface: :func:`attribute` and :data:`METHODS` (attributions), :func:`sensitivity_n` and
+:func:`patches` (the paper's Sensitivity-n metric and its feature groups), :func:`evaluate` (methods and
+Sensitivity-n over a data set). Data, models and training live in :mod:`gradattr.data`,
+:mod:`gradattr.models` and :mod:`gradattr.training`; further measures in :mod:`gradattr.metrics`.
 """
 
+from gradattr.evaluation import evaluate
 from gradattr.methods import METHODS, attribute
+from gradattr.metrics.groups import patches
+from gradattr.metrics.sensitivity import sensitivity_n
 
-__all__ = ["METHODS", "attribute"]
+__all__ = ["METHODS", "attribute", "evaluate", "patches", "sensitivity_n"]
 __version__ = "0.1.0"
