@@ -10,12 +10,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ from tqdm.auto import tqdm
 
 from gradattr.cache import cache_dir, load_checkpoint, save_checkpoint
 from gradattr.data.dataset import Dataset
+
+Monitor = Literal["val_loss", "val_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class TrainResult:
 
     Attributes:
         history: One record per epoch run.
-        best_epoch: Epoch (1-based) with the lowest validation loss; its weights are returned.
+        best_epoch: Epoch (1-based) with the best monitored validation metric; its weights are
+            returned.
         val_accuracy: Validation accuracy of the returned weights.
         test_accuracy: Accuracy of the returned weights on ``data.test_x``/``data.test_y``.
         majority_rate: Test accuracy of always predicting the most frequent training class.
@@ -90,14 +94,16 @@ def train(
     weight_decay: float = 0.0,
     val_fraction: float = 0.1,
     patience: int = 3,
+    monitor: Monitor = "val_loss",
+    max_grad_norm: float | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[nn.Module, TrainResult]:
     """Train ``model`` on ``data.train_x``/``train_y`` with Adam and cross-entropy on logits.
 
     A random ``val_fraction`` of the training data (fixed by ``seed``) is held out. After each
-    epoch the validation loss is measured; training stops once it has not improved for
-    ``patience`` epochs, and the weights of the best epoch are restored. Shuffling, the split
+    epoch the ``monitor``-ed validation metric is measured; training stops once it has not
+    improved for ``patience`` epochs, and the weights of the best epoch are restored. Shuffling, the split
     and dropout are all seeded, so on CPU two runs with the same arguments give identical weights.
 
     Args:
@@ -106,7 +112,11 @@ def train(
         epochs: Maximum number of passes over the training split.
         batch_size, lr, weight_decay: Mini-batch size and Adam settings.
         val_fraction: Share of the training data held out for early stopping, in (0, 1).
-        patience: Epochs without validation-loss improvement before stopping.
+        patience: Epochs without improvement of ``monitor`` before stopping.
+        monitor: ``"val_loss"`` (lower is better) or ``"val_accuracy"`` (higher is better, ties
+            broken by the lower loss). Accuracy suits tiny data sets whose validation loss rises
+            from overconfidence while the predictions still improve.
+        max_grad_norm: If set, clip the gradient norm to this before each step (helps LSTMs).
         seed: Seed for the split, the batch order and dropout.
         progress: Show tqdm progress bars.
 
@@ -116,6 +126,8 @@ def train(
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if monitor not in ("val_loss", "val_accuracy"):
+        raise ValueError(f"monitor must be 'val_loss' or 'val_accuracy', got {monitor!r}")
     if epochs < 1 or patience < 1 or batch_size < 1:
         raise ValueError("epochs, patience and batch_size must be positive")
     start = time.perf_counter()
@@ -128,15 +140,18 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
+    best_score, best_epoch, best_state = (-math.inf, -math.inf), 0, copy.deepcopy(model.state_dict())
     epochs_bar = tqdm(range(1, epochs + 1), desc=f"train {type(model).__name__}", unit="epoch", disable=not progress)
     for epoch in epochs_bar:
-        train_loss, train_accuracy = _train_epoch(model, optimizer, fit_x, fit_y, batch_size, generator, progress)
+        train_loss, train_accuracy = _train_epoch(
+            model, optimizer, fit_x, fit_y, batch_size, generator, max_grad_norm, progress
+        )
         val_loss, val_accuracy = _evaluate(model, val_x, val_y)
         history.append(EpochRecord(epoch, train_loss, train_accuracy, val_loss, val_accuracy))
         epochs_bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
-        if val_loss < best_loss:
-            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        score = (-val_loss, 0.0) if monitor == "val_loss" else (val_accuracy, -val_loss)
+        if score > best_score:
+            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= patience:
             break
     epochs_bar.close()
@@ -208,6 +223,7 @@ def _train_epoch(
     y: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
+    max_grad_norm: float | None,
     progress: bool,
 ) -> tuple[float, float]:
     model.train()
@@ -221,6 +237,8 @@ def _train_epoch(
         loss = F.cross_entropy(logits, y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         total_loss += float(loss.detach()) * len(index)
         correct += int((logits.argmax(dim=1) == y[index]).sum())

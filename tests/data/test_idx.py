@@ -22,8 +22,9 @@ def test_reads_uint8_images_exactly(tmp_path: Path, suffix: str) -> None:
     np.testing.assert_array_equal(result, images)
 
 
-@pytest.mark.parametrize(("dtype", "code"), [(np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D),
-                                             (np.float64, 0x0E), (np.int8, 0x09)])
+@pytest.mark.parametrize(
+    ("dtype", "code"), [(np.int16, 0x0B), (np.int32, 0x0C), (np.float32, 0x0D), (np.float64, 0x0E), (np.int8, 0x09)]
+)
 def test_reads_every_idx_type_big_endian(tmp_path: Path, dtype: type, code: int) -> None:
     values = np.array([[-3, 0, 7], [100, -100, 1]], dtype=dtype)
     result = read_idx(write_idx(tmp_path / "values.idx", values, code))

@@ -73,8 +73,9 @@ def test_truncated_real_format_file_names_it(tmp_path: Path) -> None:
         load_mnist(directory)
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
-                    reason=f"{FASHION_MNIST_DIR} absent: apt-get install dataset-fashion-mnist")
+@pytest.mark.skipif(
+    not FASHION_MNIST_DIR.is_dir(), reason=f"{FASHION_MNIST_DIR} absent: apt-get install dataset-fashion-mnist"
+)
 def test_real_fashion_mnist() -> None:
     data = load_fashion_mnist()
     assert data.train_x.shape == (60_000, 1, 28, 28)

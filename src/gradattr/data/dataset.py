@@ -29,9 +29,11 @@ def labels_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64).reshape(-1))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """A classification data set with a fixed train/test split, as tensors.
+
+    Immutable; compared by identity (tensors have no single truth value for ``==``).
 
     Attributes:
         name: Short identifier, e.g. ``"digits"`` or ``"fashion-mnist"``.
@@ -85,7 +87,7 @@ class Dataset:
         return float((self.test_y == majority).double().mean())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TextDataset(Dataset):
     """A text classification data set: token ids plus what is needed to read them back.
 

@@ -28,19 +28,22 @@ def read_labelled_rows(
         delimiter: Field separator, ``","`` or ``"\\t"``.
 
     Raises:
-        DataFormatError: A column is missing or a row is too short.
+        DataFormatError: A column is missing, a row is too short, or quoting is malformed.
     """
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    header = reader.fieldnames or []
-    missing = [c for c in (text_column, label_column) if c not in header]
-    if missing:
-        raise DataFormatError(f"{source}: missing column(s) {missing}; the header has {header}")
+    reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
     rows = []
-    for row in reader:
-        text, label = row[text_column], row[label_column]
-        if text is None or label is None:
-            raise DataFormatError(f"{source}: line {reader.line_num} has fewer fields than the header")
-        rows.append((text, label.strip()))
+    try:
+        header = reader.fieldnames or []
+        missing = [c for c in (text_column, label_column) if c not in header]
+        if missing:
+            raise DataFormatError(f"{source}: missing column(s) {missing}; the header has {header}")
+        for row in reader:
+            text, label = row[text_column], row[label_column]
+            if text is None or label is None:
+                raise DataFormatError(f"{source}: line {reader.line_num} has fewer fields than the header")
+            rows.append((text, label.strip()))
+    except csv.Error as error:
+        raise DataFormatError(f"{source}: malformed table near line {reader.line_num} ({error})") from error
     return rows
 
 
