@@ -2,7 +2,7 @@
 
 The public surface: :func:`attribute` and :data:`METHODS` (attributions), :func:`sensitivity_n` and
 :func:`patches` (the paper's Sensitivity-n metric and its feature groups), :func:`evaluate` (methods and
-Sensitivity-n over a data set). Data, models and training live in :mod:`gradattr.data`,
+Sensitivity-n over a data set), :func:`train` (seeded training with early stopping). Data, models and training live in :mod:`gradattr.data`,
 :mod:`gradattr.models` and :mod:`gradattr.training`; further measures in :mod:`gradattr.metrics`.
 """
 
@@ -10,6 +10,7 @@ from gradattr.evaluation import evaluate
 from gradattr.methods import METHODS, attribute
 from gradattr.metrics.groups import patches
 from gradattr.metrics.sensitivity import sensitivity_n
+from gradattr.training import train
 
-__all__ = ["METHODS", "attribute", "evaluate", "patches", "sensitivity_n"]
+__all__ = ["METHODS", "attribute", "evaluate", "patches", "sensitivity_n", "train"]
 __version__ = "0.1.0"
