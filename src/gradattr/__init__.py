@@ -2,8 +2,8 @@
 
 The public surface: :func:`attribute` and :data:`METHODS` (attributions), :func:`sensitivity_n` and
 :func:`patches` (the paper's Sensitivity-n metric and its feature groups), :func:`evaluate` (methods and
-Sensitivity-n over a data set), :func:`train` (seeded training with early stopping). Data, models and training live in :mod:`gradattr.data`,
-:mod:`gradattr.models` and :mod:`gradattr.training`; further measures in :mod:`gradattr.metrics`.
+Sensitivity-n over a data set), :func:`train` (seeded training with early stopping). Data and models live
+in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`.
 """
 
 from gradattr.evaluation import evaluate
