@@ -94,8 +94,9 @@ class Rescale:
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
         multiplier = (out - op.f(z_ref)).div_(delta_in)
-        close = (delta_in.abs_() <= self.threshold).nonzero(as_tuple=True)
-        if close[0].numel():
+        is_close = delta_in.abs_() <= self.threshold
+        if bool(is_close.any()):  # rare: a cheap reduction first, the costly nonzero() only when needed
+            close = is_close.nonzero(as_tuple=True)
             if op.pointwise:  # f' at the few close elements only
                 midpoint = (z[close] + z_ref.expand_as(z)[close]) / 2
                 multiplier[close] = op.slope(midpoint)
