@@ -34,12 +34,16 @@ def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
             stacklevel=4,
         )
     try:
-        model.eval()
-        for parameter, _ in flags:
-            parameter.requires_grad_(False)
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
+        if any(training for _, training in modes):
+            model.eval()
         for parameter, requires_grad in flags:
-            parameter.requires_grad_(requires_grad)
+            if requires_grad:
+                parameter.requires_grad_(False)
+        yield model
+    finally:  # touch only what changed: nn.Module.__setattr__ is slow, and this runs on every call
+        for module, training in modes:
+            if module.training != training:
+                module.training = training
+        for parameter, requires_grad in flags:
+            if parameter.requires_grad != requires_grad:
+                parameter.requires_grad_(requires_grad)
