@@ -138,10 +138,27 @@ class LSTMClassifier(nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
+class SoftmaxGatedLSTM(LSTMClassifier):
+    """The LSTM's outputs weighted by a softmax over time: the softmax has no rule."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.rnn(x)[0]
+        return self.head((torch.softmax(out.sum(2, keepdim=True), dim=1) * out).sum(1))
+
+
 @pytest.mark.parametrize("method", MODIFIED)
-def test_fused_lstm_raises_instead_of_silently_returning_gradient_x_input(method: str) -> None:
-    with pytest.raises(UnsupportedOperationError, match=r"torch\.lstm.*module 'rnn'"):
-        gradattr.attribute(LSTMClassifier(), torch.randn(2, 5, 3), method=method, target=0)
+def test_fused_lstm_is_unrolled_not_silently_given_gradient_x_input(method: str) -> None:
+    """The fused kernel used to be refused; it is now evaluated unrolled with the rule at every gate, so the
+    result differs from the plain-gradient answer (Gradient*Input), while a genuinely unsupported op after
+    the LSTM is still named in an error."""
+    torch.manual_seed(10)
+    model = LSTMClassifier()
+    x = torch.randn(2, 5, 3) * 3
+    result = gradattr.attribute(model, x, method=method, target=0)
+    plain = gradattr.attribute(model, x, method="gradient_x_input", target=0)
+    assert (result - plain).abs().max() > 1e-3 * plain.abs().max()
+    with pytest.raises(UnsupportedOperationError, match=r"softmax' in module '<root SoftmaxGatedLSTM>'"):
+        gradattr.attribute(SoftmaxGatedLSTM(), x, method=method, target=0)
 
 
 def test_gradient_methods_are_exact_on_lstm() -> None:

@@ -3,9 +3,12 @@
 from gradattr.engine.backward import Forward, modified_gradient
 from gradattr.engine.hygiene import preserved_model
 from gradattr.engine.interception import ReferenceMismatchError, UnsupportedOperationError
+from gradattr.engine.recurrent import GATE_PRODUCTS, GateProducts
 
 __all__ = [
+    "GATE_PRODUCTS",
     "Forward",
+    "GateProducts",
     "ReferenceMismatchError",
     "UnsupportedOperationError",
     "modified_gradient",

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine.interception import RecordingMode, ReferenceMismatchError, RuleMode
+from gradattr.engine.recurrent import GateProducts, check_gate_products
 from gradattr.rules import Rule
 
 
@@ -44,6 +45,7 @@ def modified_gradient(
     reference: tuple[Tensor, ...] | None = None,
     *,
     strict: bool = True,
+    gates: GateProducts = "product",
 ) -> tuple[Tensor, ...]:
     """Gradient of the target score w.r.t. ``points`` with ``rule`` at every elementwise nonlinearity.
 
@@ -55,27 +57,31 @@ def modified_gradient(
         reference: for rules that need one (Rescale), the baseline points, with 1 row (shared by all rows:
             one cheap forward pass) or ``K`` rows.
         strict: an op without a correct rule raises :class:`UnsupportedOperationError`; ``False`` warns.
+        gates: gate products of recurrent cells (LSTM/GRU): ``"product"`` differentiates both factors
+            (Ancona et al. 2018, Sec. 4.2), ``"signal"`` treats the gate as a constant (Arras et al. 2017);
+            see :mod:`gradattr.engine.recurrent`.
 
     Returns:
         One tensor per point tensor, same shape: the (modified) gradient of sum_k S_c(points_k).
     """
+    check_gate_products(gates)
     if rule is None:
         return _backward(forward, points, index, None)
     if not rule.needs_reference:
-        return _backward(forward, points, index, RuleMode(forward.model, rule, None, strict))
+        return _backward(forward, points, index, RuleMode(forward.model, rule, None, strict, gates))
     if reference is None:
         raise ValueError(f"{type(rule).__name__} needs reference points (the baseline)")
     shared = reference[0].shape[0] == 1 and index.numel() > 1
     try:
         references = _record(forward, reference, index[:1] if shared else index, strict)
-        return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict))
+        return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict, gates))
     except ReferenceMismatchError:
         if not shared:
             raise
     # The model behaves differently for a batch of one (e.g. squeeze()): record the full batch instead.
     expanded = tuple(r.expand(p.shape) for r, p in zip(reference, points, strict=True))
     references = _record(forward, expanded, index, strict)
-    return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict))
+    return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict, gates))
 
 
 def _record(forward: Forward, reference: tuple[Tensor, ...], index: Tensor, strict: bool) -> list:

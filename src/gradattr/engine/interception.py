@@ -5,6 +5,10 @@ Each call of an elementwise nonlinearity whose input depends on the attributed t
 backward. Because this happens per *call*, a module reused three times, ``F.relu``, ``torch.tanh`` and
 ``x.relu_()`` all get the rule, and the user's model is never edited.
 
+A fused recurrent kernel (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) or cell op is evaluated as its unrolled
+computation (:mod:`gradattr.engine.recurrent`), whose gate nonlinearities go through
+:meth:`_InterceptingMode.apply_nonlinearity` like any intercepted call.
+
 Input dependence is ``requires_grad``: while the engine runs, the model's parameters do not require
 gradients (see :mod:`gradattr.engine.hygiene`), so only tensors computed from the attributed ones do.
 
@@ -26,6 +30,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from gradattr.engine import ops
+from gradattr.engine.recurrent import CellOps, GateProducts, packed_batch_sizes
 from gradattr.rules import Nonlinearity, Rule
 
 
@@ -39,7 +44,8 @@ class ReferenceMismatchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reference:
-    """The baseline's input ``z_ref`` to the ``k``-th intercepted nonlinearity call, and that op's name."""
+    """The baseline's input ``z_ref`` to the ``k``-th intercepted nonlinearity call, and that op's name; or,
+    for a recurrent kernel on a packed sequence, its ``batch_sizes`` (the layout the references belong to)."""
 
     name: str
     z: Tensor
@@ -98,16 +104,29 @@ _CLASSIFIER = _Classifier()
 class _InterceptingMode(TorchFunctionMode):
     """Common part of the recording and rule-applying passes: op classification and unsupported ops."""
 
-    def __init__(self, model: nn.Module, strict: bool) -> None:
+    def __init__(self, model: nn.Module, strict: bool, gates: GateProducts = "product") -> None:
         super().__init__()
         self.model = model
         self.strict = strict
+        self.cell_ops = CellOps(self.apply_nonlinearity, gates)
         self._warned: set[tuple[str, str]] = set()
 
     def nonlinearity(
         self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         raise NotImplementedError
+
+    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
+        """A recurrent kernel runs on a packed sequence with these ``batch_sizes`` (nothing to do by default)."""
+
+    def apply_nonlinearity(self, name: str, z: Tensor) -> Tensor:
+        """``f(z)`` for the elementwise op ``name`` (an :data:`ops.ELEMENTWISE` key), handled as if intercepted.
+
+        For computations the mode itself runs (unrolled recurrent kernels): inside ``__torch_function__`` the
+        mode is off, so their ``torch.sigmoid`` calls would not be intercepted otherwise.
+        """
+        entry = ops.ELEMENTWISE[name]
+        return self.nonlinearity(name, entry, entry.function, (z,), {})
 
     def __torch_function__(
         self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
@@ -118,6 +137,14 @@ class _InterceptingMode(TorchFunctionMode):
         if entry is not None:
             return self.nonlinearity(name, entry, func, args, kwargs)
         if name in ops.LINEAR:
+            return func(*args, **kwargs)
+        expander = ops.RECURRENT.get(name)
+        if expander is not None:
+            if _depends(args) or _depends(tuple(kwargs.values())):
+                batch_sizes = packed_batch_sizes(args, kwargs)
+                if batch_sizes is not None:
+                    self.packed_layout(name, batch_sizes)
+                return expander(args, kwargs, self.cell_ops)
             return func(*args, **kwargs)
         product = ops.PRODUCTS.get(name)
         if product is not None:
@@ -165,12 +192,27 @@ class RecordingMode(_InterceptingMode):
             self.references.append(Reference(name, z.detach().clone()))
         return func(*args, **kwargs)
 
+    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
+        self.references.append(Reference(name, batch_sizes.clone()))
+
 
 class RuleMode(_InterceptingMode):
-    """Forward pass over the inputs: every intercepted nonlinearity's backward is the rule's."""
+    """Forward pass over the inputs: every intercepted nonlinearity's backward is the rule's.
 
-    def __init__(self, model: nn.Module, rule: Rule, references: list[Reference] | None, strict: bool) -> None:
-        super().__init__(model, strict)
+    ``gates`` selects how the gate products of unrolled recurrent cells are differentiated (see
+    :mod:`gradattr.engine.recurrent`): ``"product"`` (both factors; Ancona et al. 2018) or ``"signal"`` (the
+    gate is a constant; Arras et al. 2017).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        rule: Rule,
+        references: list[Reference] | None,
+        strict: bool,
+        gates: GateProducts = "product",
+    ) -> None:
+        super().__init__(model, strict, gates)
         self.rule = rule
         self.references = references
         self.calls = 0
@@ -185,14 +227,31 @@ class RuleMode(_InterceptingMode):
         self.calls += 1
         return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier, pointwise), self.rule, z_ref, inplace)
 
-    def _reference(self, name: str, z: Tensor) -> Tensor:
+    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
+        """The references of a packed sequence's steps belong to rows of the same sequences only if the
+        baseline pass packed sequences of the same lengths: a shared one-row baseline pass (lengths of the
+        first sample) does not, e.g. in the reverse direction; the engine then records the full batch."""
+        if self.references is None:
+            return
+        ref = self._next(name)
+        if ref.name != name or not torch.equal(ref.z, batch_sizes):
+            raise ReferenceMismatchError(
+                f"'{name}' call #{self.calls + 1} runs on packed sequences with other lengths for the input than "
+                "for the baseline"
+            )
+        self.calls += 1
+
+    def _next(self, name: str) -> Reference:
         assert self.references is not None
         if self.calls >= len(self.references):
             raise ReferenceMismatchError(
                 f"'{name}' call #{self.calls + 1} has no counterpart in the baseline's forward pass: the model "
                 "takes a different path for the baseline (data-dependent control flow)"
             )
-        ref = self.references[self.calls]
+        return self.references[self.calls]
+
+    def _reference(self, name: str, z: Tensor) -> Tensor:
+        ref = self._next(name)
         compatible = ref.z.shape[1:] == z.shape[1:] and ref.z.shape[0] in (1, z.shape[0])
         if ref.name != name or not compatible:
             raise ReferenceMismatchError(

@@ -13,6 +13,9 @@ same entry:
   routes to the argmax, as in the paper's reference code;
 * :class:`Product` — linear in each factor separately (mul, matmul, div by a constant): keeps its gradient
   while at most one factor depends on the input; a product of two input-dependent tensors is not linear;
+* :data:`RECURRENT` — a fused recurrent kernel (``nn.LSTM``/``nn.GRU``/``nn.RNN``) or cell op: evaluated as
+  the equivalent unrolled computation (:mod:`gradattr.engine.recurrent`), in which the gate nonlinearities
+  are elementwise calls that get the rule and the gate products are ordinary products;
 * anything else that produces an input-dependent tensor is unsupported and named in an error.
 
 Adding a rule for a new op class (LRP rules for linear ops, products of activations, layer norm) means a
@@ -28,6 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from gradattr.engine import recurrent
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ LINEAR: frozenset[str] = (
         "embedding",
     )
     | frozenset({"torch.conv1d", "torch.conv2d", "torch.conv3d", "torch.avg_pool1d", "torch._C._nn.linear"})
+    # packing and padding of variable-length sequences (torch.nn.utils.rnn): reordering and zero-filling
+    | frozenset({"_VariableFunctionsClass._pack_padded_sequence", "_VariableFunctionsClass._pad_packed_sequence"})
+    | frozenset({"pad_sequence"})
 )
 """Ops linear in each input-dependent argument (jointly): their plain gradient is the right one."""
 
@@ -198,11 +206,20 @@ PRODUCTS: dict[str, Product] = {
 BATCH_NORM = "torch.nn.functional.batch_norm"
 """Linear in eval mode (running statistics), not in training mode (batch statistics)."""
 
+RECURRENT: dict[str, recurrent.Expander] = {
+    "torch.lstm": recurrent.sequence(recurrent.LSTM),
+    "torch.gru": recurrent.sequence(recurrent.GRU),
+    "torch.rnn_tanh": recurrent.sequence(recurrent.RNN_TANH),
+    "torch.rnn_relu": recurrent.sequence(recurrent.RNN_RELU),
+    "torch.lstm_cell": recurrent.single_step(recurrent.LSTM),
+    "torch.gru_cell": recurrent.single_step(recurrent.GRU),
+    "torch.rnn_tanh_cell": recurrent.single_step(recurrent.RNN_TANH),
+    "torch.rnn_relu_cell": recurrent.single_step(recurrent.RNN_RELU),
+}
+"""Recurrent kernels and cells by resolved name: each expands into an unrolled computation whose sigmoid,
+tanh and relu calls get the rule (Ancona et al., ICLR 2018, Sec. 4.2: rules on σ and tanh, products kept)."""
+
 KNOWN_NONLINEAR: dict[str, str] = {
-    **dict.fromkeys(
-        ("torch.lstm", "torch.gru", "torch.rnn_tanh", "torch.rnn_relu"),
-        "a fused recurrent kernel: its gate nonlinearities are invisible to the rules",
-    ),
     **dict.fromkeys(
         _names("torch torch.Tensor torch.nn.functional", "softmax log_softmax softmin"),
         "softmax couples all its inputs; attribute the logits (remove the softmax from the model)",

@@ -51,6 +51,12 @@ METHODS: tuple[str, ...] = tuple(_REGISTRY)
 """Names of the methods this version supports."""
 
 
+def _elsewhere(options: list[str]) -> str:
+    """Which other methods take these options (e.g. ``gates`` is eps-LRP's), as a hint for the error."""
+    owners = {o: [name for name, m in _REGISTRY.items() if o in m.options] for o in options}
+    return "".join(f"; {o} is an option of {', '.join(names)}" for o, names in owners.items() if names)
+
+
 def attribute(
     model: nn.Module,
     inputs: Inputs,
@@ -75,8 +81,9 @@ def attribute(
             number, a tensor broadcastable to the inputs, or a tuple of those for multi-input models.
         layer: a submodule (or its dotted name) whose output is attributed instead of the inputs, e.g.
             ``"embedding"`` for text models; ``baseline`` is then in that layer's output space.
-        **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ...); an unknown
-            option is an error.
+        **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ``gates`` for
+            eps-LRP's gate products in LSTM/GRU cells, ...); an unknown option is an error that names the
+            methods taking it.
 
     Returns:
         Attributions with the shape, dtype and device of ``inputs`` (a tuple for tuple inputs).
@@ -93,7 +100,9 @@ def attribute(
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         known = ", ".join(spec.options) or "none"
-        raise TypeError(f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {known}")
+        raise TypeError(
+            f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {known}{_elsewhere(unknown)}"
+        )
     if baseline is not None and not spec.uses_baseline:
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
     with preserved_model(model):

@@ -3,23 +3,37 @@
 R_i = x_i · g_i, where g is the gradient of S_c(x) with the derivative of every elementwise nonlinearity
 z -> f(z) replaced by f(z) / (z + ε·sign(z)) (sign(0) := +1). On ReLU networks this equals Gradient*Input
 up to ε terms (Prop. 1).
+
+Recurrent layers (``nn.LSTM``/``nn.GRU``/``nn.RNN`` and their cells) are unrolled so that the rule reaches
+every gate sigmoid and tanh. Their gate products ``gate ⊙ signal`` admit two conventions (``gates=``):
+
+* ``"product"`` (default) — the product keeps its gradient in both factors: the setting of Ancona et al.
+  (ICLR 2018, Sec. 4.2 and 5) for their LSTM experiments;
+* ``"signal"`` — the gate is a constant in the backward pass, so all relevance of the product goes to the
+  signal: the LRP-for-LSTM rule of Arras et al. (WASSA 2017, "Explaining Recurrent Neural Network
+  Predictions in Sentiment Analysis"), whose relevances this reproduces (eps-rule, bias relevance absorbed).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from gradattr.engine import modified_gradient
+from gradattr.engine import GateProducts, modified_gradient
 from gradattr.methods._problem import AttributionProblem
 from gradattr.rules import Epsilon
 
 
-def epsilon_lrp(problem: AttributionProblem, *, epsilon: float = 1e-4, strict: bool = True) -> tuple[Tensor, ...]:
+def epsilon_lrp(
+    problem: AttributionProblem, *, epsilon: float = 1e-4, gates: GateProducts = "product", strict: bool = True
+) -> tuple[Tensor, ...]:
     """epsilon-LRP relevance of each input feature for the target logit.
 
     Args:
         problem: validated inputs x (B, ...), target c.
         epsilon: stabiliser ε > 0 of the denominator z + ε·sign(z).
+        gates: gate products in LSTM/GRU cells: ``"product"`` (gradient into gate and signal; Ancona et al.
+            2018) or ``"signal"`` (gate held constant; Arras et al. 2017). No effect on models without
+            recurrent layers.
         strict: raise on an op without a rule (e.g. softmax, layer norm inside the model); ``False`` warns.
 
     Returns:
@@ -34,5 +48,5 @@ def epsilon_lrp(problem: AttributionProblem, *, epsilon: float = 1e-4, strict: b
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
     rule = Epsilon(float(epsilon))
-    gradients = modified_gradient(problem, problem.inputs, problem.all_rows, rule, strict=strict)
+    gradients = modified_gradient(problem, problem.inputs, problem.all_rows, rule, strict=strict, gates=gates)
     return tuple(x * g for x, g in zip(problem.inputs, gradients, strict=True))
