@@ -297,3 +297,35 @@ def test_rescale_uses_the_midpoint_derivative_where_the_input_barely_moves() -> 
     slope = 1 - torch.tanh(torch.tensor(0.5 + 1e-7, dtype=torch.float64)) ** 2
     expected = torch.tensor([[0.0, 3 * 2e-7 * float(slope)]], dtype=torch.float64)
     torch.testing.assert_close(r, expected, rtol=1e-9, atol=0)
+
+
+class MaskedBag(nn.Module):
+    """After the embedding, a mask computed from the token ids (per-sample context) scales the tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(12, 4, padding_idx=0)
+        self.proj = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        mask = (tokens != 0).unsqueeze(-1).to(self.proj.weight.dtype)
+        return self.out((torch.tanh(self.proj(self.embedding(tokens))) * mask).sum(1))
+
+
+def test_layer_deeplift_uses_each_samples_own_context() -> None:
+    """The baseline pass after the layer must see each sample's own mask, not the first sample's."""
+    torch.manual_seed(11)
+    model = MaskedBag().double()
+    tokens = torch.tensor([[3, 4, 5, 6], [0, 0, 7, 8], [0, 9, 10, 11]])
+    r = gradattr.attribute(model, tokens, method="deeplift", target=1, layer="embedding")
+    with torch.no_grad():
+        embedded = model.embedding(tokens)
+        mask = (tokens != 0).unsqueeze(-1).double()
+
+        def head(e: Tensor) -> Tensor:
+            return model.out((torch.tanh(model.proj(e)) * mask).sum(1))[:, 1]
+
+        delta = head(embedded) - head(torch.zeros_like(embedded))
+    torch.testing.assert_close(r.sum((1, 2)), delta, rtol=1e-9, atol=1e-12)
+    assert torch.equal(r[1, :2], torch.zeros(2, 4, dtype=torch.float64))  # padding tokens get nothing

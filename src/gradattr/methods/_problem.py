@@ -161,6 +161,15 @@ class AttributionProblem:
         """LongTensor(B): each sample once, in order."""
         return torch.arange(self.batch_size, device=self.inputs[0].device)
 
+    @property
+    def reference_points(self) -> tuple[Tensor, ...]:
+        """Baseline points for a rule's reference pass: one shared row when the baselines are shared and the
+        inputs are the model's own; with ``layer`` one row per sample, because the model after the layer may
+        use per-sample context from the other inputs (masks, lengths) that one row cannot stand for."""
+        if self.layer is None:
+            return self.baselines
+        return tuple(b.expand(self.batch_size, *b.shape[1:]) for b in self.baselines)
+
     # -- the model as a function of the attributed tensors (engine.Forward) ------------------------------
     def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
         """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``."""

@@ -35,6 +35,6 @@ def deeplift(problem: AttributionProblem, *, strict: bool = True) -> tuple[Tenso
         True
     """
     gradients = modified_gradient(
-        problem, problem.inputs, problem.all_rows, Rescale(), problem.baselines, strict=strict
+        problem, problem.inputs, problem.all_rows, Rescale(), problem.reference_points, strict=strict
     )
     return tuple((x - b) * g for x, b, g in zip(problem.inputs, problem.baselines, gradients, strict=True))
