@@ -300,7 +300,7 @@ def test_rescale_uses_the_midpoint_derivative_where_the_input_barely_moves() -> 
 
 
 class MaskedBag(nn.Module):
-    """After the embedding, a mask computed from the token ids (per-sample context) scales the tokens."""
+    """After the embedding, the token ids (per-sample context) mask and scale the input of the tanh."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -310,7 +310,8 @@ class MaskedBag(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         mask = (tokens != 0).unsqueeze(-1).to(self.proj.weight.dtype)
-        return self.out((torch.tanh(self.proj(self.embedding(tokens))) * mask).sum(1))
+        scale = mask / mask.sum(1, keepdim=True)
+        return self.out(torch.tanh(self.proj(self.embedding(tokens)) * scale).sum(1))
 
 
 def test_layer_deeplift_uses_each_samples_own_context() -> None:
@@ -322,9 +323,10 @@ def test_layer_deeplift_uses_each_samples_own_context() -> None:
     with torch.no_grad():
         embedded = model.embedding(tokens)
         mask = (tokens != 0).unsqueeze(-1).double()
+        scale = mask / mask.sum(1, keepdim=True)
 
         def head(e: Tensor) -> Tensor:
-            return model.out((torch.tanh(model.proj(e)) * mask).sum(1))[:, 1]
+            return model.out(torch.tanh(model.proj(e) * scale).sum(1))[:, 1]
 
         delta = head(embedded) - head(torch.zeros_like(embedded))
     torch.testing.assert_close(r.sum((1, 2)), delta, rtol=1e-9, atol=1e-12)
