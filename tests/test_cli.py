@@ -1,4 +1,4 @@
-"""The README's main job: ``gradattr demo`` on the embedded digits data, end to end."""
+"""The command line: each command's happy path, a usage error (exit 2) and a failure (exit 1, one line)."""
 
 from __future__ import annotations
 
@@ -6,30 +6,210 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import gradattr
+from gradattr.cache import save_checkpoint
 from gradattr.cli import app
+from gradattr.data import load_digits
+
+MODEL_SOURCE = """
+import torch
+from torch import nn
 
 
-def test_demo_trains_attributes_and_writes_figures(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--samples", "4", "--cache", str(tmp_path / "cache")])
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+class Words(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(50, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.fc(torch.relu(self.embedding(ids)).mean(1))
+
+
+def words():
+    torch.manual_seed(0)
+    return Words()
+"""
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def assert_one_line_failure(result) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def user_model(tmp_path: Path) -> tuple[Path, Path]:
+    """A model file with factories ``build`` (digits MLP) and ``words`` (a tiny text model), and weights."""
+    source = tmp_path / "usermodel.py"
+    source.write_text(MODEL_SOURCE, encoding="utf-8")
+    torch.manual_seed(1)
+    weights = save_checkpoint(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)),
+        tmp_path / "weights.pt",
+    )
+    return source, weights
+
+
+def test_help_has_examples() -> None:
+    for command in ("reproduce", "explain", "evaluate"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "Examples" in result.output, result.output
+
+
+def test_reproduce_writes_report_json_and_csvs(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = invoke(
+        "reproduce", "--datasets", "digits", "--models", "mlp-relu", "--samples", "8", "--num-subsets", "10",
+        "--display", "2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "test accuracy" in result.output and "DeepLIFT" in result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.9
-    assert summary["completeness"]["deeplift"] < 1e-5  # exact up to float32 rounding
-    assert summary["completeness"]["integrated_gradients"] < 2e-2
-    assert summary["completeness"]["saliency"] > 0.1  # saliency is not complete
-    names = summary["methods"]
-    matrix = np.array(summary["correlation"])
-    assert names == list(gradattr.METHODS)
-    assert np.allclose(np.diag(matrix), 1.0)
-    # Prop. 1 on the trained ReLU MLP: eps-LRP and Gradient*Input agree
-    assert matrix[names.index("epsilon_lrp"), names.index("gradient_x_input")] > 0.999
-    image = Image.open(out / "heatmaps.png")
-    assert image.size[0] > image.size[1] / 2  # a grid: 4 rows, 7 columns
-    arrays = np.load(out / "attributions.npz")
-    assert arrays["deeplift"].shape == (4, 1, 8, 8)
+    assert "MLP (ReLU)" in result.output and "report.html" in result.output
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [m["model"] for m in results["models"]] == ["MLP (ReLU)"]
+    assert results["settings"]["num_subsets"] == 10 and results["models"][0]["evaluation_samples"] == 8
+    assert "--num-subsets 10" in results["command"]
+    assert {p.name for p in out.iterdir()} >= {"report.html", "results.json", "sensitivity_n.csv", "claims.csv"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--datasets", "nope"], "unknown data set"),
+        (["--datasets", "digits", "--models", "lstm"], "not among"),
+        (["--datasets", "mnist"], "--mnist DIR"),
+        (["--samples", "1"], "--samples"),
+        (["--methods", "magic"], "unknown method"),
+    ],
+)
+def test_reproduce_usage_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    result = invoke("reproduce", *args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_reproduce_failure_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "mnist"
+    empty.mkdir()
+    result = invoke(
+        "reproduce", "--datasets", "mnist", "--mnist", str(empty), "--out", str(tmp_path / "o"), "--no-progress"
+    )
+    assert_one_line_failure(result)
+
+
+def test_explain_images_and_arrays(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, weights = user_model
+    digits = load_digits(seed=0).test_x[:2]
+    image = tmp_path / "digit.png"
+    Image.fromarray(((digits[0, 0].numpy() + 1) * 127.5).round().astype(np.uint8), mode="L").save(image)
+    array = tmp_path / "digit.npy"
+    np.save(array, digits[1].numpy())
+    out = tmp_path / "maps"
+    result = invoke(
+        "explain", "--model", f"{source}:build", "--weights", str(weights), "--input", str(image),
+        "--input", str(array), "--method", "deeplift,saliency", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "deeplift.npy").shape == (2, 1, 8, 8)
+    assert np.load(out / "saliency.npy").min() >= 0
+    assert Image.open(out / "heatmaps.png").size[0] > 200
+
+
+def test_explain_token_ids_at_the_embedding(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, _ = user_model
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.array([[3, 4, 5, 6], [7, 8, 9, 1]], dtype=np.int64))
+    out = tmp_path / "maps"
+    result = invoke(
+        "explain", "--model", f"{source}:words", "--input", str(ids), "--batched", "--layer", "embedding",
+        "--method", "integrated_gradients", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "integrated_gradients.npy").shape == (2, 4, 8)
+
+
+def test_explain_usage_errors_exit_2(user_model: tuple[Path, Path]) -> None:
+    source, _ = user_model
+    assert invoke("explain", "--model", f"{source}:build").exit_code == 2  # no --input
+    result = invoke("explain", "--model", f"{source}:build", "--input", "x.npy", "--method", "magic")
+    assert result.exit_code == 2 and "unknown method" in result.output
+
+
+def test_explain_failures_are_one_line(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, _ = user_model
+    wrong = save_checkpoint(torch.nn.Linear(3, 2), tmp_path / "wrong.pt")
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), dtype=np.float32))
+    assert_one_line_failure(
+        invoke("explain", "--model", f"{source}:build", "--weights", str(wrong), "--input", str(tmp_path / "x.npy"))
+    )
+    assert_one_line_failure(invoke("explain", "--model", "no_such_module:build", "--input", str(tmp_path / "x.npy")))
+    text = tmp_path / "review.txt"
+    text.write_text("great drug", encoding="utf-8")
+    assert_one_line_failure(invoke("explain", "--model", f"{source}:build", "--input", str(text)))
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), dtype=np.float32))
+    result = invoke("explain", "--model", "no_such_module:build", "--input", str(tmp_path / "x.npy"), "--debug")
+    assert result.exit_code == 1 and result.exception is not None
+    assert "no_such_module" in str(result.exception)
+
+
+def test_evaluate_writes_the_same_report(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, weights = user_model
+    digits = load_digits(seed=0)
+    data = tmp_path / "test.npz"
+    np.savez(data, x=digits.test_x[:6].numpy(), y=digits.test_y[:6].numpy())
+    out = tmp_path / "eval"
+    result = invoke(
+        "evaluate", "--model", f"{source}:build", "--weights", str(weights), "--data", str(data), "--methods",
+        "gradient_x_input,deeplift,occlusion", "--num-subsets", "10", "--relu-only", "--out", str(out),
+        "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    (entry,) = results["models"]
+    assert entry["methods"] == ["gradient_x_input", "deeplift", "occlusion"]
+    assert entry["evaluation_samples"] == 6 and entry["sensitivity_n"]["settings"]["num_features"] == 64
+    assert entry["completeness_relative_gap"]["deeplift"] < 1e-5
+    assert "Summary" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_evaluate_text_model_at_the_embedding(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, _ = user_model
+    data = tmp_path / "ids"
+    data.mkdir()
+    np.save(data / "x.npy", np.random.default_rng(0).integers(1, 50, size=(5, 12)))
+    np.save(data / "y.npy", np.array([0, 1, 0, 1, 1]))
+    out = tmp_path / "eval"
+    result = invoke(
+        "evaluate", "--model", f"{source}:words", "--data", str(data), "--layer", "embedding", "--num-subsets",
+        "10", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
+    assert entry["sensitivity_n"]["settings"]["num_features"] == 12  # tokens, not embedding entries
+    rows = {(r["method"], r["n"]): r["mean"] for r in entry["sensitivity_n"]["rows"]}
+    assert rows[("occlusion", 1)] == pytest.approx(1.0)  # Occlusion-1 of a token is exact at n = 1
+
+
+def test_evaluate_usage_error_and_failure(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, _ = user_model
+    assert invoke("evaluate", "--model", f"{source}:build").exit_code == 2  # no --data
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, inputs=np.zeros((2, 64)))
+    assert_one_line_failure(invoke("evaluate", "--model", f"{source}:build", "--data", str(bad)))

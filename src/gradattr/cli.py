@@ -1,26 +1,34 @@
-"""The ``gradattr`` command line."""
+"""The ``gradattr`` command line: ``reproduce`` the paper's study, ``explain`` your model's inputs,
+``evaluate`` your model's attributions.
+
+Exit codes: 0 success, 2 usage error (bad option or argument), 1 failure (a one-line reason on stderr; the
+traceback only with ``--debug``).
+"""
 
 from __future__ import annotations
 
+import shlex
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(
-    help="Gradient-based attribution for PyTorch models (Ancona et al., ICLR 2018).", no_args_is_help=True
+    help="Gradient-based attribution for PyTorch models (Ancona et al., ICLR 2018).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 console = Console()
-SHORT_NAMES = {
-    "saliency": "Sal",
-    "gradient_x_input": "G*I",
-    "integrated_gradients": "IG",
-    "epsilon_lrp": "eps-LRP",
-    "deeplift": "DeepLIFT",
-    "occlusion": "Occ",
-}
+T = TypeVar("T")
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback when the command fails.")]
+Seed = Annotated[int, typer.Option(help="Seed for data split, weights, training and Sensitivity-n subsets.")]
+NumSubsets = Annotated[int, typer.Option(min=2, help="Random subsets per n for Sensitivity-n (paper: 100).")]
 
 
 @app.callback()
@@ -28,39 +36,249 @@ def main() -> None:
     """gradattr: explain PyTorch models with gradient-based attribution, and measure the explanations."""
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Directory for heatmaps.png, attributions.npz, summary.json.")] = Path(
-        "gradattr-demo"
-    ),
-    samples: Annotated[int, typer.Option(min=1, max=64, help="Test digits to attribute.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed for the data split, the weights and training.")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $GRADATTR_CACHE).")] = None,
-) -> None:
-    """Train an MLP on scikit-learn's digits, attribute test digits with every method, check the theory."""
-    from gradattr.experiments import run_demo
+def _guarded(debug: bool, action: Callable[[], T]) -> T:
+    """Run ``action``; a failure exits with code 1 and a one-line reason (the traceback with ``--debug``)."""
+    from gradattr.experiments.study import one_line
 
-    result = run_demo(out, samples=samples, seed=seed, cache=cache)
-    console.print(
-        f"digits MLP: test accuracy [bold]{result.test_accuracy:.1%}[/] (majority class {result.majority_rate:.1%})"
+    try:
+        return action()
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as error:
+        if debug:
+            raise
+        typer.echo(f"error: {one_line(error)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """Options given repeatedly and/or comma-separated, as one list (None when not given)."""
+    if not values:
+        return None
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _methods(values: list[str] | None) -> tuple[str, ...]:
+    from gradattr import METHODS
+
+    names = _split(values) or list(METHODS)
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise typer.BadParameter(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _command_line(context: typer.Context) -> str:
+    """The running command with the options given explicitly (not their defaults), ready to paste."""
+    words = ["gradattr", context.info_name or ""]
+    for parameter in context.command.params:
+        name = parameter.name or ""
+        value = context.params.get(name)
+        source = context.get_parameter_source(name)
+        if name == "debug" or source is None or source.name == "DEFAULT":
+            continue
+        if getattr(parameter, "is_flag", False):
+            flags = parameter.opts if value else getattr(parameter, "secondary_opts", [])
+            words += flags[:1]
+        elif isinstance(value, (list, tuple)):
+            words += [item for v in value for item in (parameter.opts[0], str(v))]
+        else:
+            words += [parameter.opts[0], str(value)]
+    return shlex.join(words)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  gradattr reproduce --quick --out report      # digits + drug reviews, 1-2 minutes on 2 cores\n\n"
+        "  gradattr reproduce --out full-report         # adds Fashion-MNIST when its files are installed\n\n"
+        "  gradattr reproduce --datasets digits --models mlp-relu,cnn --samples 50\n\n"
+        "  gradattr reproduce --mnist ~/data/mnist --cifar10 ~/data/cifar-10-batches-bin --imdb ~/data/aclImdb"
     )
-    table = Table(title=f"Methods on {result.samples} test digits")
-    table.add_column("method")
-    table.add_column("time (ms)", justify="right")
-    table.add_column("completeness error", justify="right")
-    for method in result.methods:
-        table.add_row(method, f"{result.seconds[method] * 1e3:.1f}", f"{result.completeness[method]:.2e}")
+)
+def reproduce(
+    context: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="Digits and drug reviews only, fewer samples.")] = False,
+    datasets: Annotated[
+        list[str] | None, typer.Option(help="Data sets, comma-separated: digits, drugreview, fashion-mnist, ...")
+    ] = None,
+    models: Annotated[
+        list[str] | None, typer.Option(help="Models, comma-separated: mlp-relu, mlp-tanh, cnn, text-cnn, lstm.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for report.html, results.json and CSVs.")] = Path(
+        "gradattr-report"
+    ),
+    samples: Annotated[int | None, typer.Option(min=2, help="Evaluation samples per model (default by data).")] = None,
+    num_subsets: NumSubsets = 100,
+    display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown per model in the report.")] = 4,
+    methods: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    seed: Seed = 0,
+    cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $GRADATTR_CACHE).")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a cached model exists.")] = False,
+    mnist: Annotated[Path | None, typer.Option(help="Directory of the MNIST IDX files.")] = None,
+    cifar10: Annotated[Path | None, typer.Option(help="Directory of CIFAR-10's binary batches.")] = None,
+    imdb: Annotated[Path | None, typer.Option(help="The aclImdb directory.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    debug: Debug = False,
+) -> None:
+    """Reproduce Ancona et al. (ICLR 2018): train the paper's models, compute every method, measure
+    Sensitivity-n, method agreement and the paper's claims, and write a self-contained HTML report."""
+    from gradattr.experiments import ReproduceOptions, StudyConfigError, StudySettings, select
+    from gradattr.experiments import reproduce as run_study
+    from gradattr.report import write_study
+
+    directories = {key: path for key, path in (("mnist", mnist), ("cifar10", cifar10), ("imdb", imdb)) if path}
+    for key, path in directories.items():
+        if not path.is_dir():
+            raise typer.BadParameter(f"--{key} {path}: not a directory")
+    options = ReproduceOptions(
+        quick=quick,
+        datasets=_split(datasets),
+        models=_split(models),
+        samples=samples,
+        directories=directories,
+        cache=cache,
+        retrain=retrain,
+        settings=StudySettings(
+            methods=_methods(methods), num_subsets=num_subsets, display=display, seed=seed, progress=progress
+        ),
+        command=_command_line(context),
+    )
+    try:
+        select(options)
+    except StudyConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+    start = time.perf_counter()
+    study = _guarded(debug, lambda: run_study(options))
+    files = _guarded(debug, lambda: write_study(study, out))
+    table = Table(title="Models")
+    for column in ("data set", "model", "test acc.", "majority", "claims hold"):
+        table.add_column(column, justify="right" if column != "model" and column != "data set" else "left")
+    for m in study.models:
+        claims = study.claims(m)
+        held = sum(c.verdict == "holds" for c in claims)
+        applicable = sum(c.verdict in ("holds", "does not hold") for c in claims)
+        training = m.subject.training
+        table.add_row(
+            m.subject.dataset, m.subject.model_name,
+            f"{training.test_accuracy:.1%}" if training else "-", f"{training.majority_rate:.1%}" if training else "-",
+            f"{held}/{applicable}",
+        )  # fmt: skip
     console.print(table)
-    agreement = Table(title="Agreement: mean Pearson correlation of the maps over samples")
-    agreement.add_column("")
-    for method in result.methods:
-        agreement.add_column(SHORT_NAMES.get(method, method), justify="right")
-    for method, row in zip(result.methods, result.correlation, strict=True):
-        agreement.add_row(SHORT_NAMES.get(method, method), *(f"{value:.2f}" for value in row))
-    console.print(agreement)
-    console.print("completeness error = mean |Σ R - (S_c(x) - S_c(0))| / mean |S_c(x) - S_c(0)|")
-    for path in result.files:
+    console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s")
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  gradattr explain --model mymodels:build --weights net.pt --input cat.png --input dog.png --out maps\n\n"
+        "  gradattr explain --model ./net.py:make --input batch.npy --batched --method deeplift,occlusion\n\n"
+        "  gradattr explain --model mytext:model --input ids.npy --layer embedding --out maps"
+    )
+)
+def explain(
+    model: Annotated[str, typer.Option(help="Your model: MODULE:FACTORY (or path/to/file.py:FACTORY).")],
+    inputs: Annotated[
+        list[Path], typer.Option("--input", help="Input file(s): .npy/.pt arrays or PNG/JPEG images (repeatable).")
+    ],
+    weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    target: Annotated[int | None, typer.Option(help="Class to explain (default: the predicted class).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Attribute this submodule's output (e.g. embedding).")] = None,
+    batched: Annotated[bool, typer.Option("--batched", help="Each array file holds a batch (first dim).")] = False,
+    out: Annotated[Path, typer.Option(help="Directory for heatmaps.png and <method>.npy.")] = Path("gradattr-explain"),
+    debug: Debug = False,
+) -> None:
+    """Attribute your model's predictions on your inputs with each method: writes heatmaps.png (rows = inputs,
+    columns = methods) and one <method>.npy of attributions per method (the inputs' shape; with --layer, the
+    layer output's). Images are scaled to [-1, 1]; arrays are used as they are. Text: save token ids as .npy
+    and pass --layer embedding."""
+    names = _methods(method)
+
+    def run() -> list[Path]:
+        import numpy as np
+        import torch
+
+        import gradattr
+        from gradattr.evaluation import LayerFunction
+        from gradattr.experiments.user_data import load_inputs, load_model
+        from gradattr.report import heatmap_grid
+
+        network = load_model(model, weights)
+        x = load_inputs(inputs, batched)
+        with torch.no_grad():
+            predicted = network(x).argmax(1)
+        classes = predicted if target is None else torch.full_like(predicted, target)
+        out.mkdir(parents=True, exist_ok=True)
+        maps, files = {}, []
+        for name in names:
+            maps[name] = gradattr.attribute(network, x, method=name, target=classes, layer=layer)
+            np.save(out / f"{name}.npy", maps[name].numpy())
+            files.append(out / f"{name}.npy")
+        shown = x if layer is None else LayerFunction.of(network, x, layer).layer_output
+        labels = [f"{p.name}: class {int(c)}" for p, c in zip(_sample_names(inputs, len(x)), classes, strict=True)]
+        files.insert(0, heatmap_grid(shown, maps, out / "heatmaps.png", row_labels=labels))
+        return files
+
+    files = _guarded(debug, run)
+    for path in files:
         console.print(f"wrote {path}")
+
+
+def _sample_names(paths: list[Path], count: int) -> list[Path]:
+    """One name per sample: the file's, with the index when a file holds several samples."""
+    if len(paths) == count:
+        return paths
+    return [Path(f"sample {i}") for i in range(count)]
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  gradattr evaluate --model mymodels:build --weights net.pt --data test.npz --out eval\n\n"
+        "  gradattr evaluate --model ./net.py:make --data testdir/ --methods deeplift,occlusion --patch 4\n\n"
+        "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding --relu-only"
+    )
+)
+def evaluate(
+    context: typer.Context,
+    model: Annotated[str, typer.Option(help="Your model: MODULE:FACTORY (or path/to/file.py:FACTORY).")],
+    data: Annotated[Path, typer.Option(help=".npz with arrays x and y, or a directory with x.npy and y.npy.")],
+    weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
+    methods: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    samples: Annotated[int, typer.Option(min=2, help="Evaluate the first N samples.")] = 100,
+    num_subsets: NumSubsets = 100,
+    patch: Annotated[int, typer.Option(min=0, help="Square patches as features (0: every feature alone).")] = 0,
+    layer: Annotated[str | None, typer.Option(help="Attribute this submodule's output; features: positions.")] = None,
+    relu_only: Annotated[bool, typer.Option("--relu-only", help="The model's only nonlinearity is ReLU.")] = False,
+    display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown in the report.")] = 4,
+    seed: Seed = 0,
+    out: Annotated[Path, typer.Option(help="Directory for report.html, results.json and CSVs.")] = Path(
+        "gradattr-evaluate"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    debug: Debug = False,
+) -> None:
+    """Sensitivity-n, method agreement, completeness and the paper's checks for your model on your labelled
+    data, written as the same report as `gradattr reproduce` (report.html, results.json, CSVs)."""
+    names = _methods(methods)
+
+    def run() -> list[Path]:
+        from gradattr.experiments.user_data import load_labelled, load_model
+        from gradattr.experiments.user_study import user_study
+        from gradattr.report import write_study
+
+        network = load_model(model, weights)
+        x, y = load_labelled(data)
+        study = user_study(
+            network, x[:samples], y[:samples], model_name=model, data_name=data.name, methods=names, patch=patch,
+            layer=layer, relu_only=relu_only, num_subsets=num_subsets, display=display, seed=seed,
+            progress=progress, command=_command_line(context),
+        )  # fmt: skip
+        return write_study(study, out)
+
+    files = _guarded(debug, run)
+    console.print(f"wrote {files[0]} (and results.json, CSVs)")
 
 
 if __name__ == "__main__":

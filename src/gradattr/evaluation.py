@@ -5,7 +5,13 @@
 :func:`gradattr.metrics.sensitivity.measure`. The subsets are drawn once, from the seed, and shared by all
 samples, batches and methods, so the output drops S_c(x) - S_c(x_[x_S = x̄]) of a batch are computed once
 for all methods; only the attribution sums differ. Memory stays bounded by one batch: per-sample
-correlations (a few numbers per sample) are all that is kept.
+correlations (a few numbers per sample) are all that is kept; a caller that wants more of each batch (the
+maps, to measure agreement or completeness) passes ``on_batch``.
+
+Text models take token ids, which have no gradient: with ``layer="embedding"`` the attributions are those of
+the layer's output (as ``gradattr.attribute(..., layer=...)``), and Sensitivity-n removes features of that
+output (e.g. whole tokens, ``feature_groups=torch.arange(L)``) by setting them to the baseline there, with
+the model replayed from the layer on (:class:`LayerFunction`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +32,7 @@ from tqdm.auto import tqdm
 
 from gradattr.engine import preserved_model
 from gradattr.methods import METHODS, attribute
+from gradattr.methods._problem import AttributionProblem, build_problem
 from gradattr.metrics.groups import as_grouping
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
 
@@ -110,6 +117,66 @@ class SensitivityTable:
         return "\n".join(lines)
 
 
+class LayerFunction(nn.Module):
+    """The model as a function of one layer's output, the model inputs held fixed.
+
+    ``forward(points)`` runs the model on ``model_inputs`` with the layer's output replaced by ``points``
+    (rows: one per sample of ``model_inputs``, or, with ``sample``, any number of rows that all belong to that
+    sample), so per-sample context after the layer (masks, lengths) stays each sample's own.
+
+    Attributes:
+        layer_output: the layer's own output for ``model_inputs`` (the point the attributions explain).
+    """
+
+    def __init__(self, problem: AttributionProblem, sample: int | None = None) -> None:
+        super().__init__()
+        self.model = problem.model
+        self._problem = problem
+        self._sample = sample
+
+    @classmethod
+    def of(cls, model: nn.Module, model_inputs: Tensor, layer: str | nn.Module) -> LayerFunction:
+        """The function for a batch of ``model_inputs`` (rows of ``forward`` = the batch's samples)."""
+        return cls(build_problem(model, model_inputs, None, None, layer))
+
+    @property
+    def layer_output(self) -> Tensor:
+        return self._problem.inputs[0]
+
+    def for_sample(self, sample: int) -> LayerFunction:
+        """The function of sample ``sample`` alone: every row of ``forward`` is a variant of that sample."""
+        return LayerFunction(self._problem, sample)
+
+    def forward(self, points: Tensor) -> Tensor:
+        rows = points.shape[0]
+        if self._sample is not None:
+            index = torch.full((rows,), self._sample, dtype=torch.long, device=points.device)
+        elif rows == self._problem.batch_size:
+            index = torch.arange(rows, device=points.device)
+        else:
+            raise ValueError(f"{rows} rows given for a batch of {self._problem.batch_size} samples")
+        return self._problem.output((points,), index)
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluatedBatch:
+    """One batch as :func:`evaluate` saw it, handed to its ``on_batch`` callback.
+
+    Attributes:
+        inputs: the attributed tensor (B, ...): the model inputs, or the layer's output with ``layer``.
+        targets: LongTensor(B), the attributed and scored class of each sample.
+        maps: method -> attributions of ``inputs``' shape.
+        function: the model as a function of ``inputs`` (the model itself, or a :class:`LayerFunction`).
+        model_inputs: the batch as the model takes it (token ids for a text model).
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    maps: dict[str, Tensor]
+    function: nn.Module
+    model_inputs: Tensor
+
+
 def evaluate(
     model: nn.Module,
     data: Data,
@@ -126,6 +193,8 @@ def evaluate(
     progress: bool = True,
     max_samples: int | None = None,
     max_elements: int | None = None,
+    layer: str | nn.Module | None = None,
+    on_batch: Callable[[EvaluatedBatch], None] | None = None,
 ) -> SensitivityTable:
     """Sensitivity-n of each method's attributions over a data set (Ancona et al., ICLR 2018, Sec. 4.1).
 
@@ -147,6 +216,10 @@ def evaluate(
             ``{"integrated_gradients": {"steps": 50}, "occlusion": {"window": 2}}``.
         progress: show a progress bar over the samples.
         max_samples: stop after this many samples.
+        layer: attribute this submodule's output instead of the inputs (``"embedding"`` for the text models);
+            Sensitivity-n then removes features of that output, ``feature_groups`` being a mask over its
+            shape (e.g. ``torch.arange(L)`` for whole tokens of an (L, D) embedding).
+        on_batch: called with an :class:`EvaluatedBatch` (inputs, targets, maps) after each batch.
 
     Returns:
         A :class:`SensitivityTable`: ``rows()`` (method, n, mean, std, count), ``pivot()``, ``to_csv``,
@@ -173,23 +246,30 @@ def evaluate(
         for x, y in _batches(data, batch_size, target):
             if max_samples is not None:
                 x, y = x[: max_samples - done], None if y is None else y[: max_samples - done]
-            grouping = as_grouping(feature_groups, x.shape[1:], x.device)
+            function: nn.Module = model if layer is None else LayerFunction.of(model, x, layer)
+            attributed = x if layer is None else function.layer_output
+            grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
             if plan is None:
                 plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
             classes = _targets(model, x, y if target == "label" else None)
             maps = {}
             for name in names:
                 start = time.perf_counter()
-                maps[name] = attribute(model, x, method=name, target=classes, **options.get(name, {}))
+                maps[name] = attribute(model, x, method=name, target=classes, layer=layer, **options.get(name, {}))
                 seconds[f"attribute {name}"] += time.perf_counter() - start
             start = time.perf_counter()
-            batch = measure(
-                model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
-                max_elements=max_elements,
-            )  # fmt: skip
+            if layer is None:
+                batch = measure(
+                    model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
+                    max_elements=max_elements,
+                )  # fmt: skip
+            else:
+                batch = _measure_per_sample(function, maps, classes, plan, baseline, grouping, max_elements)
             seconds["sensitivity-n"] += time.perf_counter() - start
             for name, values in batch.items():
                 per_sample[name].append(values)
+            if on_batch is not None:
+                on_batch(EvaluatedBatch(attributed, classes, maps, function, x))
             done += x.shape[0]
             bar.update(x.shape[0])
             if max_samples is not None and done >= max_samples:
@@ -203,6 +283,36 @@ def evaluate(
         for name, values in per_sample.items()
     }
     return SensitivityTable(results, seconds)
+
+
+def _measure_per_sample(
+    function: LayerFunction,
+    maps: Mapping[str, Tensor],
+    classes: Tensor,
+    plan: SubsetPlan,
+    baseline: float | Tensor,
+    grouping: Any,
+    max_elements: int | None,
+) -> dict[str, Tensor]:
+    """Sensitivity-n on a layer's output, one sample at a time (the replayed model needs each variant's own
+    model inputs, which are those of the one sample all its rows belong to)."""
+    inputs = function.layer_output
+    rows = []
+    for i in range(inputs.shape[0]):
+        sample = slice(i, i + 1)
+        rows.append(
+            measure(
+                function.for_sample(i),
+                inputs[sample],
+                {name: r[sample] for name, r in maps.items()},
+                target=classes[sample],
+                plan=plan,
+                baseline=baseline,
+                grouping=grouping,
+                max_elements=max_elements,
+            )
+        )
+    return {name: torch.cat([row[name] for row in rows]) for name in maps}
 
 
 def _check_methods(methods: Sequence[str] | None) -> list[str]:

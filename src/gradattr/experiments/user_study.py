@@ -1,0 +1,79 @@
+"""The study of one user model on the user's labelled data (``gradattr evaluate``): the same measurements
+and report as the paper's study, for one model."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import torch
+from torch import Tensor, nn
+
+from gradattr.evaluation import LayerFunction
+from gradattr.experiments.results import Study
+from gradattr.experiments.study import Features, StudySettings, Subject, study_model
+from gradattr.metrics.groups import patches
+
+
+def user_features(model: nn.Module, x: Tensor, patch: int, layer: str | None) -> Features:
+    """Features for a user model: with ``layer``, positions along the layer output's first feature dimension
+    (tokens of an embedding; Occlusion-1 occludes one position); else ``patch`` x ``patch`` patches over the
+    last two dimensions, or (``patch`` = 0) every input feature alone."""
+    if layer is not None:
+        shape = LayerFunction.of(model, x[:1], layer).layer_output.shape[1:]
+        window = (1, *shape[1:])
+        return Features(
+            f"positions of {layer}", groups=torch.arange(shape[0]), layer=layer,
+            method_options={"occlusion": {"window": window}},
+        )  # fmt: skip
+    if patch:
+        return Features(f"{patch}x{patch} patches", groups=patches(x.shape[1:], patch))
+    return Features("features")
+
+
+def user_study(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    model_name: str,
+    data_name: str,
+    methods: tuple[str, ...],
+    patch: int = 0,
+    layer: str | None = None,
+    relu_only: bool = False,
+    num_subsets: int = 100,
+    display: int = 4,
+    seed: int = 0,
+    progress: bool = True,
+    command: str = "gradattr evaluate",
+) -> Study:
+    """Study ``model`` on ``(x, y)`` (Sensitivity-n, agreement, completeness, the paper's claims)."""
+    start = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    classes = int(y.max()) + 1
+    with torch.no_grad():
+        classes = max(classes, int(model(x[:1]).shape[1]))
+    subject = Subject(
+        dataset=data_name,
+        model_name=model_name,
+        model=model,
+        inputs=x,
+        labels=y,
+        class_names=[str(i) for i in range(classes)],
+        features=user_features(model, x, patch, layer),
+        relu_only=relu_only,
+        tokens=(lambda ids: [str(int(i)) for i in ids]) if layer is not None else None,
+    )
+    settings = StudySettings(methods=methods, num_subsets=num_subsets, display=display, seed=seed, progress=progress)
+    studied = study_model(subject, settings)
+    return Study(
+        title=f"gradattr evaluate: {model_name}",
+        command=command,
+        settings=settings,
+        models=[studied],
+        datasets={data_name: f"{x.shape[0]} samples of shape {tuple(x.shape[1:])}"},
+        options={"patch": patch, "layer": layer, "relu_only": relu_only, "evaluation_samples": {data_name: len(x)}},
+        started=started,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,46 @@
+"""Sensitivity-n curves (Ancona et al., ICLR 2018, Fig. 3-4): correlation against n on a log axis."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from gradattr.evaluation import SensitivityTable
+from gradattr.report.labels import METHOD_COLOURS, method_label
+
+
+def sensitivity_figure(table: SensitivityTable, *, features: str = "features", title: str | None = None) -> Figure:
+    """One line per method: mean Pearson correlation over samples against n (log scale), ±1 s.e. band.
+
+    Args:
+        table: the :func:`gradattr.evaluate` result.
+        features: what n counts, for the axis label (e.g. "4x4 patches", "tokens").
+        title: optional figure title.
+    """
+    methods, ns, means = table.pivot("mean")
+    stds, counts = table.pivot("std")[2], table.pivot("count")[2]
+    figure, axis = plt.subplots(figsize=(5.6, 3.4))
+    for method, mean, std, count in zip(methods, means, stds, counts, strict=True):
+        colour = METHOD_COLOURS.get(method)
+        axis.plot(ns, mean, marker="o", markersize=3, linewidth=1.6, color=colour, label=method_label(method))
+        error = np.where(count > 1, std / np.sqrt(np.maximum(count, 1)), np.nan)
+        axis.fill_between(ns, mean - error, mean + error, color=colour, alpha=0.15, linewidth=0)
+    axis.set_xscale("log")
+    axis.set_xlabel(f"n ({features} removed)")
+    axis.set_ylabel("Pearson correlation")
+    low = np.nanmin(means) if np.isfinite(means).any() else 0.0
+    axis.set_ylim(min(-0.05, math.floor(low * 10) / 10), 1.05)
+    axis.axhline(0, color="#bbbbbb", linewidth=0.8)
+    axis.grid(True, which="both", alpha=0.25)
+    axis.spines[["top", "right"]].set_visible(False)
+    if title:
+        axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7, frameon=False, loc="lower left")
+    figure.tight_layout()
+    return figure

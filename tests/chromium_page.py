@@ -1,0 +1,79 @@
+"""Headless Debian chromium driven by selenium, for tests that check a report renders in a real browser."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM = ("chromium", "chromium-browser")
+CHROMEDRIVER = ("chromedriver", "chromium-driver")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,2000",
+)
+
+
+def _which(names: tuple[str, ...]) -> str | None:
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+def missing_reason() -> str | None:
+    """Why a browser test cannot run here, or None when it can."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    if _which(CHROMIUM) is None or _which(CHROMEDRIVER) is None:
+        return "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+    return None
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    """A selenium WebDriver on headless chromium with a fresh profile and browser logs captured."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    with tempfile.TemporaryDirectory(prefix="gradattr-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = _which(CHROMIUM) or ""
+        for flag in (*FLAGS, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=_which(CHROMEDRIVER)))
+        try:
+            yield driver
+        finally:
+            driver.quit()
+
+
+def page_facts(driver: object, page: Path, screenshot: Path) -> dict[str, object]:
+    """Open ``page``, save a full-height screenshot, and return what the test asserts on: the headings,
+    each image's natural size and whether it loaded, and the browser console's errors."""
+    driver.get(page.resolve().as_uri())
+    driver.execute_script("return document.readyState")  # type: ignore[attr-defined]
+    height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    driver.set_window_size(1280, min(int(height), 16000))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(screenshot))  # type: ignore[attr-defined]
+    headings = driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.querySelectorAll('h1,h2,h3')).map(h => h.textContent.trim())"
+    )
+    images = driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])"
+    )
+    errors = [
+        entry["message"]
+        for entry in driver.get_log("browser")  # type: ignore[attr-defined]
+        if entry.get("level") in ("SEVERE", "ERROR")
+    ]
+    spans = driver.execute_script("return document.querySelectorAll('span.tok').length")  # type: ignore[attr-defined]
+    return {"headings": headings, "images": images, "errors": errors, "token_spans": spans}
