@@ -120,3 +120,23 @@ def test_layer_called_twice_is_refused() -> None:
 
     with pytest.raises(ValueError, match="called more than once per forward pass"):
         gradattr.attribute(Twice(), X, method="gradient_x_input", target=0, layer="fc")
+
+
+def test_non_finite_attributions_are_an_error_with_a_hint() -> None:
+    """eps-LRP through 200 LSTM steps: the sigmoid gates' multiplier f(z)/(z + eps) ~ 1/(2 eps) compounds to
+    inf. That must raise, naming the remedy, and the remedy must give finite attributions."""
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(4, 16, batch_first=True)
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    model, x = Recurrent(), torch.randn(4, 200, 4)
+    with pytest.raises(FloatingPointError, match=r"epsilon_lrp produced \d+ NaN or infinite.*gates='signal'"):
+        gradattr.attribute(model, x, method="epsilon_lrp", target=0)
+    assert torch.isfinite(gradattr.attribute(model, x, method="epsilon_lrp", target=0, gates="signal")).all()

@@ -239,14 +239,14 @@ def study_model(subject: Subject, settings: StudySettings) -> ModelStudy:
         A :class:`ModelStudy`. Methods that fail on the model are in ``unavailable`` with the reason.
     """
     options = _method_options(subject, settings)
-    unavailable = _probe(subject, settings.methods, options)
+    unavailable = _failures(subject, settings.methods, options, settings.batch_size, limit=2)
     methods = [m for m in settings.methods if m not in unavailable]
     table, collector = None, None
     if methods:
         try:
             table, collector = _evaluate(subject, methods, options, settings)
         except Exception:  # a method failed on a later batch: find which, measure the others
-            unavailable |= _check_all(subject, methods, options, settings.batch_size)
+            unavailable |= _failures(subject, methods, options, settings.batch_size)
             methods = [m for m in methods if m not in unavailable]
             if methods:
                 table, collector = _evaluate(subject, methods, options, settings)
@@ -298,43 +298,24 @@ def _attribute(subject: Subject, x: Tensor, y: Tensor, method: str, options: dic
     return attribute(subject.model, x, method=method, target=y, layer=subject.features.layer, **options.get(method, {}))
 
 
-def _non_finite(attributions: Tensor) -> int:
-    """How many samples have a NaN or infinite attribution."""
-    return int((~torch.isfinite(attributions.reshape(attributions.shape[0], -1))).any(1).sum())
-
-
-def _probe(subject: Subject, methods: Sequence[str], options: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Methods that fail on the first displayed samples (unsupported ops, non-finite maps), with the reason."""
-    x, y = subject.inputs[:2], subject.labels[:2]
-    failed = {}
-    for method in methods:
-        try:
-            bad = _non_finite(_attribute(subject, x, y, method, options))
-        except Exception as error:
-            failed[method] = one_line(error)
-            continue
-        if bad:
-            failed[method] = f"non-finite attributions (NaN/inf) on {bad} of {len(x)} samples checked"
-    return failed
-
-
-def _check_all(
-    subject: Subject, methods: Sequence[str], options: dict[str, dict[str, Any]], batch_size: int
+def _failures(
+    subject: Subject,
+    methods: Sequence[str],
+    options: dict[str, dict[str, Any]],
+    batch_size: int,
+    limit: int | None = None,
 ) -> dict[str, str]:
-    """Each method on all evaluation samples: those that raise or give non-finite maps, with the reason."""
+    """Methods that raise on the first ``limit`` evaluation samples (default: all) with the one-line reason:
+    an op without a rule, or non-finite attributions (``attribute`` raises on NaN/inf)."""
+    total = subject.inputs.shape[0] if limit is None else min(limit, subject.inputs.shape[0])
     failed = {}
-    total = subject.inputs.shape[0]
     for method in methods:
-        bad = 0
         try:
             for start in range(0, total, batch_size):
-                rows = slice(start, start + batch_size)
-                bad += _non_finite(_attribute(subject, subject.inputs[rows], subject.labels[rows], method, options))
+                rows = slice(start, min(start + batch_size, total))
+                _attribute(subject, subject.inputs[rows], subject.labels[rows], method, options)
         except Exception as error:
             failed[method] = one_line(error)
-            continue
-        if bad:
-            failed[method] = f"non-finite attributions (NaN/inf) on {bad} of {total} samples"
     return failed
 
 

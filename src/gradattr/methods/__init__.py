@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
@@ -26,10 +27,12 @@ from gradattr.methods.saliency import saliency
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its function and whether it uses a baseline."""
+    """A registered method: its function, whether it uses a baseline, and what to suggest when its
+    attributions come out non-finite."""
 
     function: Callable[..., tuple[Tensor, ...]]
     uses_baseline: bool
+    non_finite_hint: str = "check the model's output for overflow"
 
     @cached_property
     def options(self) -> dict[str, Any]:
@@ -42,7 +45,15 @@ _REGISTRY: dict[str, Method] = {
     "saliency": Method(saliency, uses_baseline=False),
     "gradient_x_input": Method(gradient_x_input, uses_baseline=False),
     "integrated_gradients": Method(integrated_gradients, uses_baseline=True),
-    "epsilon_lrp": Method(epsilon_lrp, uses_baseline=False),
+    "epsilon_lrp": Method(
+        epsilon_lrp,
+        uses_baseline=False,
+        non_finite_hint=(
+            "the multiplier f(z)/(z + eps*sign z) of a nonlinearity with f(0) != 0 (a sigmoid gate) grows like "
+            "1/eps near z = 0 and compounds over recurrent steps; use gates='signal' (Arras et al. 2017) for "
+            "LSTMs/GRUs, or a larger epsilon"
+        ),
+    ),
     "deeplift": Method(deeplift, uses_baseline=True),
     "occlusion": Method(occlusion, uses_baseline=False),
 }
@@ -91,6 +102,7 @@ def attribute(
     Raises:
         ValueError / TypeError / IndexError: invalid arguments, with what was expected.
         UnsupportedOperationError: a modified-gradient method met an op it has no correct rule for.
+        FloatingPointError: the attributions came out NaN/inf (with a hint on why).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -108,4 +120,14 @@ def attribute(
     with preserved_model(model):
         problem = build_problem(model, inputs, target, baseline, layer)
         attributions = spec.function(problem, **options)
+    _check_finite_result(method, spec, attributions)
     return problem.unpack(attributions)
+
+
+def _check_finite_result(method: str, spec: Method, attributions: tuple[Tensor, ...]) -> None:
+    """Finite inputs must give finite attributions: NaN/inf is an error, never a silent result."""
+    bad = sum(int((~torch.isfinite(a)).sum()) for a in attributions)
+    if bad:
+        raise FloatingPointError(
+            f"{method} produced {bad} NaN or infinite attribution value(s): {spec.non_finite_hint}"
+        )
