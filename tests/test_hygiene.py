@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -67,7 +68,10 @@ def assert_unchanged(model: nn.Module, before: dict) -> None:
     assert torch._C._len_torch_function_stack() == 0
 
 
-@pytest.mark.parametrize("method", gradattr.METHODS)
+INPUT_METHODS = [m for m in gradattr.METHODS if m not in gradattr.LAYER_METHODS]
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS)
 def test_normal_call_restores_everything_and_warns_about_training_mode(method: str) -> None:
     model = Dirty()
     before = snapshot(model)
@@ -121,11 +125,26 @@ def test_layer_attribution_removes_its_hooks() -> None:
     assert_unchanged(model, before)
 
 
+@pytest.mark.parametrize("method", gradattr.LAYER_METHODS)
+def test_layer_reading_methods_restore_everything(method: str) -> None:
+    """Grad-CAM hooks the named layer: removed afterwards, also when the target is out of range."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 4))
+    before = snapshot(model)
+    x = torch.randn(2, 1, 8, 8)
+    with pytest.warns(UserWarning, match="training mode"):
+        gradattr.attribute(model, x, method=method, target=1, layer="2")
+    assert_unchanged(model, before)
+    with pytest.raises(IndexError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gradattr.attribute(model, x, method=method, target=9, layer="2")
+    assert_unchanged(model, before)
+
+
 def test_deepcopy_equivalence_after_many_calls() -> None:
     """A model attributed many times computes exactly what an untouched copy computes."""
     model = Dirty().eval()
     twin = copy.deepcopy(model)
     x = torch.randn(3, 6)
-    for method in gradattr.METHODS:
+    for method in INPUT_METHODS:
         gradattr.attribute(model, x, method=method, target=2)
     torch.testing.assert_close(model(x), twin(x), rtol=0, atol=0)

@@ -1,16 +1,17 @@
 """gradattr: gradient-based attribution for PyTorch, after Ancona et al. (ICLR 2018).
 
-The public surface: :func:`attribute` and :data:`METHODS` (attributions), :func:`sensitivity_n` and
+The public surface: :func:`attribute`, :data:`METHODS`, :data:`PAPER_METHODS` (Ancona et al.'s six) and
+:data:`LAYER_METHODS` (those needing ``layer=``) (attributions), :func:`sensitivity_n` and
 :func:`patches` (the paper's Sensitivity-n metric and its feature groups), :func:`evaluate` (methods and
 Sensitivity-n over a data set), :func:`train` (seeded training with early stopping). Data and models live
 in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`.
 """
 
 from gradattr.evaluation import evaluate
-from gradattr.methods import METHODS, attribute
+from gradattr.methods import LAYER_METHODS, METHODS, PAPER_METHODS, attribute
 from gradattr.metrics.groups import patches
 from gradattr.metrics.sensitivity import sensitivity_n
 from gradattr.training import train
 
-__all__ = ["METHODS", "attribute", "evaluate", "patches", "sensitivity_n", "train"]
+__all__ = ["LAYER_METHODS", "METHODS", "PAPER_METHODS", "attribute", "evaluate", "patches", "sensitivity_n", "train"]
 __version__ = "0.1.0"

@@ -58,10 +58,13 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-def _methods(values: list[str] | None) -> tuple[str, ...]:
-    from gradattr import METHODS
+METHODS_HELP = "Comma-separated methods (default: the paper's six)."
 
-    names = _split(values) or list(METHODS)
+
+def _methods(values: list[str] | None) -> tuple[str, ...]:
+    from gradattr import METHODS, PAPER_METHODS
+
+    names = _split(values) or list(PAPER_METHODS)
     unknown = [name for name in names if name not in METHODS]
     if unknown:
         raise typer.BadParameter(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -111,7 +114,7 @@ def reproduce(
     samples: Annotated[int | None, typer.Option(min=2, help="Evaluation samples per model (default by data).")] = None,
     num_subsets: NumSubsets = 100,
     display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown per model in the report.")] = 4,
-    methods: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    methods: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
     seed: Seed = 0,
     cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $GRADATTR_CACHE).")] = None,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a cached model exists.")] = False,
@@ -182,7 +185,7 @@ def explain(
         list[Path], typer.Option("--input", help="Input file(s): .npy/.pt arrays or PNG/JPEG images (repeatable).")
     ],
     weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
-    method: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    method: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
     target: Annotated[int | None, typer.Option(help="Class to explain (default: the predicted class).")] = None,
     layer: Annotated[str | None, typer.Option(help="Attribute this submodule's output (e.g. embedding).")] = None,
     batched: Annotated[bool, typer.Option("--batched", help="Each array file holds a batch (first dim).")] = False,
@@ -245,7 +248,7 @@ def evaluate(
     model: Annotated[str, typer.Option(help="Your model: MODULE:FACTORY (or path/to/file.py:FACTORY).")],
     data: Annotated[Path, typer.Option(help=".npz with arrays x and y, or a directory with x.npy and y.npy.")],
     weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
-    methods: Annotated[list[str] | None, typer.Option(help="Methods, comma-separated (default: all).")] = None,
+    methods: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
     samples: Annotated[int, typer.Option(min=2, help="Evaluate the first N samples.")] = 100,
     num_subsets: NumSubsets = 100,
     patch: Annotated[int, typer.Option(min=0, help="Square patches as features (0: every feature alone).")] = 0,

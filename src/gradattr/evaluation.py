@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gradattr.engine import preserved_model
-from gradattr.methods import METHODS, attribute
+from gradattr.methods import METHODS, PAPER_METHODS, attribute
 from gradattr.methods._problem import AttributionProblem, build_problem
 from gradattr.metrics.groups import as_grouping
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
@@ -206,7 +206,7 @@ def evaluate(
         model: the classifier (pre-softmax outputs); its modes are restored afterwards.
         data: ``(x, y)`` tensors (cut into batches of ``batch_size``), an iterable of ``(x, y)`` batches (e.g.
             a ``DataLoader``, used as it batches), or a tensor ``x`` alone with ``target="predicted"``.
-        methods: names from :data:`gradattr.METHODS`; default all of them.
+        methods: names from :data:`gradattr.METHODS`; default the paper's six (:data:`gradattr.PAPER_METHODS`).
         target: ``"label"`` attributes and scores the true class y, ``"predicted"`` the model's argmax.
         ns, num_subsets, baseline, feature_groups, seed, max_elements: as in :func:`gradattr.sensitivity_n`;
             ``baseline`` is the value removed features are set to (each method keeps its own default baseline,
@@ -317,7 +317,7 @@ def _measure_per_sample(
 
 def _check_methods(methods: Sequence[str] | None) -> list[str]:
     if methods is None:
-        return list(METHODS)
+        return list(PAPER_METHODS)
     if isinstance(methods, str):
         methods = [methods]
     names = list(methods)

@@ -8,9 +8,17 @@ of the plain chain rule in which the derivative ``f'(z)`` of every nonlinearity 
 * DeepLIFT Rescale (Eq. 9): g(z) = (f(z) - f(z_ref)) / (z - z_ref), with f'((z + z_ref) / 2) where
   |z - z_ref| <= 1e-5 (the limit of the quotient, as the authors' code does)
 
+Guided Backpropagation and Deconvnet (Springenberg et al. 2015; Zeiler & Fergus 2014; Nielsen et al., IEEE
+SPM 2022, Sec. "Gradient-based methods") change only the backward of the rectifier ReLU:
+
+* Guided Backprop: g = 1[z > 0] · max(grad_out, 0)
+* Deconvnet:       g = max(grad_out, 0)          (the forward input's sign is ignored)
+
 A rule is a small object: ``needs_reference`` says whether it needs the op's input ``z_ref`` in a forward
-pass of the baseline, and ``backward`` maps the incoming gradient to the outgoing one. The engine never
-special-cases a method; new rules (guided backprop, LRP variants) are new classes here.
+pass of the baseline, ``backward`` maps the incoming gradient to the outgoing one, and ``plain_elsewhere``
+says the method is *defined* as the plain gradient at every op the rule does not change (so an op the
+engine has no rule for is not an error for it). The engine never special-cases a method; new rules (LRP
+variants) are new classes here.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class Rule(Protocol):
     """A replacement for the chain rule's local derivative at an elementwise nonlinearity."""
 
     needs_reference: bool
+    plain_elsewhere: bool
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)``; ``z_ref`` is the baseline's ``z``."""
@@ -68,6 +77,7 @@ class Epsilon:
 
     epsilon: float = 1e-4
     needs_reference: bool = False
+    plain_elsewhere: bool = False
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         if op.rectifier:
@@ -89,6 +99,7 @@ class Rescale:
 
     threshold: float = 1e-5
     needs_reference: bool = True
+    plain_elsewhere: bool = False
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         assert z_ref is not None, "Rescale needs the baseline's activation"
@@ -103,3 +114,36 @@ class Rescale:
             else:
                 multiplier[close] = op.slope((z + z_ref) / 2)[close]
         return multiplier.mul_(grad_out)
+
+
+@dataclass(frozen=True)
+class Guided:
+    """Guided Backpropagation (Springenberg et al. 2015): at a ReLU, ``g = 1[z > 0] · max(grad_out, 0)``.
+
+    Only rectifiers are changed, as in the method's definition (and in Captum and Zennit); every other
+    nonlinearity keeps its derivative ``f'(z) · grad_out``.
+    """
+
+    needs_reference: bool = False
+    plain_elsewhere: bool = True
+
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+        if not op.rectifier:
+            return op.slope(z).mul_(grad_out)
+        return grad_out.clamp(min=0).mul_(z > 0)
+
+
+@dataclass(frozen=True)
+class Deconvolution:
+    """Deconvnet (Zeiler & Fergus 2014): at a ReLU, ``g = max(grad_out, 0)``, whatever the sign of ``z``.
+
+    Only rectifiers are changed; every other nonlinearity keeps its derivative ``f'(z) · grad_out``.
+    """
+
+    needs_reference: bool = False
+    plain_elsewhere: bool = True
+
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+        if not op.rectifier:
+            return op.slope(z).mul_(grad_out)
+        return grad_out.clamp(min=0)

@@ -101,6 +101,12 @@ class _Classifier:
 _CLASSIFIER = _Classifier()
 
 
+def op_name(func: Callable[..., Any]) -> str:
+    """The resolved name of a torch function (``torch.overrides.resolve_name``, cached), e.g.
+    ``"torch.nn.functional.relu"`` for ``F.relu`` and ``nn.ReLU``: the key of the tables in :mod:`~.ops`."""
+    return _CLASSIFIER.name(func)
+
+
 class _InterceptingMode(TorchFunctionMode):
     """Common part of the recording and rule-applying passes: op classification and unsupported ops."""
 
@@ -226,6 +232,12 @@ class RuleMode(_InterceptingMode):
         z_ref = self._reference(name, z) if self.references is not None else None
         self.calls += 1
         return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier, pointwise), self.rule, z_ref, inplace)
+
+    def unsupported(self, name: str, reason: str) -> None:
+        """Methods defined as the plain gradient away from their rule's ops (guided backprop) need no rule
+        for other ops: their plain gradient *is* the method there."""
+        if not self.rule.plain_elsewhere:
+            super().unsupported(name, reason)
 
     def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
         """The references of a packed sequence's steps belong to rows of the same sequences only if the

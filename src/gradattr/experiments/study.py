@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate
-from gradattr.methods import METHODS, attribute
+from gradattr.methods import PAPER_METHODS, attribute
 from gradattr.metrics import completeness_gap, pearson_per_sample
 
 SMALL_EPSILON = 1e-8
@@ -101,7 +101,7 @@ class Subject:
 class StudySettings:
     """How every model is studied (the same for all models of a run)."""
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = PAPER_METHODS
     num_subsets: int = 100
     display: int = 4
     seed: int = 0

@@ -19,20 +19,31 @@ from gradattr.engine import preserved_model
 from gradattr.methods._problem import Baseline, Inputs, Target, build_problem
 from gradattr.methods.deeplift import deeplift
 from gradattr.methods.epsilon_lrp import epsilon_lrp
+from gradattr.methods.gradcam import gradcam, guided_gradcam
 from gradattr.methods.gradient_x_input import gradient_x_input
+from gradattr.methods.guided_backprop import deconvnet, guided_backprop
 from gradattr.methods.integrated_gradients import integrated_gradients
 from gradattr.methods.occlusion import occlusion
 from gradattr.methods.saliency import saliency
+from gradattr.methods.shapley_sampling import shapley_sampling
+from gradattr.methods.smoothgrad import smoothgrad
 
 
 @dataclass(frozen=True)
 class Method:
     """A registered method: its function, whether it uses a baseline, and what to suggest when its
-    attributions come out non-finite."""
+    attributions come out non-finite.
+
+    ``reads_layer``: the method reads the activations of the layer given as ``layer=`` (Grad-CAM) and
+    returns a map of the input's shape; ``wraps``: the method runs another one, named by its ``base``
+    option, and passes the options it does not know on to it (SmoothGrad).
+    """
 
     function: Callable[..., tuple[Tensor, ...]]
     uses_baseline: bool
     non_finite_hint: str = "check the model's output for overflow"
+    reads_layer: bool = False
+    wraps: bool = False
 
     @cached_property
     def options(self) -> dict[str, Any]:
@@ -56,10 +67,54 @@ _REGISTRY: dict[str, Method] = {
     ),
     "deeplift": Method(deeplift, uses_baseline=True),
     "occlusion": Method(occlusion, uses_baseline=False),
+    "shapley_sampling": Method(shapley_sampling, uses_baseline=True),
+    "smoothgrad": Method(smoothgrad, uses_baseline=False, wraps=True),
+    "guided_backprop": Method(guided_backprop, uses_baseline=False),
+    "deconvnet": Method(deconvnet, uses_baseline=False),
+    "gradcam": Method(gradcam, uses_baseline=False, reads_layer=True),
+    "guided_gradcam": Method(guided_gradcam, uses_baseline=False, reads_layer=True),
 }
 
 METHODS: tuple[str, ...] = tuple(_REGISTRY)
 """Names of the methods this version supports."""
+
+LAYER_METHODS: tuple[str, ...] = tuple(name for name, m in _REGISTRY.items() if m.reads_layer)
+"""Methods that read a layer's activations and need ``layer=`` (Grad-CAM)."""
+
+PAPER_METHODS: tuple[str, ...] = METHODS[:6]
+"""The methods compared by Ancona et al. (ICLR 2018): the default of the study and of :func:`evaluate`."""
+
+
+def _lookup(method: str) -> Method:
+    if method not in _REGISTRY:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return _REGISTRY[method]
+
+
+def _check_options(method: str, spec: Method, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        known = ", ".join(spec.options) or "none"
+        raise TypeError(
+            f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {known}{_elsewhere(unknown)}"
+        )
+
+
+def _resolve_options(method: str, spec: Method, options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Validated options for ``spec.function`` and whether a baseline is used; a wrapping method's ``base``
+    name becomes the base function, and the options it does not know are checked against the base's."""
+    if not spec.wraps:
+        _check_options(method, spec, options)
+        return options, spec.uses_baseline
+    base_name = options.get("base", "saliency")
+    wrappable = [name for name, m in _REGISTRY.items() if not (m.wraps or m.reads_layer)]
+    if base_name not in wrappable:
+        raise ValueError(f"{method}'s base must be one of {', '.join(wrappable)}, got {base_name!r}")
+    base = _REGISTRY[base_name]
+    own = {k: v for k, v in options.items() if k in spec.options}
+    passed_on = {k: v for k, v in options.items() if k not in spec.options}
+    _check_options(f"{method} with base {base_name}", base, passed_on)
+    return {**own, **passed_on, "base": base.function}, base.uses_baseline
 
 
 def _elsewhere(options: list[str]) -> str:
@@ -91,7 +146,9 @@ def attribute(
         baseline: reference input x̄ for ``deeplift`` and ``integrated_gradients``: ``None`` (zeros), a
             number, a tensor broadcastable to the inputs, or a tuple of those for multi-input models.
         layer: a submodule (or its dotted name) whose output is attributed instead of the inputs, e.g.
-            ``"embedding"`` for text models; ``baseline`` is then in that layer's output space.
+            ``"embedding"`` for text models; ``baseline`` is then in that layer's output space. For
+            ``gradcam``/``guided_gradcam`` it is the layer whose activations (B, K, *spatial) give the class
+            activation map, and the result has the input's shape.
         **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ``gates`` for
             eps-LRP's gate products in LSTM/GRU cells, ...); an unknown option is an error that names the
             methods taking it.
@@ -106,17 +163,12 @@ def attribute(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if method not in _REGISTRY:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    spec = _REGISTRY[method]
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        known = ", ".join(spec.options) or "none"
-        raise TypeError(
-            f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {known}{_elsewhere(unknown)}"
-        )
-    if baseline is not None and not spec.uses_baseline:
+    spec = _lookup(method)
+    options, uses_baseline = _resolve_options(method, spec, options)
+    if baseline is not None and not uses_baseline:
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
+    if spec.reads_layer and layer is None:
+        raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
     with preserved_model(model):
         problem = build_problem(model, inputs, target, baseline, layer)
         attributions = spec.function(problem, **options)

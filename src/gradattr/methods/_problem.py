@@ -31,6 +31,13 @@ def _check_finite(name: str, tensor: Tensor) -> None:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); attributions would be meaningless")
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1 (a count of steps, samples, copies), or a ValueError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
 def as_tuple(inputs: Inputs, name: str = "inputs") -> tuple[Tensor, ...]:
     """Normalise a tensor or a tuple/list of tensors to a tuple, checking each is a tensor."""
     items = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
@@ -215,6 +222,24 @@ class AttributionProblem:
                 if low < 0 or high >= width:
                     bad = low if low < 0 else high
                     raise IndexError(f"target {bad} is out of range: the model has {width} output(s) per sample")
+
+    def at_points(self, points: tuple[Tensor, ...], index: Tensor) -> AttributionProblem:
+        """The same problem for other rows: ``points`` (K rows, shaped like the inputs) of samples ``index``.
+
+        Targets, per-sample baselines and the model's other inputs follow ``index``; methods run on the
+        result as on any problem (SmoothGrad attributes noisy copies this way).
+        """
+        self.resolve_target()  # None after this only for a model with one output per sample
+        return AttributionProblem(
+            model=self.model,
+            inputs=points,
+            baselines=tuple(b if b.shape[0] == 1 else b[index] for b in self.baselines),
+            target=None if self.target is None else self.target[index],
+            model_inputs=tuple(_rows(v, index) for v in self.model_inputs),
+            layer=self.layer,
+            returns_tuple=self.returns_tuple,
+            _output_width=self._output_width,
+        )
 
     def unpack(self, attributions: tuple[Tensor, ...]) -> Inputs:
         """Attributions in the inputs' dtype, as a tuple when the inputs were a tuple."""

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from gradattr.engine import modified_gradient
 from gradattr.methods._batching import copies_per_chunk
-from gradattr.methods._problem import AttributionProblem
+from gradattr.methods._problem import AttributionProblem, check_positive_int
 
 
 def integrated_gradients(
@@ -35,8 +35,7 @@ def integrated_gradients(
         >>> torch.allclose(r, model.weight.detach().expand(2, 3))
         True
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_positive_int("steps", steps)
     problem.resolve_target()
     batch = problem.batch_size
     deltas = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))

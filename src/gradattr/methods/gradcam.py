@@ -1,0 +1,113 @@
+"""Grad-CAM and Guided Grad-CAM (Selvaraju et al. 2017; Nielsen et al., IEEE SPM 2022, Sec. "Grad-CAM").
+
+For a layer with activations A of shape (K, *spatial) (K channels, e.g. the last convolution):
+
+    α_k = (1/Z) Σ_u ∂S_c/∂A^k_u           (the spatial mean of the gradient, Selvaraju et al. Eq. 1)
+    L   = ReLU(Σ_k α_k A^k)              (Eq. 2), upsampled to the input's spatial size
+
+Guided Grad-CAM is the elementwise product of Guided Backpropagation and the upsampled map (Sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from gradattr.engine import modified_gradient
+from gradattr.methods._problem import AttributionProblem, build_problem
+from gradattr.methods.guided_backprop import guided_backprop
+
+_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+INTERPOLATIONS = ("linear", "nearest", "area")
+
+
+def class_activation_map(problem: AttributionProblem, *, relu: bool = True) -> Tensor:
+    """Grad-CAM at the layer's own resolution: Tensor(B, *spatial) = ReLU(Σ_k α_k A^k).
+
+    ``problem`` attributes the layer's output A (B, K, *spatial), channels first.
+    """
+    activations = problem.inputs[0]
+    if activations.dim() < 3:
+        raise ValueError(
+            f"Grad-CAM needs a layer whose output has channels and spatial dimensions (B, K, ...); the layer "
+            f"gives {tuple(activations.shape)} (choose a convolutional layer, e.g. the last one)"
+        )
+    (gradient,) = modified_gradient(problem, problem.inputs, problem.all_rows)
+    spatial = tuple(range(2, activations.dim()))
+    weights = gradient.mean(dim=spatial, keepdim=True)  # α_k, Eq. 1
+    cam = (weights * activations).sum(dim=1)  # Eq. 2 before the ReLU
+    return cam.clamp(min=0) if relu else cam
+
+
+def resize_to_input(cam: Tensor, like: Tensor, interpolation: str) -> Tensor:
+    """``cam`` (B, *spatial) resized to the trailing dimensions of ``like`` and repeated over its others."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+    rank = cam.dim() - 1
+    if like.dim() - 1 < rank:
+        raise ValueError(
+            f"the layer's map has {rank} spatial dimension(s) but the input {tuple(like.shape)} has fewer; "
+            "pass upsample=False to get the map at the layer's resolution"
+        )
+    size = tuple(like.shape[-rank:])
+    mode = _LINEAR_MODES.get(rank, "nearest") if interpolation == "linear" else interpolation
+    resized = F.interpolate(cam.unsqueeze(1), size=size, mode=mode).squeeze(1)
+    leading = like.dim() - 1 - rank
+    return resized.view(cam.shape[0], *(1,) * leading, *size).expand(like.shape)
+
+
+def _model_input(problem: AttributionProblem) -> Tensor:
+    if len(problem.model_inputs) != 1:
+        raise ValueError(
+            "Grad-CAM upsamples to the model's input, but the model takes several inputs; pass upsample=False "
+            "for the map at the layer's resolution"
+        )
+    return problem.model_inputs[0]
+
+
+def gradcam(
+    problem: AttributionProblem, *, interpolation: str = "linear", relu: bool = True, upsample: bool = True
+) -> tuple[Tensor, ...]:
+    """Grad-CAM of the layer given as ``layer=``, upsampled to the input.
+
+    Args:
+        problem: the layer's output A (B, K, *spatial) as the attributed tensor (``attribute(..., layer=...)``),
+            target c.
+        interpolation: ``"linear"`` (linear/bilinear/trilinear by the number of spatial dimensions),
+            ``"nearest"`` or ``"area"``.
+        relu: apply the ReLU of Eq. 2 (keep only evidence for the class).
+        upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
+
+    Returns:
+        The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
+
+    Example:
+        >>> import torch, gradattr
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+        ...                             torch.nn.Linear(4 * 6 * 6, 2))
+        >>> gradattr.attribute(model, torch.randn(2, 1, 8, 8), method="gradcam", layer="1").shape
+        torch.Size([2, 1, 8, 8])
+    """
+    cam = class_activation_map(problem, relu=relu)
+    if not upsample:
+        return (cam.unsqueeze(1),)
+    return (resize_to_input(cam, _model_input(problem), interpolation),)
+
+
+def guided_gradcam(problem: AttributionProblem, *, interpolation: str = "linear") -> tuple[Tensor, ...]:
+    """Guided Grad-CAM: Guided Backpropagation ⊙ the upsampled Grad-CAM of ``layer=`` (Selvaraju et al. 3.1).
+
+    Args:
+        problem: the layer's output as the attributed tensor, target c; the model's input must be one
+            floating tensor (Guided Backprop is taken with respect to it).
+        interpolation: as for :func:`gradcam`.
+
+    Returns:
+        A map with the shape of the input.
+    """
+    x = _model_input(problem)
+    problem.resolve_target()
+    cam = resize_to_input(class_activation_map(problem), x, interpolation)
+    at_input = build_problem(problem.model, x, problem.target, None)
+    (guided,) = guided_backprop(at_input)
+    return (guided * cam.to(guided.dtype),)

@@ -1,0 +1,174 @@
+"""Guided Backprop, Deconvnet, Grad-CAM and Guided Grad-CAM against Captum 0.9 and by hand.
+
+Captum implements Guided Backprop and Deconvnet with hooks on ``nn.ReLU`` modules, so on module-ReLU
+networks it is an independent reference (float64, ``EXACT``); on functional ``F.relu`` its hooks never run
+and it returns the plain gradient, which these tests show while checking gradattr against the module twin.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import Deconvolution, GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam, Saliency
+from torch import Tensor, nn
+
+import gradattr
+from gradattr.models import mnist_cnn, text_cnn
+
+from zoo import FunctionalMLP, InplaceReLUMLP, ReusedReLUMLP
+
+EXACT: dict[str, float] = {"rtol": 1e-10, "atol": 1e-12}
+DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cnn() -> nn.Sequential:
+    """1x12x12 -> conv (10x10) -> ReLU -> maxpool -> conv (3x3) -> tanh -> conv -> ReLU -> flatten -> linear."""
+    torch.manual_seed(0)
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3),
+            nn.Tanh(),
+            nn.Conv2d(6, 5, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(5 * 3 * 3, 5),
+        )
+        .to(DTYPE)
+        .eval()
+    )
+
+
+def captum(explainer: Any, *args: Any, **kwargs: Any) -> Tensor:
+    constructor_args, call = args[:-1], args[-1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return explainer(*constructor_args).attribute(call, **kwargs).detach()
+
+
+X = torch.randn(6, 1, 12, 12, generator=torch.Generator().manual_seed(1), dtype=DTYPE)
+TARGET = torch.arange(6) % 5
+
+
+@pytest.mark.parametrize(("method", "peer"), [("guided_backprop", GuidedBackprop), ("deconvnet", Deconvolution)])
+def test_match_captum_on_module_relu_cnn(method: str, peer: Any) -> None:
+    model = cnn()
+    expected = captum(peer, model, X, target=TARGET)
+    got = gradattr.attribute(model, X, method=method, target=TARGET)
+    torch.testing.assert_close(got, expected, **EXACT)
+    plain = captum(Saliency, model, X, target=TARGET, abs=False)
+    assert (got - plain).abs().max() > 1e-3  # the rule changed something
+
+
+@pytest.mark.parametrize(("method", "peer"), [("guided_backprop", GuidedBackprop), ("deconvnet", Deconvolution)])
+def test_functional_relu_gets_the_rule(method: str, peer: Any) -> None:
+    """F.relu, a reused nn.ReLU and in-place ReLUs give exactly the module-ReLU twin's map; Captum gives
+    the plain gradient on the functional model (its module hooks never fire there)."""
+    torch.manual_seed(3)
+    functional = FunctionalMLP([10, 16, 16, 4], F.relu).to(DTYPE)
+    twin = functional.as_sequential()
+    x = torch.randn(8, 10, dtype=DTYPE)
+    expected = captum(peer, twin, x, target=1)
+    for model in (functional, ReusedReLUMLP(functional), InplaceReLUMLP(functional)):
+        torch.testing.assert_close(gradattr.attribute(model, x, method=method, target=1), expected, **EXACT)
+    captum_functional = captum(peer, functional, x, target=1)
+    plain = captum(Saliency, functional, x, target=1, abs=False)
+    torch.testing.assert_close(captum_functional, plain, **EXACT)
+    assert (expected - plain).abs().max() > 1e-3
+
+
+def test_guided_backprop_needs_no_rule_for_softmax() -> None:
+    """Guided Backprop is the plain gradient away from ReLUs, so a softmax inside the model is no error
+    (DeepLIFT refuses it)."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.Softmax(dim=1), nn.Linear(6, 2)).to(DTYPE)
+    x = torch.randn(3, 4, dtype=DTYPE)
+    expected = captum(GuidedBackprop, model, x, target=0)
+    torch.testing.assert_close(gradattr.attribute(model, x, method="guided_backprop", target=0), expected, **EXACT)
+    with pytest.raises(gradattr.engine.UnsupportedOperationError, match="softmax"):
+        gradattr.attribute(model, x, method="deeplift", target=0)
+
+
+@pytest.mark.parametrize(("layer", "size"), [("0", (10, 10)), ("6", (3, 3))])
+def test_gradcam_matches_captum_layer_gradcam(layer: str, size: tuple[int, int]) -> None:
+    model = cnn()
+    module = dict(model.named_modules())[layer]
+    at_layer = captum(LayerGradCam, model, module, X, target=TARGET, relu_attributions=True)
+    assert at_layer.shape == (6, 1, *size)
+    got = gradattr.attribute(model, X, method="gradcam", target=TARGET, layer=layer, upsample=False)
+    torch.testing.assert_close(got, at_layer, **EXACT)
+    for mode, captum_mode in (("linear", "bilinear"), ("nearest", "nearest"), ("area", "area")):
+        upsampled = LayerAttribution.interpolate(at_layer, (12, 12), interpolate_mode=captum_mode)
+        got = gradattr.attribute(model, X, method="gradcam", target=TARGET, layer=layer, interpolation=mode)
+        torch.testing.assert_close(got, upsampled, **EXACT)
+
+
+def test_gradcam_without_relu_keeps_negative_evidence() -> None:
+    model = cnn()
+    signed = captum(LayerGradCam, model, model[3], X, target=TARGET)
+    got = gradattr.attribute(model, X, method="gradcam", target=TARGET, layer=model[3], relu=False, upsample=False)
+    torch.testing.assert_close(got, signed, **EXACT)
+    assert (signed < 0).any()
+
+
+def test_guided_gradcam_matches_captum() -> None:
+    model = cnn()
+    expected = captum(GuidedGradCam, model, model[3], X, target=TARGET, interpolate_mode="nearest")
+    got = gradattr.attribute(model, X, method="guided_gradcam", target=TARGET, layer="3", interpolation="nearest")
+    torch.testing.assert_close(got, expected, **EXACT)
+
+
+def test_gradcam_on_a_functional_relu_model_by_hand() -> None:
+    """The paper's MNIST CNN applies ReLU functionally; Grad-CAM of conv2 computed by hand with a hook."""
+    torch.manual_seed(2)
+    model = mnist_cnn((1, 10, 10), 4).to(DTYPE).eval()
+    x = torch.randn(3, 1, 10, 10, dtype=DTYPE)
+    stored: list[Tensor] = []
+    handle = model.conv2.register_forward_hook(lambda m, i, o: stored.append(o))
+    logits = model(x)
+    handle.remove()
+    activations = stored[0]
+    (grad,) = torch.autograd.grad(logits[:, 2].sum(), activations)
+    cam = (grad.mean((2, 3), keepdim=True) * activations).sum(1, keepdim=True).clamp(min=0).detach()
+    expected = F.interpolate(cam, size=(10, 10), mode="bilinear")
+    got = gradattr.attribute(model, x, method="gradcam", target=2, layer="conv2")
+    torch.testing.assert_close(got, expected, **EXACT)
+
+
+def test_gradcam_on_text_conv_upsamples_over_tokens() -> None:
+    """A 1-D convolution over token embeddings: the map is linear-interpolated to one value per token."""
+    torch.manual_seed(0)
+    model = text_cnn(30, 2).eval()
+    tokens = torch.randint(1, 30, (4, 12))
+    got = gradattr.attribute(model, tokens, method="gradcam", target=1, layer="convs.0", upsample=False)
+    cam = gradattr.attribute(model, tokens, method="gradcam", target=1, layer="convs.0")
+    assert cam.shape == tokens.shape and cam.dtype == torch.float32
+    torch.testing.assert_close(cam, F.interpolate(got, size=12, mode="linear").squeeze(1))
+
+
+def test_gradcam_errors_name_the_problem() -> None:
+    model = cnn()
+    with pytest.raises(ValueError, match="pass layer="):
+        gradattr.attribute(model, X, method="gradcam")
+    with pytest.raises(ValueError, match=r"channels and spatial dimensions.*\(6, 5\)"):
+        gradattr.attribute(model, X, method="gradcam", layer="8")
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        gradattr.attribute(model, X, method="gradcam", layer="3", interpolation="cubic")
+    with pytest.raises(ValueError, match="no submodule 'conv9'"):
+        gradattr.attribute(model, X, method="gradcam", layer="conv9")
+    with pytest.raises(ValueError, match="does not use a baseline"):
+        gradattr.attribute(model, X, method="gradcam", layer="3", baseline=0.5)
