@@ -172,3 +172,9 @@ def test_gradcam_errors_name_the_problem() -> None:
         gradattr.attribute(model, X, method="gradcam", layer="conv9")
     with pytest.raises(ValueError, match="does not use a baseline"):
         gradattr.attribute(model, X, method="gradcam", layer="3", baseline=0.5)
+    reused = nn.Sequential(model[0], model[1], model[1], model[2], model[3])
+    with pytest.raises(ValueError, match="more than once"):
+        gradattr.attribute(reused, X, method="gradcam", layer="1", target=0)
+    tokens = torch.randint(1, 30, (2, 12))
+    with pytest.raises(TypeError, match="floating input"):
+        gradattr.attribute(text_cnn(30, 2), tokens, method="guided_gradcam", layer="convs.0", target=0)

@@ -8,8 +8,8 @@ in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gr
 """
 
 from gradattr.evaluation import evaluate
+from gradattr.groups import patches
 from gradattr.methods import LAYER_METHODS, METHODS, PAPER_METHODS, attribute
-from gradattr.metrics.groups import patches
 from gradattr.metrics.sensitivity import sensitivity_n
 from gradattr.training import train
 

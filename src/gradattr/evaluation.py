@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gradattr.engine import preserved_model
+from gradattr.groups import as_grouping
 from gradattr.methods import METHODS, PAPER_METHODS, attribute
 from gradattr.methods._problem import AttributionProblem, build_problem
-from gradattr.metrics.groups import as_grouping
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
 
 Data = Tensor | tuple[Tensor, Tensor] | Iterable[Any]

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import gradattr
+from gradattr.groups import as_grouping
 from gradattr.metrics import draw_subsets
-from gradattr.metrics.groups import as_grouping
 
 
 def test_patches_on_a_small_image_by_hand() -> None:

@@ -29,7 +29,7 @@ from gradattr.data import (
     load_mnist,
 )
 from gradattr.experiments.study import Features
-from gradattr.metrics.groups import patches
+from gradattr.groups import patches
 from gradattr.models import build_model
 
 TEXT_WINDOW = 64

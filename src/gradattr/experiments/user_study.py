@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gradattr.evaluation import LayerFunction
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import Features, StudySettings, Subject, study_model
-from gradattr.metrics.groups import patches
+from gradattr.groups import patches
 
 
 def user_features(model: nn.Module, x: Tensor, patch: int, layer: str | None) -> Features:

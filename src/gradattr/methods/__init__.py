@@ -170,8 +170,12 @@ def attribute(
     if spec.reads_layer and layer is None:
         raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
     with preserved_model(model):
-        problem = build_problem(model, inputs, target, baseline, layer)
-        attributions = spec.function(problem, **options)
+        if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
+            problem = build_problem(model, inputs, target, baseline, floating=False)
+            attributions = spec.function(problem, layer=layer, **options)
+        else:
+            problem = build_problem(model, inputs, target, baseline, layer)
+            attributions = spec.function(problem, **options)
     _check_finite_result(method, spec, attributions)
     return problem.unpack(attributions)
 

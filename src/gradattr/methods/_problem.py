@@ -8,8 +8,8 @@ targets out of range or of the wrong length, a model on another dtype/device tha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,12 +49,13 @@ def as_tuple(inputs: Inputs, name: str = "inputs") -> tuple[Tensor, ...]:
     return items
 
 
-def _check_attributed(inputs: tuple[Tensor, ...]) -> int:
-    """Attributed tensors: floating, finite, batch-first with one common batch size, which is returned."""
+def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
+    """Attributed tensors: floating (unless ``floating=False``), finite, batch-first with one common batch
+    size, which is returned."""
     batch = None
     for i, x in enumerate(inputs):
         label = f"inputs[{i}]" if len(inputs) > 1 else "inputs"
-        if not x.is_floating_point():
+        if floating and not x.is_floating_point():
             raise TypeError(
                 f"{label} has dtype {x.dtype}; attributions need floating inputs (for token ids, attribute the "
                 "embedding output with layer='embedding')"
@@ -126,7 +127,7 @@ def _targets(target: Target, batch: int, device: torch.device) -> Tensor | None:
     return values.to(device=device, dtype=torch.long)
 
 
-def _check_model_matches(model: nn.Module, reference: Tensor) -> None:
+def _check_model_matches(model: nn.Module, reference: Tensor, same_dtype: bool = True) -> None:
     """A model whose parameters live on another device/dtype than the inputs gets a clear error."""
     parameter = next((p for p in model.parameters() if p.is_floating_point()), None)
     if parameter is None:
@@ -135,7 +136,7 @@ def _check_model_matches(model: nn.Module, reference: Tensor) -> None:
         raise ValueError(
             f"model parameters are on {parameter.device}, inputs on {reference.device}; move one to the other"
         )
-    if parameter.dtype != reference.dtype:
+    if same_dtype and parameter.dtype != reference.dtype:
         raise ValueError(
             f"model parameters are {parameter.dtype}, inputs are {reference.dtype}; convert the inputs or the "
             f"model (e.g. model.to({reference.dtype}))"
@@ -242,8 +243,10 @@ class AttributionProblem:
         )
 
     def unpack(self, attributions: tuple[Tensor, ...]) -> Inputs:
-        """Attributions in the inputs' dtype, as a tuple when the inputs were a tuple."""
-        cast = tuple(a.to(x.dtype) for a, x in zip(attributions, self.inputs, strict=True))
+        """Attributions in the inputs' dtype (floating inputs), as a tuple when the inputs were a tuple."""
+        cast = tuple(
+            a.to(x.dtype) if x.is_floating_point() else a for a, x in zip(attributions, self.inputs, strict=True)
+        )
         return cast if self.returns_tuple else cast[0]
 
 
@@ -258,29 +261,48 @@ _REUSED_LAYER = (
 
 
 @contextmanager
-def _replaced_output(layer: nn.Module, replacement: Tensor) -> Iterator[None]:
-    """While active, ``layer`` returns ``replacement`` (the attributed tensor) instead of its own output."""
+def _intercepted_output(layer: nn.Module, replace: Callable[[Tensor], Tensor | None]) -> Iterator[list[Tensor]]:
+    """While active, ``layer``'s output goes through ``replace`` (``None``: kept); yields the list that
+    receives what the layer finally returned. The layer must return one tensor and run once per pass."""
+    seen: list[Tensor] = []
 
-    calls = 0
-
-    def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
+    def hook(module: nn.Module, args: Any, output: Any) -> Tensor | None:
+        if seen:
             raise ValueError(_REUSED_LAYER)
-        if not isinstance(output, Tensor) or output.shape != replacement.shape:
-            shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-            raise ValueError(f"layer output {shape} does not match the attributed tensor {tuple(replacement.shape)}")
+        if not isinstance(output, Tensor):
+            raise ValueError(f"the layer returned {type(output).__name__}; it must return a single tensor")
+        replacement = replace(output)
+        seen.append(output if replacement is None else replacement)
         return replacement
 
     handle = layer.register_forward_hook(hook)
     try:
-        yield
+        yield seen
     finally:
         handle.remove()
 
 
-def _find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
+def _replaced_output(layer: nn.Module, replacement: Tensor) -> AbstractContextManager[list[Tensor]]:
+    """While active, ``layer`` returns ``replacement`` (the attributed tensor) instead of its own output."""
+
+    def replace(output: Tensor) -> Tensor:
+        if output.shape != replacement.shape:
+            raise ValueError(
+                f"layer output {tuple(output.shape)} does not match the attributed tensor {tuple(replacement.shape)}"
+            )
+        return replacement
+
+    return _intercepted_output(layer, replace)
+
+
+def activation_leaf(layer: nn.Module) -> AbstractContextManager[list[Tensor]]:
+    """While active, ``layer``'s output is detached into a leaf that requires grad, so one forward pass
+    gives both the activations and (by autograd) the gradient of anything computed from them."""
+    return _intercepted_output(layer, lambda output: output.detach().requires_grad_())
+
+
+def find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
+    """The submodule ``layer`` (a module, or its dotted name in ``model``)."""
     if isinstance(layer, nn.Module):
         return layer
     modules = dict(model.named_modules())
@@ -291,23 +313,11 @@ def _find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
 
 
 def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...]) -> Tensor:
-    captured: list[Tensor] = []
-
-    def hook(module: nn.Module, args: Any, output: Any) -> None:
-        if captured:
-            raise ValueError(_REUSED_LAYER)
-        captured.append(output)
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(*model_inputs)
-    finally:
-        handle.remove()
-    if not captured or not isinstance(captured[0], Tensor):
-        what = "was not called" if not captured else f"returned {type(captured[0]).__name__}"
-        raise ValueError(f"the attributed layer {what}; it must return a single tensor")
-    return captured[0].detach()
+    with _intercepted_output(layer, lambda output: None) as seen, torch.no_grad():
+        model(*model_inputs)
+    if not seen:
+        raise ValueError("the attributed layer was not called; it must return a single tensor")
+    return seen[0].detach()
 
 
 def build_problem(
@@ -316,25 +326,31 @@ def build_problem(
     target: Target,
     baseline: Baseline,
     layer: str | nn.Module | None = None,
+    *,
+    floating: bool = True,
 ) -> AttributionProblem:
-    """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output."""
+    """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output.
+
+    ``floating=False``: the inputs are only fed to the model (a method that reads a layer's activations,
+    such as Grad-CAM), so they may be token ids.
+    """
     model_inputs = as_tuple(inputs)
     returns_tuple = isinstance(inputs, (tuple, list))
     if layer is None:
         attributed = tuple(x.detach() for x in model_inputs)
     else:
-        module = _find_layer(model, layer)
+        module = find_layer(model, layer)
         attributed = (_layer_output(model, module, model_inputs),)
         returns_tuple = False
-    batch = _check_attributed(attributed)
+    batch = _check_attributed(attributed, floating)
     if layer is None:
-        _check_model_matches(model, attributed[0])
+        _check_model_matches(model, attributed[0], same_dtype=floating)
     return AttributionProblem(
         model=model,
         inputs=attributed,
         baselines=_baselines(baseline, attributed),
         target=_targets(target, batch, attributed[0].device),
         model_inputs=model_inputs,
-        layer=None if layer is None else _find_layer(model, layer),
+        layer=None if layer is None else find_layer(model, layer),
         returns_tuple=returns_tuple,
     )

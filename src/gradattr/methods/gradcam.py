@@ -10,32 +10,41 @@ Guided Grad-CAM is the elementwise product of Guided Backpropagation and the ups
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from gradattr.engine import modified_gradient
-from gradattr.methods._problem import AttributionProblem, build_problem
+from gradattr.methods._problem import AttributionProblem, activation_leaf, find_layer
 from gradattr.methods.guided_backprop import guided_backprop
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 INTERPOLATIONS = ("linear", "nearest", "area")
 
 
-def class_activation_map(problem: AttributionProblem, *, relu: bool = True) -> Tensor:
+def class_activation_map(problem: AttributionProblem, layer: nn.Module, *, relu: bool = True) -> Tensor:
     """Grad-CAM at the layer's own resolution: Tensor(B, *spatial) = ReLU(Σ_k α_k A^k).
 
-    ``problem`` attributes the layer's output A (B, K, *spatial), channels first.
+    One forward pass at the inputs, with the layer's output A (B, K, *spatial, channels first) made a
+    leaf, and one backward pass from S_c down to A only.
     """
-    activations = problem.inputs[0]
+    rows = problem.all_rows
+    with activation_leaf(layer) as seen, torch.enable_grad():
+        scores = problem.score(problem.output(problem.inputs, rows), rows)
+    if not seen:
+        raise ValueError("the Grad-CAM layer was not called in the forward pass")
+    activations = seen[0]
     if activations.dim() < 3:
         raise ValueError(
             f"Grad-CAM needs a layer whose output has channels and spatial dimensions (B, K, ...); the layer "
             f"gives {tuple(activations.shape)} (choose a convolutional layer, e.g. the last one)"
         )
-    (gradient,) = modified_gradient(problem, problem.inputs, problem.all_rows)
+    if scores.requires_grad:
+        (gradient,) = torch.autograd.grad(scores.sum(), activations)
+    else:  # the output does not depend on the layer
+        gradient = torch.zeros_like(activations)
     spatial = tuple(range(2, activations.dim()))
     weights = gradient.mean(dim=spatial, keepdim=True)  # α_k, Eq. 1
-    cam = (weights * activations).sum(dim=1)  # Eq. 2 before the ReLU
+    cam = (weights * activations.detach()).sum(dim=1)  # Eq. 2 before the ReLU
     return cam.clamp(min=0) if relu else cam
 
 
@@ -57,22 +66,28 @@ def resize_to_input(cam: Tensor, like: Tensor, interpolation: str) -> Tensor:
 
 
 def _model_input(problem: AttributionProblem) -> Tensor:
-    if len(problem.model_inputs) != 1:
+    if len(problem.inputs) != 1:
         raise ValueError(
             "Grad-CAM upsamples to the model's input, but the model takes several inputs; pass upsample=False "
             "for the map at the layer's resolution"
         )
-    return problem.model_inputs[0]
+    return problem.inputs[0]
 
 
 def gradcam(
-    problem: AttributionProblem, *, interpolation: str = "linear", relu: bool = True, upsample: bool = True
+    problem: AttributionProblem,
+    *,
+    layer: str | nn.Module,
+    interpolation: str = "linear",
+    relu: bool = True,
+    upsample: bool = True,
 ) -> tuple[Tensor, ...]:
     """Grad-CAM of the layer given as ``layer=``, upsampled to the input.
 
     Args:
-        problem: the layer's output A (B, K, *spatial) as the attributed tensor (``attribute(..., layer=...)``),
-            target c.
+        problem: the model's inputs (any dtype, e.g. token ids) and target c.
+        layer: the layer (or its dotted name) whose output A (B, K, *spatial) gives the map, ``attribute``'s
+            ``layer=``.
         interpolation: ``"linear"`` (linear/bilinear/trilinear by the number of spatial dimensions),
             ``"nearest"`` or ``"area"``.
         relu: apply the ReLU of Eq. 2 (keep only evidence for the class).
@@ -88,26 +103,29 @@ def gradcam(
         >>> gradattr.attribute(model, torch.randn(2, 1, 8, 8), method="gradcam", layer="1").shape
         torch.Size([2, 1, 8, 8])
     """
-    cam = class_activation_map(problem, relu=relu)
+    cam = class_activation_map(problem, find_layer(problem.model, layer), relu=relu)
     if not upsample:
         return (cam.unsqueeze(1),)
     return (resize_to_input(cam, _model_input(problem), interpolation),)
 
 
-def guided_gradcam(problem: AttributionProblem, *, interpolation: str = "linear") -> tuple[Tensor, ...]:
+def guided_gradcam(
+    problem: AttributionProblem, *, layer: str | nn.Module, interpolation: str = "linear"
+) -> tuple[Tensor, ...]:
     """Guided Grad-CAM: Guided Backpropagation ⊙ the upsampled Grad-CAM of ``layer=`` (Selvaraju et al. 3.1).
 
     Args:
-        problem: the layer's output as the attributed tensor, target c; the model's input must be one
-            floating tensor (Guided Backprop is taken with respect to it).
+        problem: the model's input, one floating tensor (Guided Backprop is taken with respect to it), and
+            target c.
+        layer: as for :func:`gradcam`.
         interpolation: as for :func:`gradcam`.
 
     Returns:
         A map with the shape of the input.
     """
     x = _model_input(problem)
-    problem.resolve_target()
-    cam = resize_to_input(class_activation_map(problem), x, interpolation)
-    at_input = build_problem(problem.model, x, problem.target, None)
-    (guided,) = guided_backprop(at_input)
-    return (guided * cam.to(guided.dtype),)
+    if not x.is_floating_point():
+        raise TypeError(f"guided_gradcam needs a floating input for Guided Backprop, got {x.dtype}")
+    cam = resize_to_input(class_activation_map(problem, find_layer(problem.model, layer)), x, interpolation)
+    (guided,) = guided_backprop(problem)
+    return (guided * cam,)

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from gradattr.groups import Grouping, as_grouping
 from gradattr.methods._batching import copies_per_chunk
 from gradattr.methods._problem import AttributionProblem, check_positive_int
-from gradattr.metrics.groups import Grouping, as_grouping
 
 FeatureGroups = Tensor | Sequence[Tensor | None] | None
 

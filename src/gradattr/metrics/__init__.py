@@ -8,7 +8,7 @@ from gradattr.metrics.agreement import (
     topk_intersection,
 )
 from gradattr.metrics.completeness import completeness_gap
-from gradattr.metrics.groups import patches
+from gradattr.groups import patches
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, default_ns, draw_subsets, sensitivity_n
 
 __all__ = [

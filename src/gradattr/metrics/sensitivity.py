@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
+from gradattr.groups import Grouping, as_grouping
 from gradattr.methods._batching import ELEMENTS_PER_CHUNK
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
 from gradattr.metrics.agreement import pearson_per_sample
-from gradattr.metrics.groups import Grouping, as_grouping
 
 ELEMENTS_PER_FORWARD = ELEMENTS_PER_CHUNK
 """Default memory budget: input elements per forward pass, the methods' budget (2**17: 512 KiB of float32,
