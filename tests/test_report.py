@@ -16,6 +16,7 @@ from gradattr.cli import app
 from gradattr.data import load_digits
 from gradattr.experiments.recipes import DATASETS, evaluation_set
 from gradattr.report.tokens import token_colour, token_spans
+from gradattr.robustness import PGD, model_randomisation, robust_accuracy
 from gradattr.training import train_or_load
 
 SAMPLES, SUBSETS = 12, 20
@@ -43,10 +44,11 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
         facts = chromium_page.page_facts(driver, out / "report.html", screenshot)
     headings = facts["headings"]
     for heading in ("Summary", "Paper claims vs our measurement", "Digits", "MLP (ReLU)", "Drug reviews", "Text CNN",
-                    "Settings"):  # fmt: skip
+                    "Robustness of explanations", "Settings"):  # fmt: skip
         assert heading in headings, headings
     images = facts["images"]
-    assert len(images) == 3  # digits heatmaps, two Sensitivity-n curves (text samples are HTML)
+    # digits heatmaps, two Sensitivity-n curves (text samples are HTML); robustness heatmaps and sanity curves
+    assert len(images) == 5
     for complete, width, height, alt in images:
         assert complete and width > 100 and height > 100, alt
     assert facts["token_spans"] >= 2 * 6 * 64  # two text samples, six methods, 64 tokens each
@@ -58,7 +60,7 @@ def test_report_is_self_contained(tiny_run: tuple[Path, Path]) -> None:
     page = (tiny_run[0] / "report.html").read_text(encoding="utf-8")
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert "http://" not in page and "https://" not in page
-    assert page.count('src="data:image/') == 3
+    assert page.count('src="data:image/') == 5
 
 
 def test_results_agree_with_the_api(tiny_run: tuple[Path, Path]) -> None:
@@ -92,8 +94,33 @@ def test_csvs_hold_the_numbers_of_the_json(tiny_run: tuple[Path, Path]) -> None:
     rows = sum(len(m["sensitivity_n"]["rows"]) for m in results["models"])
     lines = (out / "sensitivity_n.csv").read_text(encoding="utf-8").strip().splitlines()
     assert lines[0] == "dataset,model,method,n,mean,std,count" and len(lines) == rows + 1
-    for name in ("models", "claims", "correlation", "timings"):
+    for name in ("models", "claims", "correlation", "timings", "robustness_comparison", "sanity_checks",
+                 "class_sensitivity"):  # fmt: skip
         assert (out / f"{name}.csv").stat().st_size > 50
+
+
+def test_robustness_numbers_agree_with_the_api(tiny_run: tuple[Path, Path]) -> None:
+    """The section's robust accuracy and sanity verdicts, recomputed from the cached models."""
+    out, cache = tiny_run
+    section = json.loads((out / "results.json").read_text(encoding="utf-8"))["robustness"]
+    settings = section["settings"]
+    assert settings["samples"] == SAMPLES and settings["sanity_samples"] == SAMPLES
+    data = load_digits(seed=0)
+    recipe = next(m for m in next(r for r in DATASETS if r.key == "digits").models if m.key == "cnn")
+    attack = PGD(settings["epsilon"], steps=settings["eval_steps"], seed=settings["seed"])
+    x, y = data.test_x[:SAMPLES], data.test_y[:SAMPLES]
+    rows = {row["measure"]: row for row in section["comparison"]["rows"]}
+    for name, key, options in (
+        ("standard", "digits-cnn", {}),
+        ("robust", "digits-cnn-pgd", {"perturb": PGD(settings["epsilon"], steps=settings["train_steps"])}),
+    ):
+        model, _ = train_or_load(key, lambda: recipe.build(data), data, seed=0, cache=cache, progress=False,
+                                 **recipe.training, **options)  # fmt: skip
+        assert rows["robust accuracy"][name] == pytest.approx(robust_accuracy(model, x, y, attack), abs=1e-12)
+        sanity = model_randomisation(model, x, list(settings["methods"]), seed=0,
+                                     method_options={"gradcam": {"layer": settings["cam_layer"]}})  # fmt: skip
+        assert section["sanity_checks"][name]["passes"] == sanity.passes()
+    assert rows["robust accuracy"]["robust"] > rows["robust accuracy"]["standard"]
 
 
 def test_token_colours_are_diverging_and_escaped() -> None:

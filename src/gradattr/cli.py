@@ -121,11 +121,15 @@ def reproduce(
     mnist: Annotated[Path | None, typer.Option(help="Directory of the MNIST IDX files.")] = None,
     cifar10: Annotated[Path | None, typer.Option(help="Directory of CIFAR-10's binary batches.")] = None,
     imdb: Annotated[Path | None, typer.Option(help="The aclImdb directory.")] = None,
+    robustness: Annotated[
+        bool, typer.Option(help="Also compare a standard and an adversarially trained CNN (digits).")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     debug: Debug = False,
 ) -> None:
     """Reproduce Ancona et al. (ICLR 2018): train the paper's models, compute every method, measure
-    Sensitivity-n, method agreement and the paper's claims, and write a self-contained HTML report."""
+    Sensitivity-n, method agreement and the paper's claims; compare a standard and an adversarially trained
+    CNN (Nielsen et al. 2022); write a self-contained HTML report."""
     from gradattr.experiments import ReproduceOptions, StudyConfigError, StudySettings, select
     from gradattr.experiments import reproduce as run_study
     from gradattr.report import write_study
@@ -146,6 +150,7 @@ def reproduce(
             methods=_methods(methods), num_subsets=num_subsets, display=display, seed=seed, progress=progress
         ),
         command=_command_line(context),
+        robustness=robustness,
     )
     try:
         select(options)

@@ -98,6 +98,7 @@ def train(
     max_grad_norm: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """Train ``model`` on ``data.train_x``/``train_y`` with Adam and cross-entropy on logits.
 
@@ -119,6 +120,10 @@ def train(
         max_grad_norm: If set, clip the gradient norm to this before each step (helps LSTMs).
         seed: Seed for the split, the batch order and dropout.
         progress: Show tqdm progress bars.
+        perturb: If set, each training batch ``(x, y)`` is replaced by ``perturb(model, x, y)`` before the
+            step, e.g. a PGD attack for adversarial training (Madry et al. 2018; see
+            :func:`gradattr.robustness.adversarial_train`); the ``train_*`` metrics are then on the perturbed
+            batches, validation stays on clean data.
 
     Returns:
         ``(model, result)``: the same model object, now in eval mode with the best weights,
@@ -144,7 +149,7 @@ def train(
     epochs_bar = tqdm(range(1, epochs + 1), desc=f"train {type(model).__name__}", unit="epoch", disable=not progress)
     for epoch in epochs_bar:
         train_loss, train_accuracy = _train_epoch(
-            model, optimizer, fit_x, fit_y, batch_size, generator, max_grad_norm, progress
+            model, optimizer, fit_x, fit_y, batch_size, generator, max_grad_norm, progress, perturb
         )
         val_loss, val_accuracy = _evaluate(model, val_x, val_y)
         history.append(EpochRecord(epoch, train_loss, train_accuracy, val_loss, val_accuracy))
@@ -225,6 +230,7 @@ def _train_epoch(
     generator: torch.Generator,
     max_grad_norm: float | None,
     progress: bool,
+    perturb: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     model.train()
     order = torch.randperm(len(y), generator=generator)
@@ -233,7 +239,8 @@ def _train_epoch(
         range(0, len(order), batch_size), desc="batches", unit="batch", leave=False, disable=not progress
     ):
         index = order[start : start + batch_size]
-        logits = model(x[index])
+        inputs = x[index] if perturb is None else perturb(model, x[index], y[index])
+        logits = model(inputs)
         loss = F.cross_entropy(logits, y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

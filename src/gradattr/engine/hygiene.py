@@ -19,15 +19,16 @@ _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNor
 
 
 @contextmanager
-def preserved_model(model: nn.Module) -> Iterator[nn.Module]:
+def preserved_model(model: nn.Module, *, warn: bool = True) -> Iterator[nn.Module]:
     """Evaluate ``model`` in eval mode with frozen parameters; restore modes and flags afterwards.
 
-    A model with dropout or batch-norm layers in training mode gets a warning: gradattr attributes the
-    deterministic eval-mode function and hands the model back in training mode.
+    A model with dropout or batch-norm layers in training mode gets a warning (unless ``warn=False``, for
+    callers that evaluate a model in the middle of training it, like adversarial training's attack):
+    gradattr attributes the deterministic eval-mode function and hands the model back in training mode.
     """
     modes = [(module, module.training) for module in model.modules()]
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    if any(training and isinstance(module, _MODE_DEPENDENT) for module, training in modes):
+    if warn and any(training and isinstance(module, _MODE_DEPENDENT) for module, training in modes):
         warnings.warn(
             f"{type(model).__name__} is in training mode; gradattr computes attributions in eval mode "
             "(dropout off, batch-norm running statistics) and restores training mode afterwards.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,13 @@ from tqdm.auto import tqdm
 from gradattr.data import Dataset, TextDataset
 from gradattr.experiments.recipes import DATASETS, DatasetRecipe, ModelRecipe, evaluation_set, features_of
 from gradattr.experiments.results import Study
+from gradattr.experiments.robustness_study import RobustnessSettings, run_robustness
 from gradattr.experiments.study import StudySettings, Subject, Training, study_model
 from gradattr.training import train_or_load
 
+ROBUSTNESS_DATASET = "digits"
+"""The data set of the robustness study: adversarial training costs several times a normal training, and on
+8x8 digits both CNNs train in seconds."""
 QUICK_SAMPLES = {"pixels": 450, "tokens": 64, "patches": 100}
 """Evaluation samples per model with ``--quick``, by what a feature is."""
 FULL_SAMPLES = {"pixels": 450, "tokens": 100, "patches": 200}
@@ -45,6 +49,8 @@ class ReproduceOptions:
         retrain: train even when a cached model exists.
         settings: how each model is studied.
         command: the command line, recorded in the report.
+        robustness: also run the robustness study (standard vs adversarially trained CNN, Nielsen et al.
+            2022) when its data set (:data:`ROBUSTNESS_DATASET`) is selected.
     """
 
     quick: bool = False
@@ -56,6 +62,7 @@ class ReproduceOptions:
     retrain: bool = False
     settings: StudySettings = field(default_factory=StudySettings)
     command: str = "gradattr reproduce"
+    robustness: bool = True
 
 
 def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRecipe]]]:
@@ -132,6 +139,14 @@ def reproduce(options: ReproduceOptions) -> Study:
                 bar.update()
     finally:
         bar.close()
+    robustness = None
+    if options.robustness and any(recipe.key == ROBUSTNESS_DATASET for recipe, _ in selection):
+        robustness = run_robustness(
+            _robustness_settings(options),
+            cache=options.cache,
+            retrain=options.retrain,
+            progress=settings.progress,
+        )
     run_options: dict[str, Any] = {
         "quick": options.quick,
         "datasets": [recipe.key for recipe, _ in selection],
@@ -149,6 +164,20 @@ def reproduce(options: ReproduceOptions) -> Study:
         options=run_options,
         started=started,
         seconds=time.perf_counter() - start,
+        robustness=robustness,
+    )
+
+
+def _robustness_settings(options: ReproduceOptions) -> RobustnessSettings:
+    """The robustness study's settings for this run: ``--samples`` and ``--display`` bound its sample counts."""
+    defaults = RobustnessSettings(dataset=ROBUSTNESS_DATASET, seed=options.settings.seed)
+    if options.samples is None:
+        return replace(defaults, display=options.settings.display)
+    return replace(
+        defaults,
+        samples=min(defaults.samples, options.samples),
+        sanity_samples=min(defaults.sanity_samples, options.samples),
+        display=options.settings.display,
     )
 
 

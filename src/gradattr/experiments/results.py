@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from gradattr.experiments.claims import Claim, paper_claims
+from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
 
 
@@ -48,6 +49,7 @@ class Study:
         started: ISO timestamp of the start.
         seconds: wall-clock time of the run, training included.
         environment: see :func:`environment`.
+        robustness: the robustness study of Nielsen et al. (2022), when it was run.
     """
 
     title: str
@@ -59,6 +61,7 @@ class Study:
     started: str
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=environment)
+    robustness: RobustnessStudy | None = None
 
     def claims(self, study: ModelStudy) -> list[Claim]:
         """The paper's claims checked on one model of this study."""
@@ -77,6 +80,7 @@ class Study:
                 "environment": self.environment,
                 "datasets": self.datasets,
                 "models": [self._model_dict(m) for m in self.models],
+                "robustness": self.robustness.to_dict() if self.robustness is not None else None,
             }
         )
 
@@ -135,6 +139,8 @@ class Study:
                 key | {"method": method, "ms_per_sample": seconds * 1e3}
                 for method, seconds in study.seconds_per_sample.items()
             ]
+        if self.robustness is not None:
+            tables |= self.robustness.tables()
         return tables
 
 

@@ -1,5 +1,6 @@
 """Measures of attribution quality and agreement."""
 
+from gradattr.groups import patches
 from gradattr.metrics.agreement import (
     average_ranks,
     correlation_matrix,
@@ -8,20 +9,27 @@ from gradattr.metrics.agreement import (
     topk_intersection,
 )
 from gradattr.metrics.completeness import completeness_gap
-from gradattr.groups import patches
+from gradattr.metrics.infidelity import infidelity
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, default_ns, draw_subsets, sensitivity_n
+from gradattr.metrics.similarity import ssim
+from gradattr.metrics.stability import avg_sensitivity, local_lipschitz, max_sensitivity
 
 __all__ = [
     "SensitivityResult",
     "SubsetPlan",
     "average_ranks",
+    "avg_sensitivity",
     "completeness_gap",
     "correlation_matrix",
     "default_ns",
     "draw_subsets",
+    "infidelity",
+    "local_lipschitz",
+    "max_sensitivity",
     "patches",
     "pearson_per_sample",
     "sensitivity_n",
     "spearman_per_sample",
+    "ssim",
     "topk_intersection",
 ]

@@ -1,4 +1,5 @@
-"""Sensitivity-n curves (Ancona et al., ICLR 2018, Fig. 3-4): correlation against n on a log axis."""
+"""Line charts: Sensitivity-n curves (Ancona et al., ICLR 2018, Fig. 3-4), correlation against n on a log
+axis; and sanity-check curves (Adebayo et al. 2018, Fig. 2), similarity against the randomised layers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 
 from gradattr.evaluation import SensitivityTable
 from gradattr.report.labels import METHOD_COLOURS, method_label
+from gradattr.robustness import SanityResult
 
 
 def sensitivity_figure(table: SensitivityTable, *, features: str = "features", title: str | None = None) -> Figure:
@@ -42,5 +44,33 @@ def sensitivity_figure(table: SensitivityTable, *, features: str = "features", t
     if title:
         axis.set_title(title, fontsize=10)
     axis.legend(fontsize=7, frameon=False, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def randomisation_figure(results: dict[str, SanityResult], *, measure: str = "spearman_abs") -> Figure:
+    """One panel per model: mean ``measure`` between original and randomised maps against the cascade of
+    randomised layers (top layer first; "none" = the trained model, similarity 1), one line per method.
+
+    Args:
+        results: panel title (e.g. "standard") -> cascading :func:`~gradattr.robustness.model_randomisation`.
+        measure: the similarity plotted (default Spearman of the absolute maps, as Adebayo et al.).
+    """
+    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.3), squeeze=False, sharey=True)
+    for axis, (title, result) in zip(axes[0], results.items(), strict=True):
+        steps = ["none", *result.steps]
+        for method in result.methods:
+            values = [1.0, *result.mean(method, measure).tolist()]
+            axis.plot(steps, values, marker="o", markersize=3, linewidth=1.6, color=METHOD_COLOURS.get(method),
+                      label=method_label(method))  # fmt: skip
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("randomised up to layer (top first)")
+        axis.tick_params(axis="x", labelsize=8)
+        axis.axhline(0, color="#bbbbbb", linewidth=0.8)
+        axis.grid(True, alpha=0.25)
+        axis.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_ylabel("Spearman |R| to original" if measure == "spearman_abs" else measure)
+    axes[0, 0].set_ylim(-0.4, 1.05)
+    axes[0, -1].legend(fontsize=7, frameon=False, loc="lower left")
     figure.tight_layout()
     return figure

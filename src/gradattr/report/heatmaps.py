@@ -46,6 +46,7 @@ def heatmap_figure(
     row_labels: Sequence[str] | None = None,
     percentile: float = 99.5,
     cell: float = 1.5,
+    shared_scale: bool = True,
 ) -> Figure:
     """A matplotlib figure of attribution heatmaps (rows = samples, columns = input then methods).
 
@@ -56,18 +57,25 @@ def heatmap_figure(
         percentile: the colour scale of a row is ±(this percentile of |R| over all its maps), so a few extreme
             pixels do not wash out the rest.
         cell: size of one image in inches.
+        shared_scale: one colour scale per row, so the methods' maps compare (the paper's methods share the
+            unit of the logit); ``False``: one scale per map, for methods on different scales (Grad-CAM,
+            Guided Backprop).
     """
     names = list(maps)
     rows, columns = inputs.shape[0], len(names) + 1
     figure, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.4), squeeze=False)
     for i in range(rows):
         images = [_map_image(maps[name][i]) for name in names]
-        scale = row_scale(images, percentile) if images else 1.0
+        scales = (
+            [row_scale(images, percentile)] * len(images)
+            if shared_scale
+            else [row_scale([m], percentile) for m in images]
+        )
         image, cmap = _input_image(inputs[i])
         axes[i, 0].imshow(image, cmap=cmap)
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
-        for j, image in enumerate(images, start=1):
+        for j, (image, scale) in enumerate(zip(images, scales, strict=True), start=1):
             axes[i, j].imshow(image, cmap="bwr", vmin=-scale, vmax=scale)
     for j, title in enumerate(["input", *(method_label(n) for n in names)]):
         axes[0, j].set_title(title, fontsize=8)

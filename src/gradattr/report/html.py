@@ -79,11 +79,14 @@ def table(
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-VERDICT_CLASSES = {"holds": "holds", "does not hold": "fails", "approximate": "approximate"}
+VERDICT_CLASSES = {
+    "holds": "holds", "passes": "holds", "does not hold": "fails", "fails": "fails", "approximate": "approximate",
+}  # fmt: skip
 
 
 def badge(verdict: str) -> str:
-    """A coloured verdict label: holds (green), does not hold (red), approximate (amber), else grey."""
+    """A coloured verdict label: holds/passes (green), does not hold/fails (red), approximate (amber), else
+    grey."""
     css = VERDICT_CLASSES.get(verdict, "na")
     text = verdict if len(verdict) <= 40 else verdict.split(":")[0]
     return f'<span class="badge {css}" title="{esc(verdict)}">{esc(text)}</span>'

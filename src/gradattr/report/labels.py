@@ -9,6 +9,12 @@ METHOD_LABELS: dict[str, str] = {
     "epsilon_lrp": "ε-LRP",
     "deeplift": "DeepLIFT",
     "occlusion": "Occlusion-1",
+    "shapley_sampling": "Shapley sampling",
+    "smoothgrad": "SmoothGrad",
+    "guided_backprop": "Guided Backprop",
+    "deconvnet": "Deconvnet",
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
 }
 SHORT_LABELS: dict[str, str] = {
     "saliency": "Sal",
@@ -17,6 +23,12 @@ SHORT_LABELS: dict[str, str] = {
     "epsilon_lrp": "ε-LRP",
     "deeplift": "DeepLIFT",
     "occlusion": "Occ-1",
+    "shapley_sampling": "Shapley",
+    "smoothgrad": "SG",
+    "guided_backprop": "GBP",
+    "deconvnet": "Deconv",
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "GGC",
 }
 METHOD_COLOURS: dict[str, str] = {
     "saliency": "#8c8c8c",
@@ -25,6 +37,12 @@ METHOD_COLOURS: dict[str, str] = {
     "epsilon_lrp": "#9467bd",
     "deeplift": "#d62728",
     "occlusion": "#ff7f0e",
+    "shapley_sampling": "#8c564b",
+    "smoothgrad": "#17becf",
+    "guided_backprop": "#e377c2",
+    "deconvnet": "#bcbd22",
+    "gradcam": "#7f7f7f",
+    "guided_gradcam": "#393b79",
 }
 
 
