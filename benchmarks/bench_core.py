@@ -241,8 +241,25 @@ def measure(
     return row
 
 
-def run_workload(work: Workload, quick: bool) -> list[Row]:
-    """Build the model and time every method against the floor and Captum."""
+@dataclass(frozen=True)
+class Prepared:
+    """A workload ready to time: the seeded model (eval, frozen), a batch, its targets and the floor."""
+
+    model: nn.Module
+    x: Tensor
+    target: Tensor
+    fast: Timing
+    slow: Timing
+
+    def floor(self) -> Tensor:
+        """One forward + backward of the target logits w.r.t. the inputs."""
+        xg = self.x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.model(xg).gather(1, self.target[:, None]).sum(), xg)
+        return g
+
+
+def prepare(work: Workload, quick: bool) -> Prepared:
+    """Build the seeded model and batch of ``work``, with the timing protocol for ms- and s-scale methods."""
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = work.build().eval()
@@ -251,14 +268,18 @@ def run_workload(work: Workload, quick: bool) -> list[Row]:
         p.requires_grad_(False)
     x = torch.randn((BATCH, *work.shape), generator=gen)
     target = torch.randint(0, 10, (BATCH,), generator=gen)
-    zeros = torch.zeros_like(x)
     fast = Timing(0.3, 5, 1) if quick else Timing(1.0, 10, 1)  # ms-scale methods
     slow = Timing(0.0, 1, 3) if quick else Timing(0.0, 3, 5)  # IG, occlusion: seconds per call
+    return Prepared(model, x, target, fast, slow)
 
-    def floor() -> Tensor:
-        xg = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
-        return g
+
+def run_workload(work: Workload, quick: bool) -> list[Row]:
+    """Build the model and time every method against the floor and Captum."""
+    prepared = prepare(work, quick)
+    model, x, target, fast, slow, floor = (
+        prepared.model, prepared.x, prepared.target, prepared.fast, prepared.slow, prepared.floor,
+    )  # fmt: skip
+    zeros = torch.zeros_like(x)
 
     def ours(method: str, **opts: Any) -> Callable[[], Tensor]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)

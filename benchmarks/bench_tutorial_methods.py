@@ -34,7 +34,7 @@ from captum.attr import (
 from torch import Tensor
 
 import gradattr
-from bench_core import BATCH, WORKLOADS, Row, Timing, Workload, fmt, measure, quiet, randomise_batchnorm
+from bench_core import BATCH, WORKLOADS, Row, Workload, fmt, measure, prepare, quiet
 
 SMOOTHGRAD_SAMPLES = 20
 SHAPLEY_SAMPLES = 5
@@ -50,21 +50,10 @@ def feature_groups(shape: tuple[int, ...]) -> Tensor:
 
 
 def run_workload(work: Workload, quick: bool) -> list[Row]:
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = work.build().eval()
-    randomise_batchnorm(model, gen)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x = torch.randn((BATCH, *work.shape), generator=gen)
-    target = torch.randint(0, 10, (BATCH,), generator=gen)
-    fast = Timing(0.3, 5, 1) if quick else Timing(1.0, 10, 1)
-    slow = Timing(0.0, 1, 3) if quick else Timing(0.0, 3, 5)
-
-    def floor() -> Tensor:
-        xg = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
-        return g
+    prepared = prepare(work, quick)
+    model, x, target, fast, slow, floor = (
+        prepared.model, prepared.x, prepared.target, prepared.fast, prepared.slow, prepared.floor,
+    )  # fmt: skip
 
     def ours(method: str, **opts: Any) -> Callable[[], Tensor]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,16 +87,6 @@ class Case:
             return ref.target_logits(self.model, self.x, self.target) - ref.target_logits(
                 self.model, x_ref, self.target
             )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """One intra-op thread for this module, restored afterwards. The models are tiny; with two threads on a
-    loaded 2-core machine every small op waits for a descheduled worker (measured: 47 s vs 6 s here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mlp(act: type[nn.Module]) -> nn.Sequential:

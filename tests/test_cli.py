@@ -38,6 +38,11 @@ class Words(nn.Module):
 def words():
     torch.manual_seed(0)
     return Words()
+
+
+def cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
 """
 
 
@@ -75,12 +80,12 @@ def test_reproduce_writes_report_json_and_csvs(tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = invoke(
         "reproduce", "--datasets", "digits", "--models", "mlp-relu", "--samples", "8", "--num-subsets", "10",
-        "--display", "2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress",
+        "--display", "2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress", "--no-robustness",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "MLP (ReLU)" in result.output and "report.html" in result.output
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert [m["model"] for m in results["models"]] == ["MLP (ReLU)"]
+    assert [m["model"] for m in results["models"]] == ["MLP (ReLU)"] and results["robustness"] is None
     assert results["settings"]["num_subsets"] == 10 and results["models"][0]["evaluation_samples"] == 8
     assert "--num-subsets 10" in results["command"]
     assert {p.name for p in out.iterdir()} >= {"report.html", "results.json", "sensitivity_n.csv", "claims.csv"}
@@ -140,6 +145,24 @@ def test_explain_token_ids_at_the_embedding(user_model: tuple[Path, Path], tmp_p
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert np.load(out / "integrated_gradients.npy").shape == (2, 4, 8)
+
+
+def test_explain_gradcam_reads_the_layer(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """--layer is Grad-CAM's convolution; the maps have the input's shape. Mixed with a layer attribution
+    method it is ambiguous, a usage error."""
+    source, _ = user_model
+    array = tmp_path / "digits.npy"
+    np.save(array, load_digits(seed=0).test_x[:3].numpy())
+    out = tmp_path / "cam"
+    result = invoke(
+        "explain", "--model", f"{source}:cnn", "--input", str(array), "--batched", "--layer", "1",
+        "--method", "gradcam,guided_gradcam", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "gradcam.npy").shape == (3, 1, 8, 8) and np.load(out / "gradcam.npy").min() >= 0
+    mixed = invoke("explain", "--model", f"{source}:cnn", "--input", str(array), "--batched", "--layer", "1",
+                   "--method", "gradcam,saliency", "--out", str(out))  # fmt: skip
+    assert mixed.exit_code == 2 and "run them separately" in mixed.output
 
 
 def test_explain_usage_errors_exit_2(user_model: tuple[Path, Path]) -> None:

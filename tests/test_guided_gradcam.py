@@ -8,7 +8,6 @@ and it returns the plain gradient, which these tests show while checking gradatt
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,14 +23,6 @@ from zoo import FunctionalMLP, InplaceReLUMLP, ReusedReLUMLP
 
 EXACT: dict[str, float] = {"rtol": 1e-10, "atol": 1e-12}
 DTYPE = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def cnn() -> nn.Sequential:

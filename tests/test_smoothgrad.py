@@ -4,7 +4,6 @@ expectation on a quadratic model, the base method at sigma = 0."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,14 +12,6 @@ from torch import Tensor, nn
 import gradattr
 
 DTYPE = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def mlp() -> nn.Module:

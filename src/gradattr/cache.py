@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gradattr.files import atomic_path
+
 CACHE_ENV = "GRADATTR_CACHE"
 
 
@@ -39,13 +41,10 @@ def cache_dir() -> Path:
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Write ``model.state_dict()`` to ``path`` (parent folders are created; the file is replaced
     atomically, so a crash never leaves half a checkpoint). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(state, partial)
-    partial.replace(path)
-    return path
+    with atomic_path(path) as partial:
+        torch.save(state, partial)
+    return Path(path)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

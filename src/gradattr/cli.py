@@ -200,8 +200,16 @@ def explain(
     """Attribute your model's predictions on your inputs with each method: writes heatmaps.png (rows = inputs,
     columns = methods) and one <method>.npy of attributions per method (the inputs' shape; with --layer, the
     layer output's). Images are scaled to [-1, 1]; arrays are used as they are. Text: save token ids as .npy
-    and pass --layer embedding."""
+    and pass --layer embedding. Grad-CAM methods read --layer as their convolutional layer."""
+    from gradattr import LAYER_METHODS
+
     names = _methods(method)
+    reads_layer = [name in LAYER_METHODS for name in names]
+    if layer is not None and any(reads_layer) and not all(reads_layer):
+        raise typer.BadParameter(
+            f"--layer is the class-activation layer of {', '.join(LAYER_METHODS)} but the layer to attribute for "
+            "the other methods; run them separately"
+        )
 
     def run() -> list[Path]:
         import numpy as np
@@ -210,6 +218,7 @@ def explain(
         import gradattr
         from gradattr.evaluation import LayerFunction
         from gradattr.experiments.user_data import load_inputs, load_model
+        from gradattr.files import atomic_path
         from gradattr.report import heatmap_grid
 
         network = load_model(model, weights)
@@ -221,9 +230,10 @@ def explain(
         maps, files = {}, []
         for name in names:
             maps[name] = gradattr.attribute(network, x, method=name, target=classes, layer=layer)
-            np.save(out / f"{name}.npy", maps[name].numpy())
+            with atomic_path(out / f"{name}.npy") as partial, partial.open("wb") as handle:
+                np.save(handle, maps[name].numpy())
             files.append(out / f"{name}.npy")
-        shown = x if layer is None else LayerFunction.of(network, x, layer).layer_output
+        shown = x if layer is None or all(reads_layer) else LayerFunction.of(network, x, layer).layer_output
         labels = [f"{p.name}: class {int(c)}" for p, c in zip(_sample_names(inputs, len(x)), classes, strict=True)]
         files.insert(0, heatmap_grid(shown, maps, out / "heatmaps.png", row_labels=labels))
         return files

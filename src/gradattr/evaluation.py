@@ -16,7 +16,6 @@ the model replayed from the layer on (:class:`LayerFunction`).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gradattr.engine import preserved_model
+from gradattr.files import write_csv, write_text
 from gradattr.groups import as_grouping
 from gradattr.methods import METHODS, PAPER_METHODS, attribute
 from gradattr.methods._problem import AttributionProblem, build_problem
@@ -78,12 +78,7 @@ class SensitivityTable:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`rows` as CSV with a header of :data:`COLUMNS` (NaN written as ``nan``)."""
-        path = Path(path)
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows())
-        return path
+        return write_csv(path, self.rows(), COLUMNS)
 
     def to_dict(self) -> dict[str, Any]:
         """Rows, settings and timings as JSON-ready values (NaN as ``None``)."""
@@ -101,7 +96,7 @@ class SensitivityTable:
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON."""
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        write_text(path, json.dumps(self.to_dict(), indent=2))
         return path
 
     def __str__(self) -> str:

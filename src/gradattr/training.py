@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from gradattr.cache import cache_dir, load_checkpoint, save_checkpoint
 from gradattr.data.dataset import Dataset
+from gradattr.files import write_text
 
 Monitor = Literal["val_loss", "val_accuracy"]
 
@@ -217,7 +218,7 @@ def train_or_load(
         return model.eval(), TrainResult.from_json(record.read_text(encoding="utf-8"))
     model, result = train(model, data, seed=seed, progress=progress, **train_options)
     save_checkpoint(model, weights)
-    record.write_text(result.to_json(), encoding="utf-8")
+    write_text(record, result.to_json())
     return model, result
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import platform
@@ -18,6 +17,7 @@ import torch
 from gradattr.experiments.claims import Claim, paper_claims
 from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
+from gradattr.files import write_csv, write_text
 
 
 def environment() -> dict[str, Any]:
@@ -112,8 +112,12 @@ class Study:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "results.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-        return [path, *(_write_csv(out / f"{name}.csv", rows) for name, rows in self.tables().items())]
+        write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+        tables = self.tables().items()
+        return [
+            path,
+            *(write_csv(out / f"{name}.csv", rows, None if rows else ["dataset", "model"]) for name, rows in tables),
+        ]
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """The CSV tables as rows, each beginning with its data set and model."""
@@ -153,12 +157,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["dataset", "model"]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

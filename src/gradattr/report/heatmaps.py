@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from gradattr.files import atomic_path
 from gradattr.report.labels import method_label
 
 
@@ -96,8 +97,7 @@ def heatmap_grid(
 ) -> Path:
     """Write :func:`heatmap_figure` as a PNG and return its path."""
     figure = heatmap_figure(inputs, maps, row_labels=row_labels, percentile=percentile)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=120, format="png")
     plt.close(figure)
-    return path
+    return Path(path)

@@ -19,6 +19,7 @@ import numpy as np
 from gradattr.experiments.claims import HOLDS, Claim
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import ModelStudy
+from gradattr.files import write_text
 from gradattr.report.curves import sensitivity_figure
 from gradattr.report.figures import data_uri
 from gradattr.report.heatmaps import heatmap_figure, row_scale
@@ -87,7 +88,7 @@ def write_study(study: Study, out: str | Path) -> list[Path]:
     out = Path(out)
     files = study.write(out)
     path = out / "report.html"
-    path.write_text(render_study(study), encoding="utf-8")
+    write_text(path, render_study(study))
     return [path, *files]
 
 

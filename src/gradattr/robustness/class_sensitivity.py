@@ -14,7 +14,6 @@ All k targets of all samples are explained in one call of the method: the batch 
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradattr.files import write_csv
 from gradattr.robustness._explainers import Methods, check_inputs, model_output, resolve_explainers
 from gradattr.robustness._similarity import MEASURES, check_measures, default_measures, pairwise, resolve_top
 
@@ -85,12 +85,7 @@ class ClassSensitivityResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`rows` as CSV with a header of :data:`COLUMNS`."""
-        path = Path(path)
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows())
-        return path
+        return write_csv(path, self.rows(), COLUMNS)
 
     def __str__(self) -> str:
         """Mean pairwise similarity, methods as rows and measures as columns."""

@@ -26,7 +26,6 @@ more copy of the model is needed), and the global random state is restored after
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.data.dataset import Dataset
+from gradattr.files import write_csv
 from gradattr.methods._problem import Target
 from gradattr.robustness._explainers import (
     Explainer,
@@ -111,12 +111,7 @@ class SanityResult:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`rows` as CSV with a header of :data:`COLUMNS` (NaN written as ``nan``)."""
-        path = Path(path)
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows())
-        return path
+        return write_csv(path, self.rows(), COLUMNS)
 
     def passes(self, threshold: float = PASS_THRESHOLD, measure: str = "spearman_abs") -> dict[str, bool]:
         """Method -> whether its maps changed: |mean ``measure``| < ``threshold`` at the decisive steps.

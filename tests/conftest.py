@@ -1,4 +1,4 @@
-"""Shared fixtures of the metric tests."""
+"""Fixtures shared by every test module."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
-    """Run these tests on one CPU thread (restored afterwards).
+    """Run each test module on one CPU thread (restored afterwards).
 
     The tests run thousands of small forward passes; on a machine shared with other jobs, several OpenMP
-    threads spin against each other and the same work takes ten times longer.
+    threads spin against each other and the same work takes several times longer (measured 47 s vs 6 s).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
