@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import gradattr
 
@@ -33,7 +34,13 @@ X = torch.randn(5, 4)
         ({"baseline": float("nan")}, ValueError, "baseline is nan"),
         ({"baseline": torch.tensor([0.0, float("inf"), 0, 0])}, ValueError, "baseline contains 1 NaN or infinite"),
         ({"method": "integrated_gradients", "steps": 0}, ValueError, "steps must be an int >= 1"),
-        ({"method": "integrated_gradients", "steps": 2.5}, ValueError, "steps must be an int >= 1"),
+        ({"method": "integrated_gradients", "steps": 2.5}, TypeError, "option steps must be an int, got float 2.5"),
+        ({"method": "saliency", "abs": "no"}, TypeError, "option abs must be True or False"),
+        ({"method": "epsilon_lrp", "epsilon": "1e-4"}, TypeError, "option epsilon must be a number, got str"),
+        ({"method": "epsilon_lrp", "epsilon": True}, TypeError, "option epsilon must be a number"),
+        ({"method": "smoothgrad", "variant": 2}, TypeError, "option variant must be 'smoothgrad' or"),
+        ({"method": "smoothgrad", "samples": 3.0}, TypeError, "option samples must be an int"),
+        ({"method": "deeplift", "strict": 1}, TypeError, "option strict must be True or False"),
         ({"method": "epsilon_lrp", "epsilon": 0.0}, ValueError, "epsilon must be a number > 0"),
         ({"method": "epsilon_lrp", "epsilon": -1e-3}, ValueError, "epsilon must be a number > 0"),
         ({"method": "occlusion", "window": 5}, ValueError, r"occlusion window \(5,\) is larger than the features"),
@@ -48,6 +55,55 @@ def test_bad_arguments(model: nn.Module, kwargs: dict, error: type[Exception], p
     arguments = {"method": "deeplift", "target": 0, **kwargs}
     with pytest.raises(error, match=pattern):
         gradattr.attribute(model, X, **arguments)
+
+
+def test_numpy_inputs_are_converted_other_types_refused(model: nn.Module) -> None:
+    expected = gradattr.attribute(model, X, "deeplift", target=0, baseline=X[:1] * 0.5)
+    got = gradattr.attribute(model, X.numpy(), "deeplift", target=0, baseline=X[:1].numpy() * 0.5)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"must be a torch\.Tensor or a numpy array, got list"):
+        gradattr.attribute(model, X.tolist(), target=0)
+    with pytest.raises(TypeError, match="numpy array of Python objects"):
+        gradattr.attribute(model, np.array([[object()] * 4] * 5), target=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused(model: nn.Module, dtype: torch.dtype) -> None:
+    with pytest.raises(TypeError, match=r"float32 or float64.*\.float\(\)"):
+        gradattr.attribute(model.to(dtype), X.to(dtype), target=0)
+
+
+class Log(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.log(x)
+
+
+class LogOfLinear(nn.Module):
+    """log of a linear layer's output, inside a submodule: NaN for inputs where the output is negative."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.Linear(4, 3), Log())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(x)
+
+
+class SqrtAtZero(nn.Module):
+    """sqrt(x) is finite at 0, its derivative is not."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sqrt(x).sum(1, keepdim=True)
+
+
+def test_non_finite_inside_the_model_names_the_op() -> None:
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match=r"from 'torch\.log' in module 'head\.1'"):
+        gradattr.attribute(LogOfLinear(), torch.randn(6, 4), "saliency", target=0)
+    with pytest.raises(FloatingPointError, match="target output is NaN or infinite"):
+        gradattr.attribute(LogOfLinear(), torch.randn(6, 4), "occlusion", target=0)
+    with pytest.raises(FloatingPointError, match="the forward pass is finite, so the backward pass produced it"):
+        gradattr.attribute(SqrtAtZero(), torch.tensor([[0.0, 1.0]]), "saliency")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

@@ -303,7 +303,7 @@ def test_signal_gates_reproduce_arras_lrp_for_lstm_and_differ_from_products(
 def test_gates_option_is_checked_and_belongs_to_epsilon_lrp() -> None:
     model = Head(nn.LSTM(3, 4, batch_first=True)).eval()
     x = torch.randn(2, 3, 3)
-    with pytest.raises(ValueError, match="gates must be one of 'product', 'signal'"):
+    with pytest.raises(ValueError, match="option gates must be 'product' or 'signal', got str 'gate'"):
         gradattr.attribute(model, x, method="epsilon_lrp", target=0, gates="gate")
     with pytest.raises(TypeError, match=r"deeplift got unknown option.*gates.*gates is an option of epsilon_lrp"):
         gradattr.attribute(model, x, method="deeplift", target=0, gates="signal")

@@ -132,7 +132,7 @@ def test_layer_attribution_and_baselines_reach_the_base() -> None:
         ({"steps": 5}, TypeError, "smoothgrad with base saliency got unknown option"),
         ({"samples": 0}, ValueError, "samples must be an int >= 1"),
         ({"sigma": -0.1}, ValueError, "sigma must be a finite number >= 0"),
-        ({"variant": "mean"}, ValueError, "variant must be one of"),
+        ({"variant": "mean"}, ValueError, "variant must be 'smoothgrad' or 'smoothgrad_sq' or 'vargrad', got str"),
         ({"baseline": 0.5}, ValueError, "does not use a baseline"),
     ],
 )

@@ -171,7 +171,7 @@ class _InterceptingMode(TorchFunctionMode):
 
     def unsupported(self, name: str, reason: str) -> None:
         """Raise (``strict``) or warn once about an op whose plain gradient would be silently wrong."""
-        where = _current_module_path(self.model)
+        where = current_module_path(self.model)
         message = (
             f"gradattr cannot apply the attribution rule through '{name}' in module '{where}': {reason}. "
             "Its plain gradient would silently change the method."
@@ -281,7 +281,7 @@ class RuleMode(_InterceptingMode):
             )
 
 
-def _current_module_path(model: nn.Module) -> str:
+def current_module_path(model: nn.Module) -> str:
     """Dotted path of the innermost module of ``model`` whose ``forward`` is on the call stack."""
     paths = {id(module): name for name, module in model.named_modules()}
     for frame_info in inspect.stack(context=0):

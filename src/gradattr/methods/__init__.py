@@ -16,7 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
-from gradattr.methods._problem import Baseline, Inputs, Target, build_problem
+from gradattr.engine.diagnostics import first_non_finite
+from gradattr.methods._options import check_option
+from gradattr.methods._problem import (
+    AttributionProblem,
+    Baseline,
+    Inputs,
+    NonFiniteOutputError,
+    Target,
+    build_problem,
+)
 from gradattr.methods.deeplift import deeplift
 from gradattr.methods.epsilon_lrp import epsilon_lrp
 from gradattr.methods.gradcam import gradcam, guided_gradcam
@@ -92,12 +101,16 @@ def _lookup(method: str) -> Method:
 
 
 def _check_options(method: str, spec: Method, options: dict[str, Any]) -> None:
+    """Unknown options are an error naming the methods that take them; a known option must fit the type hint
+    of its parameter (:mod:`gradattr.methods._options`)."""
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         known = ", ".join(spec.options) or "none"
         raise TypeError(
             f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {known}{_elsewhere(unknown)}"
         )
+    for name, value in options.items():
+        check_option(method, spec.function, name, value)
 
 
 def _resolve_options(method: str, spec: Method, options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -111,8 +124,9 @@ def _resolve_options(method: str, spec: Method, options: dict[str, Any]) -> tupl
     if base_name not in wrappable:
         raise ValueError(f"{method}'s base must be one of {', '.join(wrappable)}, got {base_name!r}")
     base = _REGISTRY[base_name]
-    own = {k: v for k, v in options.items() if k in spec.options}
+    own = {k: v for k, v in options.items() if k in spec.options and k != "base"}
     passed_on = {k: v for k, v in options.items() if k not in spec.options}
+    _check_options(method, spec, own)
     _check_options(f"{method} with base {base_name}", base, passed_on)
     return {**own, **passed_on, "base": base.function}, base.uses_baseline
 
@@ -172,18 +186,29 @@ def attribute(
     with preserved_model(model):
         if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
             problem = build_problem(model, inputs, target, baseline, floating=False)
-            attributions = spec.function(problem, layer=layer, **options)
+            options = {**options, "layer": layer}
         else:
             problem = build_problem(model, inputs, target, baseline, layer)
+        try:
             attributions = spec.function(problem, **options)
-    _check_finite_result(method, spec, attributions)
+        except NonFiniteOutputError as error:
+            raise FloatingPointError(f"{method}: {error}; {_where_non_finite(problem)}") from None
+        _check_finite_result(method, spec, problem, attributions)
     return problem.unpack(attributions)
 
 
-def _check_finite_result(method: str, spec: Method, attributions: tuple[Tensor, ...]) -> None:
-    """Finite inputs must give finite attributions: NaN/inf is an error, never a silent result."""
+def _check_finite_result(
+    method: str, spec: Method, problem: AttributionProblem, attributions: tuple[Tensor, ...]
+) -> None:
+    """Finite inputs must give finite attributions: NaN/inf is an error, never a silent result. The message
+    names the op where the forward pass first turns non-finite (or says the backward pass did)."""
     bad = sum(int((~torch.isfinite(a)).sum()) for a in attributions)
     if bad:
         raise FloatingPointError(
-            f"{method} produced {bad} NaN or infinite attribution value(s): {spec.non_finite_hint}"
+            f"{method} produced {bad} NaN or infinite attribution value(s); {_where_non_finite(problem)}. "
+            f"Hint: {spec.non_finite_hint}"
         )
+
+
+def _where_non_finite(problem: AttributionProblem) -> str:
+    return first_non_finite(problem.model, lambda: problem.output(problem.inputs, problem.all_rows))

@@ -13,12 +13,19 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 Inputs = Tensor | tuple[Tensor, ...]
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+"""Floating dtypes refused for attributed tensors."""
 Target = int | Sequence[int] | Tensor | None
 Baseline = float | Tensor | tuple[float | Tensor | None, ...] | None
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """The model's output for the explained class is NaN or infinite."""
 
 
 def _check_finite(name: str, tensor: Tensor) -> None:
@@ -39,14 +46,21 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def as_tuple(inputs: Inputs, name: str = "inputs") -> tuple[Tensor, ...]:
-    """Normalise a tensor or a tuple/list of tensors to a tuple, checking each is a tensor."""
+    """Normalise a tensor or a tuple/list of tensors to a tuple; numpy arrays become tensors (sharing memory,
+    never written to), anything else is refused."""
     items = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     if not items:
         raise ValueError(f"{name} is empty")
+    converted = []
     for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            if item.dtype == object:
+                raise TypeError(f"{name}[{i}] is a numpy array of Python objects; pass numbers")
+            item = torch.from_numpy(item)
         if not isinstance(item, Tensor):
-            raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(item).__name__}")
-    return items
+            raise TypeError(f"{name}[{i}] must be a torch.Tensor or a numpy array, got {type(item).__name__}")
+        converted.append(item)
+    return tuple(converted)
 
 
 def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
@@ -59,6 +73,12 @@ def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
             raise TypeError(
                 f"{label} has dtype {x.dtype}; attributions need floating inputs (for token ids, attribute the "
                 "embedding output with layer='embedding')"
+            )
+        if x.dtype in LOW_PRECISION:
+            raise TypeError(
+                f"{label} has dtype {x.dtype}; gradattr computes attributions in float32 or float64 (rules divide "
+                "by differences of activations, which half precision rounds away): convert the model and the "
+                "inputs with .float()"
             )
         if x.dim() == 0:
             raise ValueError(f"{label} is a scalar; inputs are batch-first, shape (B, ...)")
@@ -83,13 +103,15 @@ def _baselines(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, 
         label = f"baseline[{i}]" if len(inputs) > 1 else "baseline"
         if b is None:
             b = 0.0
+        if isinstance(b, np.ndarray):
+            b = torch.from_numpy(b)
         if isinstance(b, (int, float)):
             if not math.isfinite(b):
                 raise ValueError(f"{label} is {b}; it must be finite")
             result.append(torch.full((1, *x.shape[1:]), float(b), dtype=x.dtype, device=x.device))
             continue
         if not isinstance(b, Tensor):
-            raise TypeError(f"{label} must be None, a number or a tensor, got {type(b).__name__}")
+            raise TypeError(f"{label} must be None, a number, a tensor or a numpy array, got {type(b).__name__}")
         b = b.detach().to(dtype=x.dtype, device=x.device)
         _check_finite(label, b)
         per_sample = b.dim() == x.dim() and b.shape[0] == x.shape[0] and x.shape[0] > 1
@@ -200,14 +222,25 @@ class AttributionProblem:
         return out
 
     def score(self, output: Tensor, index: Tensor) -> Tensor:
-        """S_c: the target's output (pre-softmax) for each row, shape (K,)."""
+        """S_c: the target's output (pre-softmax) for each row, shape (K,).
+
+        Raises:
+            NonFiniteOutputError: a target output is NaN or infinite (its gradient may still be finite, so
+                the attributions would look plausible and mean nothing).
+        """
         width = 1 if output.dim() == 1 else output.shape[1]
         self._check_width(width)
-        if self.target is None:
-            if width == 1:
-                return output.reshape(-1)
+        if self.target is None and width > 1:
             self.target = output.detach().argmax(dim=1)  # first evaluation is at the inputs themselves
-        return output.gather(1, self.target[index].unsqueeze(1)).squeeze(1) if output.dim() == 2 else output
+        if self.target is None:
+            scores = output.reshape(-1)
+        else:
+            scores = output.gather(1, self.target[index].unsqueeze(1)).squeeze(1) if output.dim() == 2 else output
+        low, high = torch.aminmax(scores.detach())
+        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+            bad = int((~torch.isfinite(scores.detach())).sum())
+            raise NonFiniteOutputError(f"the model's target output is NaN or infinite for {bad} of {len(scores)} rows")
+        return scores
 
     def resolve_target(self) -> None:
         """Fix an argmax target from a forward pass at the inputs (methods that never evaluate the inputs)."""
