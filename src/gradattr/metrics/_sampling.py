@@ -92,3 +92,18 @@ def checked(draw: Draw) -> Draw:
         return value.to(device=inputs.device, dtype=inputs.dtype)
 
     return checked_draw
+
+
+def flat_attributions(name: str, attributions: Tensor, inputs: Tensor) -> Tensor:
+    """R as float64 (B, N), checked against the inputs."""
+    if not isinstance(attributions, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(attributions).__name__}")
+    if attributions.shape != inputs.shape:
+        raise ValueError(
+            f"{name} have shape {tuple(attributions.shape)}; expected the shape of the inputs, {tuple(inputs.shape)}"
+        )
+    if not attributions.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {attributions.dtype}")
+    if not bool(torch.isfinite(attributions).all()):
+        raise ValueError(f"{name} contain NaN or infinite values")
+    return attributions.detach().to(inputs.device, torch.float64).reshape(inputs.shape[0], -1)

@@ -43,8 +43,17 @@ from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
-from gradattr.metrics._sampling import Draw, checked, chunks, count, draw_batch, generator, positive, single_input
-from gradattr.metrics.sensitivity import _flat_attributions
+from gradattr.metrics._sampling import (
+    Draw,
+    checked,
+    chunks,
+    count,
+    draw_batch,
+    flat_attributions,
+    generator,
+    positive,
+    single_input,
+)
 
 PERTURBATIONS = ("gaussian", "noisy_baseline", "square")
 """Names of the built-in perturbation models."""
@@ -114,7 +123,7 @@ def infidelity(
         True
     """
     x = single_input(inputs)
-    phi = _flat_attributions("attributions", attributions, x)
+    phi = flat_attributions("attributions", attributions, x)
     samples = count("samples", samples)
     rng = generator(seed, x.device)
     with preserved_model(model), torch.no_grad():

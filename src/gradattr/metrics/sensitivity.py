@@ -35,6 +35,7 @@ from gradattr.engine import preserved_model
 from gradattr.groups import Grouping, as_grouping
 from gradattr.methods._batching import ELEMENTS_PER_CHUNK
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
+from gradattr.metrics._sampling import flat_attributions
 from gradattr.metrics.agreement import pearson_per_sample
 
 ELEMENTS_PER_FORWARD = ELEMENTS_PER_CHUNK
@@ -320,7 +321,7 @@ def measure(
             f"{grouping.num_groups}"
         )
     budget = ELEMENTS_PER_FORWARD if max_elements is None else _check_int("max_elements", max_elements, 1)
-    maps = {name: _flat_attributions(name, r, inputs) for name, r in attributions.items()}
+    maps = {name: flat_attributions(name, r, inputs) for name, r in attributions.items()}
     with preserved_model(model), torch.no_grad():
         problem = build_problem(model, inputs, target, baseline)
         group_sums = {name: grouping.sums(r) for name, r in maps.items()}
@@ -339,21 +340,6 @@ def measure(
                 undefined = flat_drops | _constant(sums, sums.abs().amax(1), rtol)
                 columns[name].append(correlation.masked_fill(undefined, float("nan")))
     return {name: torch.stack(values, dim=1).cpu() for name, values in columns.items()}
-
-
-def _flat_attributions(name: str, attributions: Tensor, inputs: Tensor) -> Tensor:
-    """R as float64 (B, N), checked against the inputs."""
-    if not isinstance(attributions, Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(attributions).__name__}")
-    if attributions.shape != inputs.shape:
-        raise ValueError(
-            f"{name} have shape {tuple(attributions.shape)}; expected the shape of the inputs, {tuple(inputs.shape)}"
-        )
-    if not attributions.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {attributions.dtype}")
-    if not bool(torch.isfinite(attributions).all()):
-        raise ValueError(f"{name} contain NaN or infinite values")
-    return attributions.detach().to(inputs.device, torch.float64).reshape(inputs.shape[0], -1)
 
 
 def _constant(values: Tensor, scale: Tensor, rtol: float) -> Tensor:
