@@ -3,15 +3,28 @@
 The public surface: :func:`attribute`, :data:`METHODS`, :data:`PAPER_METHODS` (Ancona et al.'s six) and
 :data:`LAYER_METHODS` (those needing ``layer=``) (attributions), :func:`sensitivity_n` and
 :func:`patches` (the paper's Sensitivity-n metric and its feature groups), :func:`evaluate` (methods and
-Sensitivity-n over a data set), :func:`train` (seeded training with early stopping). Data and models live
+Sensitivity-n over a data set), :func:`train` (seeded training with early stopping), :func:`set_max_memory`
+and :func:`memory_budget` (the memory budget of every pass through the model). Data and models live
 in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`.
 """
 
 from gradattr.evaluation import evaluate
 from gradattr.groups import patches
+from gradattr.memory import memory_budget, set_max_memory
 from gradattr.methods import LAYER_METHODS, METHODS, PAPER_METHODS, attribute
 from gradattr.metrics.sensitivity import sensitivity_n
 from gradattr.training import train
 
-__all__ = ["LAYER_METHODS", "METHODS", "PAPER_METHODS", "attribute", "evaluate", "patches", "sensitivity_n", "train"]
+__all__ = [
+    "LAYER_METHODS",
+    "METHODS",
+    "PAPER_METHODS",
+    "attribute",
+    "evaluate",
+    "memory_budget",
+    "patches",
+    "sensitivity_n",
+    "set_max_memory",
+    "train",
+]
 __version__ = "0.1.0"

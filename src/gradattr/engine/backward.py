@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from gradattr.engine.interception import RecordingMode, ReferenceMismatchError, RuleMode
 from gradattr.engine.recurrent import GateProducts, check_gate_products
+from gradattr.memory import in_row_chunks, might_exceed_budget, row_limit
 from gradattr.rules import Rule
 
 
@@ -54,8 +55,8 @@ def modified_gradient(
         points: tensors with ``K`` rows where the gradient is taken.
         index: LongTensor(K), the sample each row belongs to.
         rule: the backward rule; ``None`` gives the plain gradient (no interception at all).
-        reference: for rules that need one (Rescale), the baseline points, with 1 row (shared by all rows:
-            one cheap forward pass) or ``K`` rows.
+        reference: for rules that need one (Rescale), the baseline points, each with 1 row (shared by all
+            rows: one cheap forward pass when all are) or ``K`` rows.
         strict: an op without a correct rule raises :class:`UnsupportedOperationError`; ``False`` warns.
         gates: gate products of recurrent cells (LSTM/GRU): ``"product"`` differentiates both factors
             (Ancona et al. 2018, Sec. 4.2), ``"signal"`` treats the gate as a constant (Arras et al. 2017);
@@ -63,15 +64,63 @@ def modified_gradient(
 
     Returns:
         One tensor per point tensor, same shape: the (modified) gradient of sum_k S_c(points_k).
+
+    The rows go through the model in passes that fit the memory budget (:mod:`gradattr.memory`); a pass that
+    runs out of memory is split and retried.
     """
     check_gate_products(gates)
+    rows = index.numel()
+
+    def part(rows_: slice) -> tuple[Tensor, ...]:
+        references = None if reference is None else tuple(r if r.shape[0] == 1 else r[rows_] for r in reference)
+        return _modified_gradient(
+            forward, tuple(p[rows_] for p in points), index[rows_], rule, references, strict, gates
+        )
+
+    parts = in_row_chunks(rows, rows_per_pass(forward, points, index), part)
+    return parts[0] if len(parts) == 1 else tuple(torch.cat(pieces) for pieces in zip(*parts, strict=True))
+
+
+def rows_per_pass(forward: Forward, points: tuple[Tensor, ...], index: Tensor) -> int:
+    """How many of the ``K`` rows of ``points`` one pass may take under the memory budget: all of them when the
+    pass is far below the budget (no measuring), when there are too few rows to measure, or when the measuring
+    pass fails (the real pass then reports the error). The measuring passes (2 and 4 rows, once per model and
+    input shape) run the model's forward hooks like any forward pass."""
+    if index.numel() <= PROBE_ROWS[1] or not might_exceed_budget(points):
+        return index.numel()
+
+    def run(rows: int) -> Tensor:
+        leaves = tuple(p[:rows].detach().requires_grad_() for p in points)
+        return forward.output(leaves, index[:rows])
+
+    try:
+        return row_limit(forward.model, points, run)
+    except Exception:
+        return index.numel()
+
+
+PROBE_ROWS = (2, 4)
+"""Rows of the two measuring passes (not 1: models that squeeze() behave differently for a batch of one)."""
+
+
+def _modified_gradient(
+    forward: Forward,
+    points: tuple[Tensor, ...],
+    index: Tensor,
+    rule: Rule | None,
+    reference: tuple[Tensor, ...] | None,
+    strict: bool,
+    gates: GateProducts,
+) -> tuple[Tensor, ...]:
     if rule is None:
         return _backward(forward, points, index, None)
     if not rule.needs_reference:
         return _backward(forward, points, index, RuleMode(forward.model, rule, None, strict, gates))
     if reference is None:
         raise ValueError(f"{type(rule).__name__} needs reference points (the baseline)")
-    shared = reference[0].shape[0] == 1 and index.numel() > 1
+    shared = index.numel() > 1 and all(r.shape[0] == 1 for r in reference)
+    if not shared:  # some inputs have per-sample baselines: repeat the shared ones row by row to match
+        reference = tuple(r.expand(p.shape) for r, p in zip(reference, points, strict=True))
     try:
         references = _record(forward, reference, index[:1] if shared else index, strict)
         return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict, gates))

@@ -175,12 +175,16 @@ LINEAR: frozenset[str] = (
 )
 """Ops linear in each input-dependent argument (jointly): their plain gradient is the right one."""
 
-ROUTING: frozenset[str] = _names(
-    "torch.nn.functional",
-    "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
-    "max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
-    "adaptive_max_pool1d_with_indices adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices",
-) | _names("torch torch.Tensor", "max amax min amin topk sort cummax cummin kthvalue median")
+ROUTING: frozenset[str] = (
+    _names(
+        "torch.nn.functional",
+        "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
+        "max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
+        "adaptive_max_pool1d_with_indices adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices",
+    )
+    | _names("torch", "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices adaptive_max_pool1d")
+    | _names("torch torch.Tensor", "max amax min amin topk sort cummax cummin kthvalue median")
+)
 """Selections (max pooling, max over a dimension): the gradient routes to the selected element, as in the
 paper's reference code; a single input-dependent argument is required."""
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
 from gradattr.engine.diagnostics import first_non_finite
+from gradattr.memory import MemoryLimit, memory_budget
 from gradattr.methods._options import check_option
 from gradattr.methods._problem import (
     AttributionProblem,
@@ -145,6 +146,7 @@ def attribute(
     baseline: Baseline = None,
     *,
     layer: str | nn.Module | None = None,
+    max_memory: MemoryLimit = None,
     **options: Any,
 ) -> Inputs:
     """Attribute the target output of ``model`` to its inputs (or to a layer's output) with ``method``.
@@ -163,6 +165,9 @@ def attribute(
             ``"embedding"`` for text models; ``baseline`` is then in that layer's output space. For
             ``gradcam``/``guided_gradcam`` it is the layer whose activations (B, K, *spatial) give the class
             activation map, and the result has the input's shape.
+        max_memory: memory budget of this call's passes through the model (bytes, or a string such as
+            ``"2GB"``); default :func:`gradattr.set_max_memory`'s, else a quarter of the available RAM or half
+            the free GPU memory. Rows are split into passes that fit, never changed (:mod:`gradattr.memory`).
         **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ``gates`` for
             eps-LRP's gate products in LSTM/GRU cells, ...); an unknown option is an error that names the
             methods taking it.
@@ -183,7 +188,7 @@ def attribute(
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
     if spec.reads_layer and layer is None:
         raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
-    with preserved_model(model):
+    with preserved_model(model), memory_budget(max_memory):
         if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
             problem = build_problem(model, inputs, target, baseline, floating=False)
             options = {**options, "layer": layer}

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gradattr.engine.backward import rows_per_pass
+from gradattr.memory import in_row_chunks
+
 Inputs = Tensor | tuple[Tensor, ...]
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 """Floating dtypes refused for attributed tensors."""
@@ -231,7 +234,10 @@ class AttributionProblem:
         width = 1 if output.dim() == 1 else output.shape[1]
         self._check_width(width)
         if self.target is None and width > 1:
-            self.target = output.detach().argmax(dim=1)  # first evaluation is at the inputs themselves
+            if index.numel() == self.batch_size:  # the first evaluation is at the inputs themselves
+                self.target = output.detach().argmax(dim=1)
+            else:  # a part of the batch (a pass split by the memory budget): all of it first
+                self.resolve_target()
         if self.target is None:
             scores = output.reshape(-1)
         else:
@@ -242,11 +248,30 @@ class AttributionProblem:
             raise NonFiniteOutputError(f"the model's target output is NaN or infinite for {bad} of {len(scores)} rows")
         return scores
 
-    def resolve_target(self) -> None:
-        """Fix an argmax target from a forward pass at the inputs (methods that never evaluate the inputs)."""
+    def scores(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
+        """S_c of many rows without gradients, shape (K,): forward passes that fit the memory budget, split
+        and retried on out-of-memory (:mod:`gradattr.memory`). An argmax target is fixed by the first call."""
         if self.target is None:
-            with torch.no_grad():
-                self.score(self.output(self.inputs, self.all_rows), self.all_rows)
+            self.resolve_target()
+        return self._chunked(points, index, lambda output, rows: self.score(output, rows))
+
+    def _chunked(self, points: tuple[Tensor, ...], index: Tensor, then: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        def part(rows: slice) -> Tensor:
+            return then(self.output(tuple(p[rows] for p in points), index[rows]), index[rows])
+
+        with torch.no_grad():
+            parts = in_row_chunks(index.numel(), rows_per_pass(self, points, index), part)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def resolve_target(self) -> None:
+        """Fix an argmax target from forward passes at the inputs (the model's output itself when it has one
+        output per sample)."""
+        if self.target is not None:
+            return
+        output = self._chunked(self.inputs, self.all_rows, lambda output, rows: output)
+        if output.dim() == 2 and output.shape[1] > 1:
+            self.target = output.argmax(dim=1)
+        self.score(output, self.all_rows)  # checks the width and that the outputs are finite
 
     def _check_width(self, width: int) -> None:
         if self._output_width is None:

@@ -90,7 +90,7 @@ def occlusion(
     batch = problem.batch_size
     rows = problem.all_rows
     with torch.no_grad():
-        reference = problem.score(problem.output(problem.inputs, rows), rows)
+        reference = problem.scores(problem.inputs, rows)
         per_chunk = copies_per_chunk(problem.inputs, batch_size)
         results = []
         for i, x in enumerate(problem.inputs):
@@ -109,7 +109,7 @@ def occlusion(
                     for j, other in enumerate(problem.inputs)
                 )
                 index = rows.repeat(copies)
-                drops = reference.unsqueeze(0) - problem.score(problem.output(points, index), index).view(copies, batch)
+                drops = reference.unsqueeze(0) - problem.scores(points, index).view(copies, batch)
                 attribution += drops.T.to(x.dtype) @ masks.reshape(copies, -1).to(x.dtype)
             results.append(attribution.view_as(x) / math.prod(size))
     return tuple(results)

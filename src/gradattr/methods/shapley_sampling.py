@@ -83,7 +83,7 @@ def shapley_sampling(
     problem.resolve_target()
     with torch.no_grad():
         start = tuple(b.expand(batch, *b.shape[1:]) for b in problem.baselines)
-        empty = problem.score(problem.output(start, rows), rows)
+        empty = problem.scores(start, rows)
         for _ in range(samples):
             order = torch.randperm(total, generator=generator).to(phi.device)
             rank = torch.empty_like(order)
@@ -103,7 +103,7 @@ def shapley_sampling(
                     )
                 )
                 index = rows.repeat(steps.numel())
-                scores = problem.score(problem.output(points, index), index).view(steps.numel(), batch)
+                scores = problem.scores(points, index).view(steps.numel(), batch)
                 gains = scores - torch.cat([previous.unsqueeze(0), scores[:-1]])
                 phi[:, order[steps]] += gains.T.to(phi.dtype)
                 previous = scores[-1]

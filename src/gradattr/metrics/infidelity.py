@@ -131,7 +131,7 @@ def infidelity(
         fill = problem.baselines[0]
         draw = _perturbation(perturbation, sigma, square_sizes, fill, x)
         rows = problem.all_rows
-        reference = problem.score(problem.output(problem.inputs, rows), rows).double()
+        reference = problem.scores(problem.inputs, rows).double()
         span = (x - fill).reshape(x.shape[0], -1).double() if multiply_by_inputs else None
         predicted, drops = [], []
         for copies in chunks(x, samples, batch_size):
@@ -149,7 +149,7 @@ def _scores(problem: AttributionProblem, perturbed: Tensor) -> Tensor:
     copies, batch = perturbed.shape[:2]
     index = problem.all_rows.repeat(copies)
     points = perturbed.reshape(copies * batch, *perturbed.shape[2:])
-    return problem.score(problem.output((points,), index), index).double().view(copies, batch)
+    return problem.scores((points,), index).double().view(copies, batch)
 
 
 def _mean_squared_error(predicted: Tensor, drops: Tensor, normalise: bool) -> Tensor:

@@ -327,7 +327,7 @@ def measure(
         group_sums = {name: grouping.sums(r) for name, r in maps.items()}
         rtol = ZERO_VARIANCE_ULPS * torch.finfo(inputs.dtype).eps
         columns: dict[str, list[Tensor]] = {name: [] for name in maps}
-        reference = problem.score(problem.output(problem.inputs, problem.all_rows), problem.all_rows).double()
+        reference = problem.scores(problem.inputs, problem.all_rows).double()
         for subsets in plan.subsets:
             group_mask = torch.zeros(plan.num_subsets, grouping.num_groups, dtype=torch.bool, device=inputs.device)
             group_mask.scatter_(1, subsets.to(inputs.device), True)
@@ -371,7 +371,7 @@ def _scores_without(problem: AttributionProblem, removed: Tensor, budget: int) -
             points = torch.where(removed[chosen], fill, flat[samples]).view(-1, *shape)
             index = torch.arange(samples.start, samples.stop, device=inputs.device)
             index = index.repeat_interleave(chosen.stop - chosen.start)
-            output = problem.score(problem.output((points,), index), index)
+            output = problem.scores((points,), index)
             scores[samples, chosen] = output.view(-1, chosen.stop - chosen.start)
     return scores
 
