@@ -19,6 +19,7 @@ from gradattr.cache import (
 from gradattr.data import Dataset, load_digits
 from gradattr.models import mnist_cnn, mnist_mlp, small_resnet
 from gradattr.training import TrainResult, accuracy, train, train_or_load
+from payloads import RunsCode
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +108,10 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path: Path, digits: Dataset) -> 
     assert not list(tmp_path.glob("sub/*.partial"))
 
 
-class _CreatesFile:
-    """Unpickling this creates a file: the payload of a malicious checkpoint."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.target), "w"))
-
-
 def test_weights_only_loading_refuses_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"layers.1.weight": _CreatesFile(marker)}, path)
+    torch.save({"layers.1.weight": RunsCode(marker)}, path)
     with pytest.raises(CheckpointError, match=r"evil\.pt: not a weights-only state dict"):
         load_checkpoint(mnist_mlp((1, 8, 8), 10), path)
     assert not marker.exists()

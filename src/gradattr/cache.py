@@ -1,27 +1,30 @@
 """Where trained models are cached, and reading/writing their weights safely.
 
 Checkpoints hold only a ``state_dict`` (tensors by parameter name), written with ``torch.save``
-and read back with ``torch.load(weights_only=True)``, which refuses pickled objects that would
-run code. Never a whole pickled model.
+and read back with ``torch.load(weights_only=True)`` (:func:`gradattr.files.read_torch`), which refuses
+pickled objects that would run code. Never a whole pickled model.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from gradattr.files import atomic_path
+from gradattr.files import FileContentError, atomic_path, read_torch
 
 CACHE_ENV = "GRADATTR_CACHE"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, not a weights-only state dict, or unsafe to load."""
+
+
+class CacheWarning(UserWarning):
+    """A cached model could not be loaded (damaged or foreign files) and is trained again."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -60,12 +63,9 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise CheckpointError(
-            f"{path}: not a weights-only state dict; refusing to load it "
-            f"({type(error).__name__}: {str(error).splitlines()[0]})"
-        ) from error
+        state = read_torch(path)
+    except FileContentError as error:
+        raise CheckpointError(f"{path}: not a weights-only state dict: {error.reason}") from error
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(
             f"{path}: expected a state dict mapping parameter names to tensors, got {type(state).__name__}"

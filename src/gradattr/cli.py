@@ -2,16 +2,17 @@
 ``evaluate`` your model's attributions.
 
 Exit codes: 0 success, 2 usage error (bad option or argument), 1 failure (a one-line reason on stderr; the
-traceback only with ``--debug``).
+traceback only with ``--debug``), 130 interrupted (Ctrl-C; ``reproduce`` and ``evaluate`` say how to resume).
 """
 
 from __future__ import annotations
 
 import shlex
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +30,13 @@ T = TypeVar("T")
 Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback when the command fails.")]
 Seed = Annotated[int, typer.Option(help="Seed for data split, weights, training and Sensitivity-n subsets.")]
 NumSubsets = Annotated[int, typer.Option(min=2, help="Random subsets per n for Sensitivity-n (paper: 100).")]
+Fresh = Annotated[
+    bool, typer.Option("--fresh", help="Discard the finished work kept in OUT/.progress and compute everything.")
+]
+PROGRESS_FOLDER = ".progress"
+"""The folder inside ``--out`` where ``reproduce`` and ``evaluate`` keep finished work for resuming."""
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
 
 
 @app.callback()
@@ -36,19 +44,39 @@ def main() -> None:
     """gradattr: explain PyTorch models with gradient-based attribution, and measure the explanations."""
 
 
-def _guarded(debug: bool, action: Callable[[], T]) -> T:
-    """Run ``action``; a failure exits with code 1 and a one-line reason (the traceback with ``--debug``)."""
-    from gradattr.experiments.study import one_line
+def _guarded(debug: bool, action: Callable[[], T], interrupted: str = "interrupted") -> T:
+    """Run ``action``; a failure exits with code 1 and a one-line reason (the traceback with ``--debug``),
+    Ctrl-C with code 130 and the one line ``interrupted``. Warnings are shown as ``warning: ...`` lines."""
+    from gradattr.files import one_line
 
     try:
-        return action()
-    except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return action()
+    except (typer.Exit, typer.Abort, SystemExit):
         raise
+    except KeyboardInterrupt:
+        typer.echo(interrupted, err=True)
+        raise typer.Exit(INTERRUPTED) from None
     except Exception as error:
         if debug:
             raise
         typer.echo(f"error: {one_line(error)}", err=True)
         raise typer.Exit(1) from None
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """``warnings.showwarning`` for the command line: one ``warning: ...`` line on stderr, no source line."""
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _resume_hint(progress: Path, kept: str) -> str:
+    """The line printed after Ctrl-C: what is kept where, and how to resume."""
+    return f"interrupted: {kept} are kept in {progress}; run the same command again to resume (--fresh: start over)"
+
+
+def _count(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -125,11 +153,13 @@ def reproduce(
         bool, typer.Option(help="Also compare a standard and an adversarially trained CNN (digits).")
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    fresh: Fresh = False,
     debug: Debug = False,
 ) -> None:
     """Reproduce Ancona et al. (ICLR 2018): train the paper's models, compute every method, measure
     Sensitivity-n, method agreement and the paper's claims; compare a standard and an adversarially trained
-    CNN (Nielsen et al. 2022); write a self-contained HTML report."""
+    CNN (Nielsen et al. 2022); write a self-contained HTML report. Each finished model study is kept in
+    OUT/.progress: an interrupted run, started again with the same options, resumes where it stopped."""
     from gradattr.experiments import ReproduceOptions, StudyConfigError, StudySettings, select
     from gradattr.experiments import reproduce as run_study
     from gradattr.report import write_study
@@ -151,14 +181,17 @@ def reproduce(
         ),
         command=_command_line(context),
         robustness=robustness,
+        progress_dir=out / PROGRESS_FOLDER,
+        fresh=fresh,
     )
     try:
         select(options)
     except StudyConfigError as error:
         raise typer.BadParameter(str(error)) from None
     start = time.perf_counter()
-    study = _guarded(debug, lambda: run_study(options))
-    files = _guarded(debug, lambda: write_study(study, out))
+    hint = _resume_hint(out / PROGRESS_FOLDER, "the finished model studies")
+    study = _guarded(debug, lambda: run_study(options), hint)
+    files = _guarded(debug, lambda: write_study(study, out), hint)
     table = Table(title="Models")
     for column in ("data set", "model", "test acc.", "majority", "claims hold"):
         table.add_column(column, justify="right" if column != "model" and column != "data set" else "left")
@@ -173,6 +206,11 @@ def reproduce(
             f"{held}/{applicable}",
         )  # fmt: skip
     console.print(table)
+    if study.reused:
+        models = sum(name != "robustness" for name in study.reused)
+        parts = [_count(models, "finished model study", "finished model studies")] if models else []
+        parts += ["the robustness study"] if "robustness" in study.reused else []
+        console.print(f"reused {' and '.join(parts)} from {out / PROGRESS_FOLDER}", soft_wrap=True)
     console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s")
 
 
@@ -255,7 +293,9 @@ def _sample_names(paths: list[Path], count: int) -> list[Path]:
         "Examples:\n\n"
         "  gradattr evaluate --model mymodels:build --weights net.pt --data test.npz --out eval\n\n"
         "  gradattr evaluate --model ./net.py:make --data testdir/ --methods deeplift,occlusion --patch 4\n\n"
-        "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding --relu-only"
+        "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding --relu-only\n\n"
+        "  gradattr evaluate --model ./net.py:make --data test.npz --workers 2                 # local Ray\n\n"
+        "  gradattr evaluate --model ./net.py:make --data test.npz --ray-address auto --workers 32"
     )
 )
 def evaluate(
@@ -271,31 +311,64 @@ def evaluate(
     relu_only: Annotated[bool, typer.Option("--relu-only", help="The model's only nonlinearity is ReLU.")] = False,
     display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown in the report.")] = 4,
     seed: Seed = 0,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Samples per batch: bounds memory; progress is saved after each batch.")
+    ] = 50,
     out: Annotated[Path, typer.Option(help="Directory for report.html, results.json and CSVs.")] = Path(
         "gradattr-evaluate"
     ),
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    fresh: Fresh = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Evaluate on N Ray workers (a local Ray unless --ray-address); needs gradattr[ray]."),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Run the workers on this Ray cluster (ray://HOST:10001, auto).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Sensitivity-n, method agreement, completeness and the paper's checks for your model on your labelled
-    data, written as the same report as `gradattr reproduce` (report.html, results.json, CSVs)."""
+    data, written as the same report as `gradattr reproduce` (report.html, results.json, CSVs). The finished
+    batches are kept in OUT/.progress: an interrupted run, started again with the same options, resumes at
+    the first unfinished batch. With --workers or --ray-address the batches are evaluated by Ray workers
+    (gradattr.distributed), with the same results."""
     names = _methods(methods)
+    progress_dir = out / PROGRESS_FOLDER
+    evaluator: Callable[..., Any] | None = None
+    if workers is not None or ray_address is not None:
+        from functools import partial
 
-    def run() -> list[Path]:
+        from gradattr import distributed
+
+        _guarded(debug, distributed.import_ray)
+        evaluator = partial(distributed.evaluate, workers=workers, address=ray_address)
+
+    def run() -> tuple[int, list[Path]]:
+        from gradattr.evaluation import evaluate as in_process
         from gradattr.experiments.user_data import load_labelled, load_model
         from gradattr.experiments.user_study import user_study
+        from gradattr.progress import ProgressStore
         from gradattr.report import write_study
 
+        store = ProgressStore(progress_dir)
+        if fresh:
+            store.clear()
         network = load_model(model, weights)
         x, y = load_labelled(data)
         study = user_study(
             network, x[:samples], y[:samples], model_name=model, data_name=data.name, methods=names, patch=patch,
             layer=layer, relu_only=relu_only, num_subsets=num_subsets, display=display, seed=seed,
-            progress=progress, command=_command_line(context),
+            batch_size=batch_size, progress=progress, command=_command_line(context),
+            checkpoint=store.path("evaluate"), evaluator=evaluator or in_process,
         )  # fmt: skip
-        return write_study(study, out)
+        table = study.models[0].sensitivity
+        return (table.resumed if table is not None else 0), write_study(study, out)
 
-    files = _guarded(debug, run)
+    resumed, files = _guarded(debug, run, _resume_hint(progress_dir, "the finished batches"))
+    if resumed:
+        finished = _count(resumed, "finished batch", "finished batches")
+        console.print(f"resumed: {finished} reused from {progress_dir}", soft_wrap=True)
     console.print(f"wrote {files[0]} (and results.json, CSVs)")
 
 

@@ -12,6 +12,11 @@ Text models take token ids, which have no gradient: with ``layer="embedding"`` t
 the layer's output (as ``gradattr.attribute(..., layer=...)``), and Sensitivity-n removes features of that
 output (e.g. whole tokens, ``feature_groups=torch.arange(L)``) by setting them to the baseline there, with
 the model replayed from the layer on (:class:`LayerFunction`).
+
+Long evaluations resume: with ``checkpoint=``, the per-sample results of the finished batches (and the state
+of a :class:`ResumableObserver` passed as ``on_batch``) are saved after every batch (:mod:`gradattr.progress`),
+and a later call with the same model, data and settings skips those batches. Every batch is computed from
+the same seeds and subsets either way, so the table is the one an uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -35,6 +40,7 @@ from gradattr.groups import as_grouping
 from gradattr.methods import METHODS, PAPER_METHODS, attribute
 from gradattr.methods._problem import AttributionProblem, build_problem
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
+from gradattr.progress import as_floats, fingerprint, load_entry, save_entry
 
 Data = Tensor | tuple[Tensor, Tensor] | Iterable[Any]
 COLUMNS: tuple[str, ...] = ("method", "n", "mean", "std", "count")
@@ -47,11 +53,13 @@ class SensitivityTable:
     Attributes:
         results: method -> :class:`SensitivityResult` over all evaluated samples (per-sample values kept).
         seconds: wall-clock time spent per method on attributions (``"attribute <method>"``) and on the
-            forward passes of Sensitivity-n (``"sensitivity-n"``).
+            forward passes of Sensitivity-n (``"sensitivity-n"``), also of batches computed before a resume.
+        resumed: batches taken from :func:`evaluate`'s checkpoint instead of computed.
     """
 
     results: dict[str, SensitivityResult]
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed: int = 0
 
     @property
     def methods(self) -> list[str]:
@@ -98,6 +106,35 @@ class SensitivityTable:
         path = Path(path)
         write_text(path, json.dumps(self.to_dict(), indent=2))
         return path
+
+    def to_state(self) -> dict[str, Any]:
+        """The table as plain values (tensors, numbers, strings) for a progress entry; see :meth:`from_state`."""
+        results = {
+            name: {"ns": list(r.ns), "per_sample": r.per_sample, "num_subsets": r.num_subsets,
+                   "num_features": r.num_features, "seed": r.seed}
+            for name, r in self.results.items()
+        }  # fmt: skip
+        return {"results": results, "seconds": dict(self.seconds)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SensitivityTable:
+        """Inverse of :meth:`to_state`.
+
+        Raises:
+            ValueError: ``state`` is not such a table.
+        """
+        results = {}
+        for name, result in state["results"].items():
+            per_sample = result["per_sample"]
+            if not isinstance(per_sample, Tensor) or per_sample.dim() != 2 or per_sample.shape[1] != len(result["ns"]):
+                raise ValueError(f"per-sample values of {name!r} are not a (samples, ns) tensor")
+            results[name] = SensitivityResult(
+                [int(n) for n in result["ns"]], per_sample, int(result["num_subsets"]), int(result["num_features"]),
+                int(result["seed"]),
+            )  # fmt: skip
+        if not results:
+            raise ValueError("a Sensitivity-n table without methods")
+        return cls(results, as_floats(state["seconds"]))
 
     def __str__(self) -> str:
         """Mean correlation, methods as rows and n as columns, plus the number of valid samples."""
@@ -172,6 +209,78 @@ class EvaluatedBatch:
     model_inputs: Tensor
 
 
+@runtime_checkable
+class ResumableObserver(Protocol):
+    """An ``on_batch`` observer of :func:`evaluate` whose accumulated state goes into the checkpoint.
+
+    ``state_dict()`` returns a copy of the state as plain values (tensors, numbers, strings, lists, dicts);
+    ``load_state_dict(state)`` restores it and raises ``ValueError`` for a state that is not its own kind.
+    """
+
+    def __call__(self, batch: EvaluatedBatch) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Partial:
+    """The batches :func:`evaluate` has finished, as its checkpoint holds them.
+
+    Attributes:
+        digests: per finished batch, the :func:`~gradattr.progress.fingerprint` of its inputs and labels.
+        per_sample: method -> per finished batch, Tensor(B, len(ns)) of per-sample correlations.
+        seconds: accumulated timings, as :attr:`SensitivityTable.seconds`.
+        num_features: N of the subset plan (None before the first batch).
+    """
+
+    digests: list[str]
+    per_sample: dict[str, list[Tensor]]
+    seconds: dict[str, float]
+    num_features: int | None = None
+
+    @classmethod
+    def start(cls, names: Sequence[str]) -> _Partial:
+        seconds = {f"attribute {name}": 0.0 for name in names} | {"sensitivity-n": 0.0}
+        return cls([], {name: [] for name in names}, seconds)
+
+    def reset(self) -> None:
+        """Forget every finished batch (in place)."""
+        self.digests.clear()
+        for values in self.per_sample.values():
+            values.clear()
+        self.seconds.update(dict.fromkeys(self.seconds, 0.0))
+        self.num_features = None
+
+    def to_state(self, observer: ResumableObserver | None) -> dict[str, Any]:
+        return {
+            "digests": self.digests, "per_sample": self.per_sample, "seconds": self.seconds,
+            "num_features": self.num_features, "observer": observer.state_dict() if observer is not None else None,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], names: Sequence[str], observer: ResumableObserver | None) -> _Partial:
+        """The partial result in ``state`` (an entry's payload); restores ``observer``'s state from it.
+
+        Raises:
+            ValueError: ``state`` does not hold a partial evaluation of ``names``.
+        """
+        digests, per_sample = list(state["digests"]), dict(state["per_sample"])
+        if not all(isinstance(d, str) for d in digests) or list(per_sample) != list(names):
+            raise ValueError("batch digests or methods do not match")
+        for values in per_sample.values():
+            if len(values) != len(digests) or not all(isinstance(v, Tensor) and v.dim() == 2 for v in values):
+                raise ValueError("per-sample results do not match the finished batches")
+        num_features = state["num_features"]
+        if digests and not isinstance(num_features, int):
+            raise ValueError("no feature count for the finished batches")
+        seconds = as_floats(state["seconds"])
+        if observer is not None:
+            observer.load_state_dict(state["observer"])
+        return cls(digests, {name: list(values) for name, values in per_sample.items()}, seconds, num_features)
+
+
 def evaluate(
     model: nn.Module,
     data: Data,
@@ -190,6 +299,7 @@ def evaluate(
     max_elements: int | None = None,
     layer: str | nn.Module | None = None,
     on_batch: Callable[[EvaluatedBatch], None] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> SensitivityTable:
     """Sensitivity-n of each method's attributions over a data set (Ancona et al., ICLR 2018, Sec. 4.1).
 
@@ -214,11 +324,25 @@ def evaluate(
         layer: attribute this submodule's output instead of the inputs (``"embedding"`` for the text models);
             Sensitivity-n then removes features of that output, ``feature_groups`` being a mask over its
             shape (e.g. ``torch.arange(L)`` for whole tokens of an (L, D) embedding).
-        on_batch: called with an :class:`EvaluatedBatch` (inputs, targets, maps) after each batch.
+        on_batch: called with an :class:`EvaluatedBatch` (inputs, targets, maps) after each batch computed
+            (not for batches taken from the checkpoint); with ``checkpoint`` it must be a
+            :class:`ResumableObserver`, whose state is saved and restored with the batches.
+        checkpoint: a file for the finished batches, rewritten atomically after each one. If it holds
+            batches of the same model (weights), data, methods and settings, they are not computed again:
+            the evaluation resumes at the first unfinished batch, and the table equals that of an
+            uninterrupted run. A checkpoint of other settings is replaced; an unreadable one is replaced
+            with a :class:`~gradattr.progress.ProgressWarning`. Batches of an iterable are checked
+            against the saved ones: they must come in the same order (not from a shuffling ``DataLoader``).
+            The file is kept after the evaluation (a repeated call returns at once); delete it when done.
 
     Returns:
         A :class:`SensitivityTable`: ``rows()`` (method, n, mean, std, count), ``pivot()``, ``to_csv``,
-        ``to_json``, and the per-sample results in ``results``.
+        ``to_json``, the per-sample results in ``results``, and ``resumed``, the batches taken from the
+        checkpoint.
+
+    Raises:
+        ValueError: bad arguments, no samples, or batches that differ from the checkpoint's after the first.
+        TypeError: ``checkpoint`` with an ``on_batch`` that is not a :class:`ResumableObserver`.
 
     Example:
         >>> table = gradattr.evaluate(model, (data.test_x, data.test_y), ["deeplift", "occlusion"])
@@ -232,52 +356,147 @@ def evaluate(
         isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1
     ):
         raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
-    per_sample: dict[str, list[Tensor]] = {name: [] for name in names}
-    seconds = {f"attribute {name}": 0.0 for name in names} | {"sensitivity-n": 0.0}
+    if ns is not None and not isinstance(ns, (Sequence, Tensor, int)):
+        ns = list(ns)  # an iterator is read once: for the checkpoint key and for the subset plan
+    resume = _Resume.open(
+        checkpoint, names, on_batch,
+        {"model": repr(model), "weights": model.state_dict(), "data": _fixed(data), "methods": names,
+         "options": options, "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline,
+         "batch_size": batch_size, "feature_groups": feature_groups, "seed": seed, "max_samples": max_samples,
+         "max_elements": max_elements, "layer": layer},
+    )  # fmt: skip
+    partial = resume.partial
     plan: SubsetPlan | None = None
     done = 0
     bar = tqdm(total=_total(data, max_samples), desc="sensitivity-n", unit="sample", disable=not progress)
     try:
-        for x, y in _batches(data, batch_size, target):
+        for index, (x, y) in enumerate(_batches(data, batch_size, target)):
             if max_samples is not None:
                 x, y = x[: max_samples - done], None if y is None else y[: max_samples - done]
-            function: nn.Module = model if layer is None else LayerFunction.of(model, x, layer)
-            attributed = x if layer is None else function.layer_output
-            grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
-            if plan is None:
-                plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
-            classes = _targets(model, x, y if target == "label" else None)
-            maps = {}
-            for name in names:
+            if not resume.finished(index, x, y):
+                function: nn.Module = model if layer is None else LayerFunction.of(model, x, layer)
+                attributed = x if layer is None else function.layer_output
+                grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
+                if plan is None:
+                    plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
+                    partial.num_features = plan.num_features
+                classes = _targets(model, x, y if target == "label" else None)
+                maps = {}
+                for name in names:
+                    start = time.perf_counter()
+                    maps[name] = attribute(model, x, method=name, target=classes, layer=layer, **options.get(name, {}))
+                    partial.seconds[f"attribute {name}"] += time.perf_counter() - start
                 start = time.perf_counter()
-                maps[name] = attribute(model, x, method=name, target=classes, layer=layer, **options.get(name, {}))
-                seconds[f"attribute {name}"] += time.perf_counter() - start
-            start = time.perf_counter()
-            if layer is None:
-                batch = measure(
-                    model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
-                    max_elements=max_elements,
-                )  # fmt: skip
-            else:
-                batch = _measure_per_sample(function, maps, classes, plan, baseline, grouping, max_elements)
-            seconds["sensitivity-n"] += time.perf_counter() - start
-            for name, values in batch.items():
-                per_sample[name].append(values)
-            if on_batch is not None:
-                on_batch(EvaluatedBatch(attributed, classes, maps, function, x))
+                if layer is None:
+                    batch = measure(
+                        model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
+                        max_elements=max_elements,
+                    )  # fmt: skip
+                else:
+                    batch = _measure_per_sample(function, maps, classes, plan, baseline, grouping, max_elements)
+                partial.seconds["sensitivity-n"] += time.perf_counter() - start
+                if on_batch is not None:
+                    on_batch(EvaluatedBatch(attributed, classes, maps, function, x))
+                resume.save(x, y, batch)
             done += x.shape[0]
             bar.update(x.shape[0])
             if max_samples is not None and done >= max_samples:
                 break
     finally:
         bar.close()
-    if plan is None:
+    if partial.num_features is None:
         raise ValueError("data yielded no samples")
+    if plan is None:  # every batch came from the checkpoint
+        plan = SubsetPlan.draw(partial.num_features, ns, num_subsets, seed)
     results = {
         name: SensitivityResult(list(plan.ns), torch.cat(values), plan.num_subsets, plan.num_features, seed)
-        for name, values in per_sample.items()
+        for name, values in partial.per_sample.items()
     }
-    return SensitivityTable(results, seconds)
+    return SensitivityTable(results, dict(partial.seconds), resume.skipped)
+
+
+class _Resume:
+    """:func:`evaluate`'s checkpoint: which batches are finished, and saving each new one."""
+
+    def __init__(
+        self, path: Path | None, key: str, partial: _Partial, observer: ResumableObserver | None, initial: Any
+    ) -> None:
+        self.path = path
+        self.key = key
+        self.partial = partial
+        self.observer = observer
+        self.initial = initial
+        self.skipped = 0
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None,
+        names: list[str],
+        on_batch: Callable[[EvaluatedBatch], None] | None,
+        settings: dict[str, Any],
+    ) -> _Resume:
+        """The checkpoint at ``path`` (None: no checkpoint), keyed by ``settings`` and the observer's initial
+        state; its finished batches if it holds batches of the same key, else nothing finished."""
+        if path is None:
+            return cls(None, "", _Partial.start(names), None, None)
+        if on_batch is not None and not isinstance(on_batch, ResumableObserver):
+            raise TypeError(
+                "with checkpoint=, on_batch must be a ResumableObserver (with state_dict() and load_state_dict()) "
+                f"so that its state resumes too; got {type(on_batch).__name__}"
+            )
+        observer = on_batch
+        initial = observer.state_dict() if observer is not None else None
+        key = fingerprint(settings | {"observer": initial})
+        partial = load_entry(path, key, lambda state: _Partial.from_state(state, names, observer))
+        resume = cls(Path(path), key, partial or _Partial.start(names), observer, initial)
+        if partial is None:
+            resume.restart()
+        return resume
+
+    def restart(self) -> None:
+        """Forget the finished batches; the observer returns to its initial state."""
+        self.partial.reset()
+        if self.observer is not None:
+            self.observer.load_state_dict(self.initial)
+
+    def finished(self, index: int, x: Tensor, y: Tensor | None) -> bool:
+        """Whether batch ``index`` is in the checkpoint (then it is counted as skipped).
+
+        Raises:
+            ValueError: the checkpoint holds a different batch ``index`` after matching earlier ones.
+        """
+        digests = self.partial.digests
+        if self.path is None or index >= len(digests):
+            return False
+        if _digest(x, y) == digests[index]:
+            self.skipped += 1
+            return True
+        if index > 0:
+            raise ValueError(
+                f"{self.path}: batch {index} differs from the one checkpointed; resuming needs the same batches "
+                "in the same order (not a shuffling DataLoader); delete the checkpoint to start over"
+            )
+        self.restart()  # other data from the first batch on: nothing to reuse
+        return False
+
+    def save(self, x: Tensor, y: Tensor | None, batch: Mapping[str, Tensor]) -> None:
+        """Add a computed batch and, with a checkpoint, write every finished batch to it."""
+        for name, values in batch.items():
+            self.partial.per_sample[name].append(values)
+        if self.path is None:
+            return
+        self.partial.digests.append(_digest(x, y))
+        save_entry(self.path, self.key, self.partial.to_state(self.observer))
+
+
+def _digest(x: Tensor, y: Tensor | None) -> str:
+    return fingerprint({"x": x, "y": y})
+
+
+def _fixed(data: Data) -> Data | None:
+    """Tensor data (hashed into the checkpoint key); None for an iterable of batches (checked per batch)."""
+    return data if isinstance(data, Tensor) or _is_pair(data) else None
 
 
 def _measure_per_sample(

@@ -8,25 +8,25 @@ hash of everything that determines it, so demos and reports reuse trained models
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from gradattr.cache import cache_dir, load_checkpoint, save_checkpoint
+from gradattr.cache import CacheWarning, CheckpointError, cache_dir, load_checkpoint, save_checkpoint
 from gradattr.data.dataset import Dataset
-from gradattr.files import write_text
+from gradattr.files import one_line, write_text
+from gradattr.progress import fingerprint
 
 Monitor = Literal["val_loss", "val_accuracy"]
 
@@ -200,7 +200,8 @@ def train_or_load(
         data: The data set to train on.
         seed: Seed for the initial weights and for :func:`train`.
         cache: Cache directory; default :func:`gradattr.cache.cache_dir`.
-        retrain: Train even if a cached entry exists (and overwrite it).
+        retrain: Train even if a cached entry exists (and overwrite it). A damaged or foreign entry is
+            trained again as well, with a :class:`~gradattr.cache.CacheWarning`.
         progress: Show progress bars while training.
         train_options: Passed on to :func:`train` (``epochs``, ``lr``, ...).
 
@@ -214,12 +215,25 @@ def train_or_load(
     stem = f"{_slug(name)}-{_config_hash(model, data, seed, train_options)}"
     weights, record = directory / f"{stem}.pt", directory / f"{stem}.json"
     if not retrain and weights.is_file() and record.is_file():
-        load_checkpoint(model, weights)
-        return model.eval(), TrainResult.from_json(record.read_text(encoding="utf-8"))
+        cached = _load_cached(model, weights, record)
+        if cached is not None:
+            return cached
     model, result = train(model, data, seed=seed, progress=progress, **train_options)
     save_checkpoint(model, weights)
     write_text(record, result.to_json())
     return model, result
+
+
+def _load_cached(model: nn.Module, weights: Path, record: Path) -> tuple[nn.Module, TrainResult] | None:
+    """The cached model and its record, or None (with a :class:`CacheWarning`) when either file is damaged or
+    foreign: the model is then trained again. Nothing in the files is executed."""
+    try:
+        load_checkpoint(model, weights)
+        return model.eval(), TrainResult.from_json(record.read_text(encoding="utf-8"))
+    except (CheckpointError, ValueError, TypeError, KeyError) as error:  # JSON errors are ValueErrors
+        warnings.warn(f"ignoring cached model {weights.name}: {one_line(error)}; training it again", CacheWarning,
+                      stacklevel=3)  # fmt: skip
+        return None
 
 
 def _train_epoch(
@@ -268,7 +282,6 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def _config_hash(model: nn.Module, data: Dataset, seed: int, train_options: dict[str, Any]) -> str:
-    digest = hashlib.sha256()
     config = {
         "model": repr(model),
         "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
@@ -277,10 +290,7 @@ def _config_hash(model: nn.Module, data: Dataset, seed: int, train_options: dict
         "seed": seed,
         "train": {k: repr(v) for k, v in sorted(train_options.items())},
     }
-    digest.update(json.dumps(config, sort_keys=True).encode())
-    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
-        digest.update(np.ascontiguousarray(tensor.numpy()).tobytes())
-    return digest.hexdigest()[:16]
+    return fingerprint(config, (data.train_x, data.train_y, data.test_x, data.test_y))
 
 
 def _slug(name: str) -> str:

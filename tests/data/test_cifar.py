@@ -11,6 +11,7 @@ import torch
 from writers import write_cifar_binary
 
 from gradattr.data import CIFAR10_CLASSES, DataFormatError, load_cifar10
+from payloads import RunsCode
 
 BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
 
@@ -84,16 +85,6 @@ def test_wrong_number_of_class_names(tmp_path: Path) -> None:
         load_cifar10(tmp_path)
 
 
-class _CreatesFile:
-    """Unpickling this creates a file: the kind of payload a tampered pickle can carry."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.target), "w"))
-
-
 def write_cifar_pickles(directory: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], meta: object) -> Path:
     folder = directory / "cifar-10-batches-py"
     folder.mkdir(parents=True)
@@ -106,7 +97,7 @@ def write_cifar_pickles(directory: Path, batches: dict[str, tuple[np.ndarray, np
 
 def test_pickle_version_requires_opt_in_and_is_not_opened_without_it(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    write_cifar_pickles(tmp_path, make_batches(), {b"label_names": [_CreatesFile(marker)]})
+    write_cifar_pickles(tmp_path, make_batches(), {b"label_names": [RunsCode(marker)]})
     with pytest.raises(DataFormatError, match="allow_pickle=True"):
         load_cifar10(tmp_path)
     assert not marker.exists()

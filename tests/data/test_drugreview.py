@@ -72,7 +72,7 @@ def test_bad_archives(tmp_path: Path) -> None:
         load_drugreview(tmp_path / "missing.zip")
     not_zip = tmp_path / "broken.zip"
     not_zip.write_bytes(b"this is not a zip")
-    with pytest.raises(DataFormatError, match=r"broken\.zip: not a zip archive"):
+    with pytest.raises(DataFormatError, match=r"broken\.zip: not a complete zip archive"):
         load_drugreview(not_zip)
     partial = tmp_path / "partial.zip"
     with zipfile.ZipFile(partial, "w") as zf:

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 from writers import write_idx
 
+from gradattr.cli import app
 from gradattr.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataFormatError, load_fashion_mnist, load_mnist
 
 TRAIN_PIXELS = np.array([[[0, 255], [51, 204]], [[255, 0], [102, 153]], [[0, 0], [0, 0]]], dtype=np.uint8)
@@ -88,3 +90,17 @@ def test_real_fashion_mnist() -> None:
     # Every pixel is k/255 mapped to [-1, 1]: the 256 levels, nothing in between.
     levels = torch.unique(data.test_x)
     torch.testing.assert_close(levels, torch.arange(256, dtype=torch.float32) * (2 / 255) - 1, rtol=0, atol=1e-6)
+
+
+def test_a_truncated_file_fails_reproduce_in_one_line(tmp_path: Path) -> None:
+    """The command line reports a damaged IDX file as one line naming it, with exit code 1."""
+    directory = write_mnist(tmp_path / "mnist")
+    damaged = directory / "t10k-images-idx3-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    result = CliRunner().invoke(
+        app, ["reproduce", "--datasets", "mnist", "--mnist", str(directory), "--out", str(tmp_path / "out"),
+              "--cache", str(tmp_path / "cache"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: DataFormatError: ") and f"{damaged}: not a complete gzip file" in line

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gradattr.data.dataset import Dataset, labels_tensor, scale_to_symmetric
-from gradattr.data.errors import DataFormatError
+from gradattr.data.errors import DataFormatError, decode_utf8
 
 IMAGE_SHAPE = (3, 32, 32)
 RECORD_BYTES = 1 + 3 * 32 * 32
@@ -101,7 +101,8 @@ def _locate(directory: Path, folder: str, marker: str) -> Path | None:
 def _read_meta_txt(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         raise DataFormatError(f"CIFAR-10 class-name file not found: {path}")
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    text = decode_utf8(path.read_bytes(), str(path))
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != len(CIFAR10_CLASSES):
         raise DataFormatError(f"{path}: expected {len(CIFAR10_CLASSES)} class names, one per line, found {len(names)}")
     return names

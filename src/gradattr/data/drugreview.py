@@ -18,10 +18,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 from gradattr.data.dataset import TextDataset
-from gradattr.data.errors import DataFormatError
+from gradattr.data.errors import DataFormatError, decode_utf8
 from gradattr.data.table import read_labelled_rows
 from gradattr.data.text import build_text_dataset
 
@@ -92,8 +93,8 @@ def load_drugreview(
         with zipfile.ZipFile(path) as archive_file:
             for split, member in MEMBERS.items():
                 splits[split] = _read_member(archive_file, path, member)
-    except zipfile.BadZipFile as error:
-        raise DataFormatError(f"{path}: not a zip archive ({error})") from error
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # not a zip, or a damaged member
+        raise DataFormatError(f"{path}: not a complete zip archive ({error})") from error
     return build_text_dataset(
         "drugreview",
         *splits["train"],
@@ -111,7 +112,7 @@ def _read_member(archive: zipfile.ZipFile, path: Path, member: str) -> tuple[lis
         raw = archive.read(member)
     except KeyError:
         raise DataFormatError(f"{path}: missing member {member}; it has {archive.namelist()}") from None
-    lines = io.StringIO(raw.decode("utf-8"), newline="")
+    lines = io.StringIO(decode_utf8(raw, source), newline="")
     texts, labels = [], []
     for text, rating in read_labelled_rows(lines, source, "review", "rating", "\t"):
         try:

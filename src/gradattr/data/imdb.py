@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gradattr.data.dataset import TextDataset
-from gradattr.data.errors import DataFormatError
+from gradattr.data.errors import DataFormatError, decode_utf8
 from gradattr.data.text import build_text_dataset
 
 IMDB_CLASSES: tuple[str, ...] = ("negative", "positive")
@@ -43,7 +43,7 @@ def load_imdb(
             files = sorted(path.glob("*.txt"))
             if not files:
                 raise DataFormatError(f"{path}: no review .txt files")
-            texts.extend(f.read_text(encoding="utf-8") for f in files)
+            texts.extend(decode_utf8(f.read_bytes(), str(f)) for f in files)
             labels.extend([label] * len(files))
         splits[split] = (texts, labels)
     return build_text_dataset(

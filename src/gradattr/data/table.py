@@ -42,6 +42,8 @@ def read_labelled_rows(
             if text is None or label is None:
                 raise DataFormatError(f"{source}: line {reader.line_num} has fewer fields than the header")
             rows.append((text, label.strip()))
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{source}: not UTF-8 text near line {reader.line_num} ({error.reason})") from None
     except csv.Error as error:
         raise DataFormatError(f"{source}: malformed table near line {reader.line_num} ({error})") from error
     return rows

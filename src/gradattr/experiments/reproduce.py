@@ -2,6 +2,13 @@
 
 ``gradattr reproduce`` calls :func:`reproduce`, then writes the :class:`~gradattr.experiments.results.Study`
 with :func:`gradattr.report.write_study` (report.html, results.json, CSVs).
+
+Long runs resume: with ``ReproduceOptions.progress_dir`` (``OUT/.progress`` for the command), each finished
+model study and the robustness study is saved there (:class:`gradattr.progress.ProgressStore`), keyed by a hash
+of everything that determines it (:func:`~gradattr.experiments.study.study_key`,
+:meth:`~gradattr.experiments.robustness_study.RobustnessModels.key`), and the batches of the model being
+studied are checkpointed. A later run with the same folder loads what matches instead of measuring it again
+and measures the rest; models come from the model cache, so nothing is trained again either.
 """
 
 from __future__ import annotations
@@ -18,8 +25,14 @@ from tqdm.auto import tqdm
 from gradattr.data import Dataset, TextDataset
 from gradattr.experiments.recipes import DATASETS, DatasetRecipe, ModelRecipe, evaluation_set, features_of
 from gradattr.experiments.results import Study
-from gradattr.experiments.robustness_study import RobustnessSettings, run_robustness
-from gradattr.experiments.study import StudySettings, Subject, Training, study_model
+from gradattr.experiments.robustness_study import (
+    RobustnessSettings,
+    RobustnessStudy,
+    measure_robustness,
+    robustness_models,
+)
+from gradattr.experiments.study import ModelStudy, StudySettings, Subject, Training, study_key, study_model
+from gradattr.progress import ProgressStore
 from gradattr.training import train_or_load
 
 ROBUSTNESS_DATASET = "digits"
@@ -51,6 +64,9 @@ class ReproduceOptions:
         command: the command line, recorded in the report.
         robustness: also run the robustness study (standard vs adversarially trained CNN, Nielsen et al.
             2022) when its data set (:data:`ROBUSTNESS_DATASET`) is selected.
+        progress_dir: folder of finished studies: what a previous run with the same settings finished there
+            is reused, and what this run finishes is saved there (None: nothing is saved).
+        fresh: delete the entries in ``progress_dir`` first, and measure everything.
     """
 
     quick: bool = False
@@ -63,6 +79,8 @@ class ReproduceOptions:
     settings: StudySettings = field(default_factory=StudySettings)
     command: str = "gradattr reproduce"
     robustness: bool = True
+    progress_dir: Path | None = None
+    fresh: bool = False
 
 
 def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRecipe]]]:
@@ -117,13 +135,17 @@ def samples_for(features: str, options: ReproduceOptions) -> int:
 def reproduce(options: ReproduceOptions) -> Study:
     """Train or load each selected model, study it (:func:`study_model`) and collect the :class:`Study`.
 
-    Models are cached with :func:`gradattr.training.train_or_load` under ``options.cache``.
+    Models are cached with :func:`gradattr.training.train_or_load` under ``options.cache``; finished studies
+    are kept in and reused from ``options.progress_dir`` (listed in :attr:`Study.reused`).
     """
     start = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     selection = select(options)
     settings = options.settings
-    studies = []
+    store = ProgressStore(options.progress_dir) if options.progress_dir is not None else None
+    if store is not None and options.fresh:
+        store.clear()
+    studies, reused = [], []
     samples: dict[str, int] = {}
     bar = tqdm(total=sum(len(models) for _, models in selection), desc="reproduce", unit="model",
                disable=not settings.progress)  # fmt: skip
@@ -132,21 +154,20 @@ def reproduce(options: ReproduceOptions) -> Study:
             bar.set_description(f"reproduce: loading {recipe.key}")
             data = recipe.load(options.directories.get(recipe.key))
             for model_recipe in models:
+                name = f"{recipe.key}-{model_recipe.key}"
                 bar.set_description(f"reproduce: {recipe.key} {model_recipe.key}")
                 subject = _subject(recipe, model_recipe, data, options)
                 samples[f"{recipe.title} / {model_recipe.title}"] = int(subject.inputs.shape[0])
-                studies.append(study_model(subject, settings))
+                study, loaded = _model_study(subject, name, settings, store)
+                studies.append(study)
+                reused += [name] if loaded else []
                 bar.update()
     finally:
         bar.close()
     robustness = None
     if options.robustness and any(recipe.key == ROBUSTNESS_DATASET for recipe, _ in selection):
-        robustness = run_robustness(
-            _robustness_settings(options),
-            cache=options.cache,
-            retrain=options.retrain,
-            progress=settings.progress,
-        )
+        robustness, loaded = _robustness_study(options, store)
+        reused += ["robustness"] if loaded else []
     run_options: dict[str, Any] = {
         "quick": options.quick,
         "datasets": [recipe.key for recipe, _ in selection],
@@ -165,6 +186,42 @@ def reproduce(options: ReproduceOptions) -> Study:
         started=started,
         seconds=time.perf_counter() - start,
         robustness=robustness,
+        reused=reused,
+    )
+
+
+def _model_study(
+    subject: Subject, name: str, settings: StudySettings, store: ProgressStore | None
+) -> tuple[ModelStudy, bool]:
+    """``subject``'s study and whether it came from ``store``: loaded if saved there with the same
+    :func:`study_key`, else measured (its batches checkpointed in ``store``) and saved."""
+    if store is None:
+        return study_model(subject, settings), False
+    batches = f"{name}.batches"
+    study, loaded = store.load_or_run(
+        name,
+        study_key(subject, settings),
+        lambda: study_model(subject, settings, checkpoint=store.path(batches)),
+        ModelStudy.to_state,
+        lambda state: ModelStudy.from_state(subject, state),
+    )
+    store.remove(batches)
+    return study, loaded
+
+
+def _robustness_study(options: ReproduceOptions, store: ProgressStore | None) -> tuple[RobustnessStudy, bool]:
+    """The robustness study and whether it came from ``store`` (see :func:`_model_study`)."""
+    settings = _robustness_settings(options)
+    models = robustness_models(settings, cache=options.cache, retrain=options.retrain,
+                               progress=options.settings.progress)  # fmt: skip
+    if store is None:
+        return measure_robustness(settings, models), False
+    return store.load_or_run(
+        "robustness",
+        models.key(settings),
+        lambda: measure_robustness(settings, models),
+        RobustnessStudy.to_state,
+        lambda state: RobustnessStudy.from_state(settings, state),
     )
 
 

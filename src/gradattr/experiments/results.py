@@ -50,6 +50,8 @@ class Study:
         seconds: wall-clock time of the run, training included.
         environment: see :func:`environment`.
         robustness: the robustness study of Nielsen et al. (2022), when it was run.
+        reused: the progress entries loaded instead of measured in this run (e.g. ``"digits-cnn"``,
+            ``"robustness"``); not part of the results, which are the same either way.
     """
 
     title: str
@@ -62,6 +64,7 @@ class Study:
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=environment)
     robustness: RobustnessStudy | None = None
+    reused: list[str] = field(default_factory=list)
 
     def claims(self, study: ModelStudy) -> list[Claim]:
         """The paper's claims checked on one model of this study."""

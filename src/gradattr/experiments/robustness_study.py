@@ -27,6 +27,7 @@ from gradattr.data import Dataset
 from gradattr.experiments.recipes import DATASETS, ModelRecipe
 from gradattr.experiments.study import Training
 from gradattr.methods import LAYER_METHODS, attribute
+from gradattr.progress import as_tensor, fingerprint
 from gradattr.robustness import (
     PGD,
     ClassSensitivityResult,
@@ -140,6 +141,61 @@ class RobustnessStudy:
             "class_sensitivity": [{"model": name} | row for name, r in self.classes.items() for row in r.rows()],
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything measured, as plain values (tensors, numbers, strings) for a progress entry; the settings
+        are not included (see :meth:`from_state`)."""
+        return {
+            "dataset": self.dataset,
+            "training": {name: asdict(t) for name, t in self.training.items()},
+            "inputs": self.inputs, "labels": self.labels, "class_names": list(self.class_names),
+            "predictions": dict(self.predictions), "maps": {name: dict(m) for name, m in self.maps.items()},
+            "comparison": {"rows": self.comparison.rows, "settings": self.comparison.settings},
+            "sanity": {
+                name: {"test": r.test, "steps": list(r.steps), "scores": r.scores, "top_features": r.top_features,
+                       "seed": r.seed}
+                for name, r in self.sanity.items()
+            },
+            "classes": {
+                name: {"classes": r.classes, "matrices": r.matrices, "top_features": r.top_features}
+                for name, r in self.classes.items()
+            },
+            "seconds": self.seconds, "notes": list(self.notes),
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, settings: RobustnessSettings, state: dict[str, Any]) -> RobustnessStudy:
+        """The study run with ``settings`` and saved by :meth:`to_state`.
+
+        Raises:
+            ValueError: ``state`` is not a saved robustness study (wrong fields or types).
+        """
+        if set(state["training"]) != set(MODELS) or set(state["maps"]) != set(MODELS):
+            raise ValueError(f"a robustness study has the models {', '.join(MODELS)}")
+        return cls(
+            dataset=str(state["dataset"]),
+            settings=settings,
+            training={name: Training(**record) for name, record in state["training"].items()},
+            inputs=as_tensor(state["inputs"], "displayed inputs"),
+            labels=as_tensor(state["labels"], "displayed labels"),
+            class_names=tuple(str(name) for name in state["class_names"]),
+            predictions={name: as_tensor(p, f"predictions of {name}") for name, p in state["predictions"].items()},
+            maps={
+                name: {m: as_tensor(t, f"{m} map of {name}") for m, t in maps.items()}
+                for name, maps in state["maps"].items()
+            },
+            comparison=ModelComparison(list(state["comparison"]["rows"]), dict(state["comparison"]["settings"])),
+            sanity={
+                name: SanityResult(r["test"], tuple(r["steps"]), r["scores"], int(r["top_features"]), int(r["seed"]))
+                for name, r in state["sanity"].items()
+            },
+            classes={
+                name: ClassSensitivityResult(as_tensor(r["classes"], "classes"), r["matrices"], int(r["top_features"]))
+                for name, r in state["classes"].items()
+            },
+            seconds=float(state["seconds"]),
+            notes=[str(note) for note in state["notes"]],
+        )
+
 
 def _cnn_recipe(dataset: str) -> tuple[Callable[[Path | None], Dataset], ModelRecipe, str]:
     """The data loader, the paper's CNN recipe and the title of ``dataset``."""
@@ -154,6 +210,100 @@ def _cnn_recipe(dataset: str) -> tuple[Callable[[Path | None], Dataset], ModelRe
 
 def _training(result: TrainResult) -> Training:
     return Training(result.test_accuracy, result.majority_rate, result.seconds, len(result.history))
+
+
+@dataclass(eq=False)
+class RobustnessModels:
+    """The two CNNs of the robustness study, trained or loaded from the cache, with their data.
+
+    Attributes:
+        dataset: the data set's title.
+        data: the data set.
+        trained: ``"standard"`` / ``"robust"`` -> (model in eval mode, training record).
+        seconds: wall time of loading the data and training or loading the models.
+    """
+
+    dataset: str
+    data: Dataset
+    trained: dict[str, tuple[nn.Module, TrainResult]]
+    seconds: float
+
+    def key(self, settings: RobustnessSettings) -> str:
+        """A :func:`~gradattr.progress.fingerprint` of everything the study measures depends on: the settings,
+        both models' weights and the test data."""
+        return fingerprint({
+            "study": "robustness", "settings": settings.to_dict(),
+            "weights": {name: model.state_dict() for name, (model, _) in self.trained.items()},
+            "test": [self.data.test_x, self.data.test_y], "classes": list(self.data.class_names),
+        })  # fmt: skip
+
+
+def robustness_models(
+    settings: RobustnessSettings = RobustnessSettings(),
+    *,
+    data: Dataset | None = None,
+    cache: str | Path | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+) -> RobustnessModels:
+    """Train (or load from the cache) the standard and the PGD-trained CNN of :func:`run_robustness`.
+
+    The standard CNN is the main study's (same cache entry); the robust one adds ``perturb=PGD(...)``.
+    """
+    start = time.perf_counter()
+    load, recipe, title = _cnn_recipe(settings.dataset)
+    data = data if data is not None else load(None)
+    trained: dict[str, tuple[nn.Module, TrainResult]] = {
+        "standard": train_or_load(
+            f"{settings.dataset}-cnn", lambda: recipe.build(data), data, seed=settings.seed, cache=cache,
+            retrain=retrain, progress=progress, **recipe.training,
+        ),
+        "robust": train_or_load(
+            f"{settings.dataset}-cnn-pgd", lambda: recipe.build(data), data, seed=settings.seed, cache=cache,
+            retrain=retrain, progress=progress, perturb=PGD(settings.epsilon, steps=settings.train_steps),
+            **recipe.training,
+        ),
+    }  # fmt: skip
+    return RobustnessModels(title, data, trained, time.perf_counter() - start)
+
+
+def measure_robustness(settings: RobustnessSettings, models: RobustnessModels) -> RobustnessStudy:
+    """Measure both models of ``models`` (see :func:`run_robustness`)."""
+    start = time.perf_counter()
+    data = models.data
+    networks = {name: model for name, (model, _) in models.trained.items()}
+    attack = PGD(settings.epsilon, steps=settings.eval_steps, seed=settings.seed)
+    comparison = compare_models(
+        networks["standard"], networks["robust"], data, attack=attack, samples=settings.samples,
+        explanation_epsilon=settings.explanation_epsilon, seed=settings.seed,
+    )  # fmt: skip
+    shown = data.test_x[: settings.display]
+    probe = data.test_x[: settings.sanity_samples]
+    options = settings.method_options()
+    predictions, maps, sanity, classes = {}, {}, {}, {}
+    for name, model in networks.items():
+        with torch.no_grad():
+            predictions[name] = model(shown).argmax(1)
+        maps[name] = {
+            m: attribute(model, shown, m, target=predictions[name], **options.get(m, {})) for m in settings.methods
+        }
+        sanity[name] = model_randomisation(model, probe, list(settings.methods), seed=settings.seed,
+                                           method_options=options)  # fmt: skip
+        classes[name] = class_sensitivity(model, probe, list(settings.methods), method_options=options)
+    return RobustnessStudy(
+        dataset=models.dataset,
+        settings=settings,
+        training={name: _training(result) for name, (_, result) in models.trained.items()},
+        inputs=shown,
+        labels=data.test_y[: settings.display],
+        class_names=data.class_names,
+        predictions=predictions,
+        maps=maps,
+        comparison=comparison,
+        sanity=sanity,
+        classes=classes,
+        seconds=models.seconds + time.perf_counter() - start,
+    )
 
 
 def run_robustness(
@@ -178,50 +328,5 @@ def run_robustness(
     Returns:
         A :class:`RobustnessStudy`.
     """
-    start = time.perf_counter()
-    load, recipe, title = _cnn_recipe(settings.dataset)
-    data = data if data is not None else load(None)
-    attack = PGD(settings.epsilon, steps=settings.eval_steps, seed=settings.seed)
-    trained: dict[str, tuple[nn.Module, TrainResult]] = {
-        "standard": train_or_load(
-            f"{settings.dataset}-cnn", lambda: recipe.build(data), data, seed=settings.seed, cache=cache,
-            retrain=retrain, progress=progress, **recipe.training,
-        ),
-        "robust": train_or_load(
-            f"{settings.dataset}-cnn-pgd", lambda: recipe.build(data), data, seed=settings.seed, cache=cache,
-            retrain=retrain, progress=progress, perturb=PGD(settings.epsilon, steps=settings.train_steps),
-            **recipe.training,
-        ),
-    }  # fmt: skip
-    models = {name: model for name, (model, _) in trained.items()}
-    comparison = compare_models(
-        models["standard"], models["robust"], data, attack=attack, samples=settings.samples,
-        explanation_epsilon=settings.explanation_epsilon, seed=settings.seed,
-    )  # fmt: skip
-    shown = data.test_x[: settings.display]
-    probe = data.test_x[: settings.sanity_samples]
-    options = settings.method_options()
-    predictions, maps, sanity, classes = {}, {}, {}, {}
-    for name, model in models.items():
-        with torch.no_grad():
-            predictions[name] = model(shown).argmax(1)
-        maps[name] = {
-            m: attribute(model, shown, m, target=predictions[name], **options.get(m, {})) for m in settings.methods
-        }
-        sanity[name] = model_randomisation(model, probe, list(settings.methods), seed=settings.seed,
-                                           method_options=options)  # fmt: skip
-        classes[name] = class_sensitivity(model, probe, list(settings.methods), method_options=options)
-    return RobustnessStudy(
-        dataset=title,
-        settings=settings,
-        training={name: _training(result) for name, (_, result) in trained.items()},
-        inputs=shown,
-        labels=data.test_y[: settings.display],
-        class_names=data.class_names,
-        predictions=predictions,
-        maps=maps,
-        comparison=comparison,
-        sanity=sanity,
-        classes=classes,
-        seconds=time.perf_counter() - start,
-    )
+    models = robustness_models(settings, data=data, cache=cache, retrain=retrain, progress=progress)
+    return measure_robustness(settings, models)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate
+from gradattr.files import one_line
 from gradattr.methods import PAPER_METHODS, attribute
 from gradattr.metrics import completeness_gap, pearson_per_sample
+from gradattr.progress import as_floats, as_tensor, fingerprint
 
 SMALL_EPSILON = 1e-8
 """ε of the second ε-LRP run that shows Prop. 1's limit ε → 0 (the study itself uses the default ε)."""
@@ -153,12 +156,62 @@ class ModelStudy:
     display_targets: Tensor
     display_predictions: Tensor
 
+    def to_state(self) -> dict[str, Any]:
+        """What was measured, as plain values (tensors, numbers, strings) for a progress entry; the subject is
+        not included (see :meth:`from_state`)."""
+        return {
+            "methods": list(self.methods), "unavailable": dict(self.unavailable),
+            "sensitivity": self.sensitivity.to_state() if self.sensitivity is not None else None,
+            "correlation": self.correlation, "completeness": dict(self.completeness),
+            "equalities": dict(self.equalities), "seconds_per_sample": dict(self.seconds_per_sample),
+            "display_inputs": self.display_inputs, "display_maps": dict(self.display_maps),
+            "display_targets": self.display_targets, "display_predictions": self.display_predictions,
+        }  # fmt: skip
 
-def one_line(error: BaseException) -> str:
-    """``Type: first line of the message``, at most 200 characters."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= 200 else text[:197] + "..."
+    @classmethod
+    def from_state(cls, subject: Subject, state: Mapping[str, Any]) -> ModelStudy:
+        """The study of ``subject`` saved by :meth:`to_state`.
+
+        Raises:
+            ValueError: ``state`` is not a saved study (wrong fields or shapes).
+        """
+        methods = [str(m) for m in state["methods"]]
+        sensitivity = SensitivityTable.from_state(state["sensitivity"]) if state["sensitivity"] is not None else None
+        if (sensitivity.methods if sensitivity is not None else []) != methods:
+            raise ValueError("the Sensitivity-n table is not of the study's methods")
+        correlation = [[float(v) for v in row] for row in state["correlation"]]
+        if len(correlation) != len(methods) or any(len(row) != len(methods) for row in correlation):
+            raise ValueError("the correlation matrix does not match the methods")
+        maps = {str(name): as_tensor(m, f"map of {name}") for name, m in state["display_maps"].items()}
+        if list(maps) != methods:
+            raise ValueError("the displayed maps are not of the study's methods")
+        return cls(
+            subject=subject,
+            methods=methods,
+            unavailable={str(k): str(v) for k, v in state["unavailable"].items()},
+            sensitivity=sensitivity,
+            correlation=correlation,
+            completeness=as_floats(state["completeness"]),
+            equalities=as_floats(state["equalities"]),
+            seconds_per_sample=as_floats(state["seconds_per_sample"]),
+            display_inputs=as_tensor(state["display_inputs"], "displayed inputs"),
+            display_maps=maps,
+            display_targets=as_tensor(state["display_targets"], "displayed targets"),
+            display_predictions=as_tensor(state["display_predictions"], "displayed predictions"),
+        )
+
+
+def study_key(subject: Subject, settings: StudySettings) -> str:
+    """A :func:`~gradattr.progress.fingerprint` of everything :func:`study_model`'s result depends on: the
+    settings, the model (architecture and weights), the evaluation samples and labels, and the features."""
+    features = subject.features
+    return fingerprint({
+        "study": "model", "dataset": subject.dataset, "model": subject.model_name, "settings": settings.to_dict(),
+        "architecture": repr(subject.model), "weights": subject.model.state_dict(), "inputs": subject.inputs,
+        "labels": subject.labels, "relu_only": subject.relu_only, "gated": subject.gated,
+        "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
+                     "method_options": features.method_options},
+    })  # fmt: skip
 
 
 def relative_difference(a: Tensor, b: Tensor) -> Tensor:
@@ -218,6 +271,39 @@ class _Collector:
         """Maps as compared and drawn: per token (summed over the embedding) for text."""
         return attributions.sum(-1) if self.per_token else attributions
 
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of everything accumulated so far, as plain values (for :func:`evaluate`'s checkpoint)."""
+        return {
+            "methods": list(self.methods), "display": self.display, "per_token": self.per_token,
+            "correlation_sum": self.correlation_sum.clone(), "correlation_count": self.correlation_count.clone(),
+            "gap_sum": dict(self.gap_sum), "delta_sum": self.delta_sum, "equalities": dict(self.equalities),
+            "display_inputs": self.display_inputs, "display_maps": dict(self.display_maps),
+            "display_targets": self.display_targets,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s values.
+
+        Raises:
+            ValueError: ``state`` belongs to a collector of other methods or display settings, or is malformed.
+        """
+        config = (list(self.methods), self.display, self.per_token)
+        if (state["methods"], state["display"], state["per_token"]) != config:
+            raise ValueError(f"collector state of {state['methods']}, not of {self.methods}")
+        size = (len(self.methods), len(self.methods))
+        sums, counts = state["correlation_sum"], state["correlation_count"]
+        if not all(isinstance(t, Tensor) and t.shape == size for t in (sums, counts)):
+            raise ValueError("correlation sums of the wrong shape")
+        if set(state["gap_sum"]) != set(self.methods):
+            raise ValueError("completeness gaps of other methods")
+        self.correlation_sum, self.correlation_count = sums.clone(), counts.clone()
+        self.gap_sum = {name: float(state["gap_sum"][name]) for name in self.methods}
+        self.delta_sum = float(state["delta_sum"])
+        self.equalities = {str(k): float(v) for k, v in state["equalities"].items()}
+        self.display_inputs = state["display_inputs"]
+        self.display_maps = dict(state["display_maps"])
+        self.display_targets = state["display_targets"]
+
     def correlation(self) -> list[list[float]]:
         upper = self.correlation_sum / self.correlation_count
         full = torch.where(torch.triu(torch.ones_like(upper)) > 0, upper, upper.T)
@@ -228,12 +314,21 @@ class _Collector:
         return {name: gap / scale for name, gap in self.gap_sum.items()}
 
 
-def study_model(subject: Subject, settings: StudySettings) -> ModelStudy:
+def study_model(
+    subject: Subject,
+    settings: StudySettings,
+    checkpoint: str | Path | None = None,
+    evaluator: Callable[..., SensitivityTable] = evaluate,
+) -> ModelStudy:
     """Every method on ``subject``'s evaluation samples: Sensitivity-n, agreement, completeness, equalities.
 
     Args:
         subject: the trained model and its evaluation samples.
         settings: methods, subsets per n, seed, displayed samples, IG steps.
+        checkpoint: :func:`gradattr.evaluate`'s checkpoint file: the batches measured so far are saved there
+            and an interrupted study resumes at the first unfinished batch, with the same result.
+        evaluator: runs the evaluation, with :func:`gradattr.evaluate`'s arguments and result (e.g.
+            ``functools.partial(gradattr.distributed.evaluate, workers=4)`` for Ray workers).
 
     Returns:
         A :class:`ModelStudy`. Methods that fail on the model are in ``unavailable`` with the reason.
@@ -244,12 +339,12 @@ def study_model(subject: Subject, settings: StudySettings) -> ModelStudy:
     table, collector = None, None
     if methods:
         try:
-            table, collector = _evaluate(subject, methods, options, settings)
+            table, collector = _evaluate(subject, methods, options, settings, checkpoint, evaluator)
         except Exception:  # a method failed on a later batch: find which, measure the others
             unavailable |= _failures(subject, methods, options, settings.batch_size)
             methods = [m for m in methods if m not in unavailable]
             if methods:
-                table, collector = _evaluate(subject, methods, options, settings)
+                table, collector = _evaluate(subject, methods, options, settings, checkpoint, evaluator)
     if collector is None:
         collector = _Collector([], settings.display, subject.is_text)
         collector.display_inputs = subject.inputs[: settings.display]
@@ -320,10 +415,15 @@ def _failures(
 
 
 def _evaluate(
-    subject: Subject, methods: list[str], options: dict[str, dict[str, Any]], settings: StudySettings
+    subject: Subject,
+    methods: list[str],
+    options: dict[str, dict[str, Any]],
+    settings: StudySettings,
+    checkpoint: str | Path | None,
+    evaluator: Callable[..., SensitivityTable],
 ) -> tuple[SensitivityTable, _Collector]:
     collector = _Collector(methods, settings.display, subject.is_text)
-    table = evaluate(
+    table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),
         methods,
@@ -335,6 +435,7 @@ def _evaluate(
         progress=settings.progress,
         layer=subject.features.layer,
         on_batch=collector,
+        checkpoint=checkpoint,
     )
     return table, collector
 

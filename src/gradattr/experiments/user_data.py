@@ -4,7 +4,8 @@ A model is named ``MODULE:FACTORY`` (an importable module, or a ``.py`` file, an
 returns the ``nn.Module``); weights are a state dict read with ``torch.load(weights_only=True)``. Inputs are
 ``.npy``/``.pt`` arrays (used as they are: scale them as the model was trained) or PNG/JPEG images (scaled to
 [-1, 1] as in the paper: grey images get one channel, colour images three). Labelled data is a ``.npz`` with
-arrays ``x`` and ``y``, or a directory with ``x.npy`` and ``y.npy``.
+arrays ``x`` and ``y``, or a directory with ``x.npy`` and ``y.npy``. Array files are read without running code
+(:mod:`gradattr.files`: ``weights_only`` torch files, numpy files without pickles).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.cache import load_checkpoint
+from gradattr.files import one_line, read_npy, read_npz, read_torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 ARRAY_SUFFIXES = (".npy", ".pt")
@@ -65,31 +67,48 @@ def _import(name: str) -> object:
 
 
 def load_array(path: Path) -> Tensor:
-    """An array file (``.npy`` without pickles, or a ``.pt`` tensor) as a tensor; floats become float32."""
+    """An array file (``.npy`` without pickles, or a ``.pt`` tensor) as a tensor; floats become float32.
+
+    Raises:
+        UserInputError: the file is missing, or a ``.pt`` file holds something other than one tensor.
+        FileContentError: the file is truncated or corrupt, or holds pickled objects (never executed).
+    """
     if not path.is_file():
         raise UserInputError(f"input not found: {path}")
     if path.suffix == ".npy":
-        try:
-            tensor = torch.from_numpy(np.load(path, allow_pickle=False))
-        except ValueError as error:
-            raise UserInputError(f"{path}: not a plain numeric .npy array ({error})") from error
+        tensor = _numeric(path, read_npy(path))
     else:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = read_torch(path)
         if not isinstance(loaded, Tensor):
             raise UserInputError(f"{path}: expected a tensor, got {type(loaded).__name__}")
         tensor = loaded
     return tensor.float() if tensor.is_floating_point() else tensor.long()
 
 
+def _numeric(path: Path, array: np.ndarray, name: str = "") -> Tensor:
+    """``array`` as a tensor, if it holds numbers or booleans (not strings or bytes)."""
+    if array.dtype.kind not in "biuf":
+        what = f"array {name!r}" if name else "array"
+        raise UserInputError(f"{path}: {what} holds {array.dtype} values; expected numbers")
+    return torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=False))
+
+
 def load_image(path: Path) -> Tensor:
-    """A PNG/JPEG image as float32 (C, H, W) scaled to [-1, 1]: C = 1 for grey, 3 for colour (alpha dropped)."""
+    """A PNG/JPEG image as float32 (C, H, W) scaled to [-1, 1]: C = 1 for grey, 3 for colour (alpha dropped).
+
+    Raises:
+        UserInputError: the file is missing, truncated or not an image PIL can read.
+    """
     from PIL import Image
 
     if not path.is_file():
         raise UserInputError(f"input not found: {path}")
-    with Image.open(path) as image:
-        mode = "L" if image.mode in ("L", "LA", "1", "I", "I;16") else "RGB"
-        array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as image:
+            mode = "L" if image.mode in ("L", "LA", "1", "I", "I;16") else "RGB"
+            array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated data
+        raise UserInputError(f"{path}: not a complete image ({one_line(error)})") from error
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array * 2.0 - 1.0))
 
@@ -117,15 +136,20 @@ def load_inputs(paths: Sequence[Path], batched: bool = False) -> Tensor:
 
 
 def load_labelled(path: Path) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` from a ``.npz`` holding arrays ``x`` and ``y``, or a directory with ``x.npy`` and ``y.npy``."""
+    """``(x, y)`` from a ``.npz`` holding arrays ``x`` and ``y``, or a directory with ``x.npy`` and ``y.npy``.
+
+    Raises:
+        UserInputError: the path is neither, an array is missing, or ``y`` is not one label per sample.
+        FileContentError: a file is truncated or corrupt, or holds pickled objects (never executed).
+    """
     if path.is_dir():
         x, y = load_array(path / "x.npy"), load_array(path / "y.npy")
     elif path.suffix == ".npz" and path.is_file():
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in ("x", "y") if k not in arrays]
-            if missing:
-                raise UserInputError(f"{path} has no array(s) {', '.join(missing)}; it holds {', '.join(arrays)}")
-            x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
+        arrays = read_npz(path)
+        missing = [k for k in ("x", "y") if k not in arrays]
+        if missing:
+            raise UserInputError(f"{path} has no array(s) {', '.join(missing)}; it holds {', '.join(arrays)}")
+        x, y = _numeric(path, arrays["x"], "x"), _numeric(path, arrays["y"], "y")
         x = x.float() if x.is_floating_point() else x.long()
     else:
         raise UserInputError(f"--data must be a .npz file with x and y, or a directory with x.npy and y.npy: {path}")

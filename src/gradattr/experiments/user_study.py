@@ -4,12 +4,14 @@ and report as the paper's study, for one model."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from gradattr.evaluation import LayerFunction
+from gradattr.evaluation import LayerFunction, SensitivityTable, evaluate
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import Features, StudySettings, Subject, study_model
 from gradattr.groups import patches
@@ -45,10 +47,19 @@ def user_study(
     num_subsets: int = 100,
     display: int = 4,
     seed: int = 0,
+    batch_size: int = 50,
     progress: bool = True,
     command: str = "gradattr evaluate",
+    checkpoint: str | Path | None = None,
+    evaluator: Callable[..., SensitivityTable] = evaluate,
 ) -> Study:
-    """Study ``model`` on ``(x, y)`` (Sensitivity-n, agreement, completeness, the paper's claims)."""
+    """Study ``model`` on ``(x, y)`` (Sensitivity-n, agreement, completeness, the paper's claims).
+
+    With ``checkpoint``, the batches measured so far are saved in that file after each batch of
+    ``batch_size`` samples, and a call with the same model, data and settings resumes after them with the same
+    result (see :func:`gradattr.evaluate`). ``evaluator`` runs the evaluation (default
+    :func:`gradattr.evaluate`; ``functools.partial(gradattr.distributed.evaluate, workers=4)`` for Ray).
+    """
     start = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     classes = int(y.max()) + 1
@@ -65,8 +76,10 @@ def user_study(
         relu_only=relu_only,
         tokens=(lambda ids: [str(int(i)) for i in ids]) if layer is not None else None,
     )
-    settings = StudySettings(methods=methods, num_subsets=num_subsets, display=display, seed=seed, progress=progress)
-    studied = study_model(subject, settings)
+    settings = StudySettings(
+        methods=methods, num_subsets=num_subsets, display=display, seed=seed, batch_size=batch_size, progress=progress
+    )
+    studied = study_model(subject, settings, checkpoint, evaluator)
     return Study(
         title=f"gradattr evaluate: {model_name}",
         command=command,
