@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# A deeper local run: HYPOTHESIS_PROFILE=thorough pytest tests/test_fuzz.py (test_fuzz.py scales each property's
+# example count by 20 under it; tests with a fixed max_examples keep theirs).
+settings.register_profile("thorough", max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True, scope="module")

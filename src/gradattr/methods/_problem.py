@@ -66,6 +66,18 @@ def as_tuple(inputs: Inputs, name: str = "inputs") -> tuple[Tensor, ...]:
     return tuple(converted)
 
 
+def _check_precision(inputs: tuple[Tensor, ...]) -> None:
+    """float16/bfloat16 inputs are refused before the model runs."""
+    for i, x in enumerate(inputs):
+        if x.dtype in LOW_PRECISION:
+            label = f"inputs[{i}]" if len(inputs) > 1 else "inputs"
+            raise TypeError(
+                f"{label} has dtype {x.dtype}; gradattr computes attributions in float32 or float64 (rules divide "
+                "by differences of activations, which half precision rounds away): convert the model and the "
+                "inputs with .float()"
+            )
+
+
 def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
     """Attributed tensors: floating (unless ``floating=False``), finite, batch-first with one common batch
     size, which is returned."""
@@ -76,12 +88,6 @@ def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
             raise TypeError(
                 f"{label} has dtype {x.dtype}; attributions need floating inputs (for token ids, attribute the "
                 "embedding output with layer='embedding')"
-            )
-        if x.dtype in LOW_PRECISION:
-            raise TypeError(
-                f"{label} has dtype {x.dtype}; gradattr computes attributions in float32 or float64 (rules divide "
-                "by differences of activations, which half precision rounds away): convert the model and the "
-                "inputs with .float()"
             )
         if x.dim() == 0:
             raise ValueError(f"{label} is a scalar; inputs are batch-first, shape (B, ...)")
@@ -134,8 +140,10 @@ def _targets(target: Target, batch: int, device: torch.device) -> Tensor | None:
         return None
     if isinstance(target, bool):
         raise TypeError("target must be an int, a sequence of ints, a LongTensor(B) or None, not a bool")
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if isinstance(target, (int, np.integer)):
+        return torch.full((batch,), int(target), dtype=torch.long, device=device)
+    if isinstance(target, np.ndarray):
+        target = torch.from_numpy(target)
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"target tensor must hold integer class indices, got dtype {target.dtype}")
@@ -144,9 +152,15 @@ def _targets(target: Target, batch: int, device: torch.device) -> Tensor | None:
             values = values.expand(batch)
     else:
         try:
-            values = torch.as_tensor(list(target), dtype=torch.long)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"target must be an int, a sequence of ints, a LongTensor(B) or None: {error}") from None
+            items = list(target)
+        except TypeError:
+            raise TypeError(
+                f"target must be an int, a sequence of ints, a LongTensor(B) or None, got {type(target).__name__}"
+            ) from None
+        bad = next((v for v in items if isinstance(v, bool) or not isinstance(v, (int, np.integer))), None)
+        if bad is not None:
+            raise TypeError(f"target must hold integer class indices, got {type(bad).__name__} {bad!r}")
+        values = torch.as_tensor([int(v) for v in items], dtype=torch.long)
     if values.dim() != 1 or values.shape[0] != batch:
         raise ValueError(f"target has shape {tuple(values.shape)}; expected one class index per sample ({batch},)")
     return values.to(device=device, dtype=torch.long)
@@ -206,8 +220,8 @@ class AttributionProblem:
     # -- the model as a function of the attributed tensors (engine.Forward) ------------------------------
     def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
         """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``."""
-        if self.layer is None:
-            out = self.model(*points)
+        if self.layer is None:  # copies, so a model that writes to its input in place writes to them
+            out = self.model(*(p.clone() for p in points))
         else:
             model_inputs = tuple(_rows(v, index) for v in self.model_inputs)
             with _replaced_output(self.layer, points[0]):
@@ -330,8 +344,10 @@ def _intercepted_output(layer: nn.Module, replace: Callable[[Tensor], Tensor | N
         if not isinstance(output, Tensor):
             raise ValueError(f"the layer returned {type(output).__name__}; it must return a single tensor")
         replacement = replace(output)
-        seen.append(output if replacement is None else replacement)
-        return replacement
+        # copies: the model may overwrite the layer's output in place (conv -> ReLU(inplace=True)); the
+        # recorded value must be the layer's, and the leaf/attributed tensor must not be written to
+        seen.append(output.detach().clone() if replacement is None else replacement)
+        return None if replacement is None else replacement.clone()
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -372,7 +388,7 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
 
 def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...]) -> Tensor:
     with _intercepted_output(layer, lambda output: None) as seen, torch.no_grad():
-        model(*model_inputs)
+        model(*(x.clone() for x in model_inputs))
     if not seen:
         raise ValueError("the attributed layer was not called; it must return a single tensor")
     return seen[0].detach()
@@ -392,17 +408,18 @@ def build_problem(
     ``floating=False``: the inputs are only fed to the model (a method that reads a layer's activations,
     such as Grad-CAM), so they may be token ids.
     """
-    model_inputs = as_tuple(inputs)
+    model_inputs = tuple(x.detach() for x in as_tuple(inputs))  # other inputs may require grad (masks)
     returns_tuple = isinstance(inputs, (tuple, list))
+    _check_precision(model_inputs)
+    floats = [x for x in model_inputs if x.is_floating_point()]
+    _check_model_matches(model, floats[0] if floats else model_inputs[0], same_dtype=bool(floats))
     if layer is None:
-        attributed = tuple(x.detach() for x in model_inputs)
+        attributed = model_inputs
     else:
         module = find_layer(model, layer)
         attributed = (_layer_output(model, module, model_inputs),)
         returns_tuple = False
     batch = _check_attributed(attributed, floating)
-    if layer is None:
-        _check_model_matches(model, attributed[0], same_dtype=floating)
     return AttributionProblem(
         model=model,
         inputs=attributed,
