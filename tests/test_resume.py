@@ -7,7 +7,6 @@ import copy
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -62,6 +61,36 @@ def invoke(*args: str | Path):
 def start(*args: str | Path) -> subprocess.Popen[str]:
     """``gradattr ARGS`` in a new process (one thread, as the tests in this process)."""
     command = [sys.executable, "-m", "gradattr.cli", *(str(a) for a in args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
+
+
+CTRL_C_AT_SECOND_MODEL = """
+import importlib, os, signal, sys
+from gradattr.cli import app
+
+reproduce = importlib.import_module("gradattr.experiments.reproduce")  # the module, not the function
+
+studied = reproduce.study_model
+
+
+def study_model(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # the first model's entry is saved: press Ctrl-C as the second one starts
+        os.kill(os.getpid(), signal.SIGINT)
+    return studied(*args, **kwargs)
+
+
+calls = []
+reproduce.study_model = study_model
+sys.argv = ["gradattr", *sys.argv[1:]]
+app()
+"""
+"""``gradattr ARGS`` that receives a real SIGINT at a known point: as the second model's study starts (a signal
+sent from the test process could arrive after a fast run has already finished)."""
+
+
+def start_interrupted(*args: str | Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", CTRL_C_AT_SECOND_MODEL, *(str(a) for a in args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
 
 
@@ -143,10 +172,8 @@ def test_ctrl_c_exits_130_saying_how_to_resume(tmp_path: Path, cache: Path, refe
     out = tmp_path / "out"
     shutil.copytree(reference, out, ignore=shutil.ignore_patterns(".progress"))
     before = {path.name: path.read_bytes() for path in out.iterdir()}
-    process = start("reproduce", *TINY, "--out", out, "--cache", cache)
-    wait_for(out / ".progress" / "digits-mlp-relu.pt", process)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    process = start_interrupted("reproduce", *TINY, "--out", out, "--cache", cache)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     (line,) = stderr.strip().splitlines()
     assert line.startswith("interrupted: ") and str(out / ".progress") in line and "run the same command" in line
