@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
 
 
-CTRL_C_AT_SECOND_MODEL = """
+SIGNAL_AT_SECOND_MODEL = """
 import importlib, os, signal, sys
 from gradattr.cli import app
 
@@ -75,8 +76,8 @@ studied = reproduce.study_model
 
 def study_model(*args, **kwargs):
     calls.append(1)
-    if len(calls) == 2:  # the first model's entry is saved: press Ctrl-C as the second one starts
-        os.kill(os.getpid(), signal.SIGINT)
+    if len(calls) == 2:  # the first model's entry is saved: signal as the second one starts
+        os.kill(os.getpid(), getattr(signal, os.environ["TEST_SIGNAL"]))
     return studied(*args, **kwargs)
 
 
@@ -85,13 +86,14 @@ reproduce.study_model = study_model
 sys.argv = ["gradattr", *sys.argv[1:]]
 app()
 """
-"""``gradattr ARGS`` that receives a real SIGINT at a known point: as the second model's study starts (a signal
-sent from the test process could arrive after a fast run has already finished)."""
+"""``gradattr ARGS`` that receives a real signal (SIGINT: Ctrl-C, SIGKILL: killed) at a known point, as the
+second model's study starts: a signal sent from the test process could arrive after a fast run has finished."""
 
 
-def start_interrupted(*args: str | Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-c", CTRL_C_AT_SECOND_MODEL, *(str(a) for a in args)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=SINGLE_THREAD)
+def start_interrupted(signal_name: str, *args: str | Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", SIGNAL_AT_SECOND_MODEL, *(str(a) for a in args)]
+    env = SINGLE_THREAD | {"TEST_SIGNAL": signal_name}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 120.0) -> None:
@@ -151,12 +153,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
 
 def test_reproduce_killed_midway_resumes_without_recomputing(tmp_path: Path, cache: Path, reference: Path) -> None:
     out = tmp_path / "out"
-    process = start("reproduce", *TINY, "--out", out, "--cache", cache)
+    process = start_interrupted("SIGKILL", "reproduce", *TINY, "--out", out, "--cache", cache)
+    process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
     finished = out / ".progress" / "digits-mlp-relu.pt"
-    wait_for(finished, process)
-    process.kill()
-    process.wait()
-    assert not (out / "report.html").exists(), "the run ended before the kill: give the second model more work"
+    assert finished.exists() and not (out / "report.html").exists()
     assert_nothing_damaged(out)
     stamp = finished.stat().st_mtime_ns
     result = invoke("reproduce", *TINY, "--out", out, "--cache", cache)
@@ -172,7 +173,7 @@ def test_ctrl_c_exits_130_saying_how_to_resume(tmp_path: Path, cache: Path, refe
     out = tmp_path / "out"
     shutil.copytree(reference, out, ignore=shutil.ignore_patterns(".progress"))
     before = {path.name: path.read_bytes() for path in out.iterdir()}
-    process = start_interrupted("reproduce", *TINY, "--out", out, "--cache", cache)
+    process = start_interrupted("SIGINT", "reproduce", *TINY, "--out", out, "--cache", cache)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     (line,) = stderr.strip().splitlines()

@@ -294,7 +294,7 @@ def _sample_names(paths: list[Path], count: int) -> list[Path]:
         "  gradattr evaluate --model mymodels:build --weights net.pt --data test.npz --out eval\n\n"
         "  gradattr evaluate --model ./net.py:make --data testdir/ --methods deeplift,occlusion --patch 4\n\n"
         "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding --relu-only\n\n"
-        "  gradattr evaluate --model ./net.py:make --data test.npz --workers 2                 # local Ray\n\n"
+        "  gradattr evaluate --model ./net.py:make --data test.npz --workers 2\n\n"
         "  gradattr evaluate --model ./net.py:make --data test.npz --ray-address auto --workers 32"
     )
 )

@@ -1,0 +1,234 @@
+"""``gradattr.distributed.evaluate`` on a local Ray with two workers gives the single-process table: the same
+per-sample Sensitivity-n values for every method (SmoothGrad's position-dependent noise included), the same
+rows, the same batches handed to ``on_batch``, and a checkpoint that resumes with other shard boundaries."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from typer.testing import CliRunner
+
+import gradattr
+from gradattr import distributed
+from gradattr.cli import app
+from gradattr.data import load_digits
+from gradattr.evaluation import EvaluatedBatch, SensitivityTable
+from gradattr.models import mnist_mlp
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'gradattr[ray]')"
+)
+SAMPLES, BATCH = 60, 8  # 8 batches, the last one of 4 samples
+METHODS = ["saliency", "gradient_x_input", "integrated_gradients", "deeplift", "smoothgrad", "occlusion"]
+OPTIONS = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4}}
+SETTINGS: dict[str, Any] = {"num_subsets": 12, "batch_size": BATCH, "progress": False}
+MODEL_SOURCE = """
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+"""
+EVALUATE = ["--methods", "saliency,deeplift", "--samples", "24", "--batch-size", "8", "--num-subsets", "10",
+            "--relu-only", "--no-progress"]  # fmt: skip
+TIMING = {"seconds", "started", "command", "environment", "seconds_per_sample"}
+
+
+class Stop(Exception):
+    """Raised by :class:`Recorder` to interrupt an evaluation."""
+
+
+class Recorder:
+    """A resumable ``on_batch`` observer keeping every batch's inputs, targets and maps; raises :class:`Stop`
+    when it is handed batch number ``stop_at`` (0-based)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.stop_at = stop_at
+        self.batches: list[dict[str, Any]] = []
+
+    def __call__(self, batch: EvaluatedBatch) -> None:
+        if len(self.batches) == self.stop_at:
+            raise Stop
+        self.batches.append({"inputs": batch.inputs, "targets": batch.targets, "maps": dict(batch.maps)})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches": [dict(b) for b in self.batches]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batches = [dict(b) for b in state["batches"]]
+
+
+def model_and_data() -> tuple[nn.Module, Tensor, Tensor]:
+    torch.manual_seed(0)
+    model = mnist_mlp((1, 8, 8), hidden=(32, 16)).eval()
+    data = load_digits()
+    return model, data.test_x[:SAMPLES], data.test_y[:SAMPLES]
+
+
+def user_files(folder: Path) -> tuple[Path, Path]:
+    """A model file for ``--model FILE:build`` and digits as ``--data`` (.npz with x and y)."""
+    model_file, data = folder / "net.py", folder / "digits.npz"
+    model_file.write_text(MODEL_SOURCE, encoding="utf-8")
+    digits = load_digits()
+    np.savez(data, x=digits.test_x[:SAMPLES].numpy(), y=digits.test_y[:SAMPLES].numpy())
+    return model_file, data
+
+
+def invoke(*args: str | Path) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def numbers(results: Any) -> Any:
+    """results.json without the timings, dates and command lines that differ between runs."""
+    if isinstance(results, dict):
+        return {k: numbers(v) for k, v in results.items() if k not in TIMING}
+    if isinstance(results, list):
+        return [numbers(v) for v in results]
+    return results
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """One local Ray with 2 CPUs for the module (start-up takes 10-30 s on 2 cores)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    distributed.release_workers()
+    ray.shutdown()
+
+
+def assert_same_table(table: SensitivityTable, reference: SensitivityTable) -> None:
+    assert table.methods == reference.methods and table.ns == reference.ns
+    for name in reference.methods:
+        ours, theirs = table.results[name].per_sample, reference.results[name].per_sample
+        assert ours.shape == theirs.shape == (SAMPLES, len(reference.ns))
+        assert torch.allclose(ours, theirs, rtol=0, atol=1e-12, equal_nan=True), name
+    for ours, theirs in zip(table.rows(), reference.rows(), strict=True):
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if isinstance(value, float):  # mean and std: equal to 1e-12, or NaN on both sides
+                assert math.isnan(value) == math.isnan(ours[key]), (ours, theirs)
+                assert math.isnan(value) or abs(ours[key] - value) <= 1e-12, (ours, theirs)
+            else:  # method, n, count
+                assert ours[key] == value, (ours, theirs)
+    assert set(table.seconds) == set(reference.seconds)
+
+
+def test_bad_arguments_fail_before_ray_starts() -> None:
+    model, x, y = model_and_data()
+    cases: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"workers": 0}, ValueError, "workers must be a positive int"),
+        ({"workers": 1.5}, ValueError, "workers must be a positive int"),
+        ({"threads_per_worker": -1}, ValueError, "threads_per_worker"),
+        ({"shards": 0}, ValueError, "shards"),
+        ({"address": ""}, ValueError, "Ray address"),
+        ({"max_memory": "lots"}, ValueError, "max_memory"),
+        ({"methods": ["saliency", "gradient_magic"]}, ValueError, "unknown or no methods \\['gradient_magic'\\]"),
+        ({"method_options": {"deeplift": {}}}, ValueError, "not among the methods"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"target": "best"}, ValueError, "target must be"),
+        ({"data": x}, ValueError, "needs labels"),
+        ({"data": (x, y[:5])}, ValueError, "60 inputs but 5 labels"),
+        ({"data": [(x, y)]}, TypeError, "takes tensors"),
+        ({"on_batch": print, "checkpoint": "cp.pt"}, TypeError, "ResumableObserver"),
+    ]
+    for overrides, error, message in cases:
+        arguments = {"data": (x, y), "methods": ["saliency"]} | overrides
+        with pytest.raises(error, match=message):
+            distributed.evaluate(model, **arguments)
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+
+        assert not ray.is_initialized()
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    model, x, y = model_and_data()
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "gradattr\[ray\]"'):
+        distributed.evaluate(model, (x, y), ["saliency"], workers=1, progress=False)
+    model_file, data = user_files(tmp_path)
+    result = invoke("evaluate", "--model", f"{model_file}:build", "--data", data, "--workers", "2", "--out", tmp_path)
+    assert result.exit_code == 1 and 'pip install "gradattr[ray]"' in result.output, result.output
+
+
+def test_smoothgrad_depends_on_the_position_in_the_batch() -> None:
+    """Why shards are whole batches: the same samples at other positions get other noise, other values."""
+    model, x, y = model_and_data()
+    options = {"method_options": {"smoothgrad": OPTIONS["smoothgrad"]}} | SETTINGS
+    aligned = gradattr.evaluate(model, (x, y), ["smoothgrad"], **options)
+    shifted = gradattr.evaluate(model, (x[4:], y[4:]), ["smoothgrad"], **options)
+    assert not torch.allclose(shifted.results["smoothgrad"].per_sample, aligned.results["smoothgrad"].per_sample[4:])
+
+
+@needs_ray
+def test_two_workers_give_the_single_process_table_and_resume(local_ray: Any, tmp_path: Path) -> None:
+    model, x, y = model_and_data()
+    settings = {"method_options": OPTIONS} | SETTINGS
+    before = copy.deepcopy(model.state_dict())
+    expected_batches = Recorder()
+    reference = gradattr.evaluate(model, (x, y), METHODS, on_batch=expected_batches, **settings)
+
+    checkpoint = tmp_path / "distributed.pt"
+    interrupted = Recorder(stop_at=5)  # shards of 2 batches: shards 0 and 1 are finished and checkpointed
+    with pytest.raises(Stop):
+        distributed.evaluate(
+            model, (x, y), METHODS, workers=2, shards=4, on_batch=interrupted, checkpoint=checkpoint, **settings
+        )
+    resumed = Recorder()
+    table = distributed.evaluate(model, (x, y), METHODS, workers=2, on_batch=resumed, checkpoint=checkpoint, **settings)
+
+    assert table.resumed == 4  # batches 0-3 from the checkpoint, 4-7 on new shard boundaries
+    assert_same_table(table, reference)
+    assert len(resumed.batches) == len(expected_batches.batches) == 8
+    for ours, theirs in zip(resumed.batches, expected_batches.batches, strict=True):
+        assert torch.equal(ours["inputs"], theirs["inputs"]) and torch.equal(ours["targets"], theirs["targets"])
+        for name in METHODS:
+            assert torch.allclose(ours["maps"][name], theirs["maps"][name], rtol=0, atol=1e-12), name
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    assert not model.training and all(p.grad is None and p.requires_grad for p in model.parameters())
+
+    kept = distributed._Pool.current
+    plain = distributed.evaluate(model, (x, y), METHODS, workers=2, **settings)  # no maps travel back
+    assert distributed._Pool.current is kept is not None  # the workers of the last call were used again
+    assert_same_table(plain, reference)
+
+
+@needs_ray
+def test_cli_workers_write_the_single_process_report(local_ray: Any, tmp_path: Path) -> None:
+    model_file, data = user_files(tmp_path)
+    outputs = {}
+    for name, extra in (("single", []), ("ray", ["--workers", "2"])):
+        out = tmp_path / name
+        result = invoke("evaluate", "--model", f"{model_file}:build", "--data", data, *EVALUATE, *extra, "--out", out)
+        assert result.exit_code == 0, result.output
+        outputs[name] = numbers(json.loads((out / "results.json").read_text(encoding="utf-8")))
+    assert outputs["ray"] == outputs["single"]  # Sensitivity-n, agreement, completeness, claims
+
+
+@needs_ray
+def test_workers_are_kept_use_their_threads_and_worker_errors_keep_their_type(local_ray: Any) -> None:
+    model, x, y = model_and_data()
+    pool = distributed._Pool.acquire(local_ray, distributed.WorkerSettings(workers=2))
+    assert pool is distributed._Pool.acquire(local_ray, distributed.WorkerSettings(workers=2, threads_per_worker=1))
+    assert local_ray.get([actor.threads.remote() for actor in pool.actors]) == [1, 1]  # 2 CPUs / 2 workers
+    with pytest.raises(TypeError, match="samples"):  # raised in a worker by gradattr.attribute's option check
+        distributed.evaluate(
+            model, (x, y), ["smoothgrad"], workers=2, method_options={"smoothgrad": {"samples": "many"}}, **SETTINGS
+        )
+    assert distributed._Pool.current is None  # the failed call ended its workers
+    with pytest.raises(ValueError, match="need 6 CPUs, but Ray has 2"):
+        distributed.evaluate(model, (x, y), ["saliency"], workers=3, threads_per_worker=2, progress=False)
