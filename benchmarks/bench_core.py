@@ -15,6 +15,9 @@ Targets (from the issue), marked PASS/MISS per model:
   Gradient*Input, eps-LRP, DeepLIFT <= 1.3 x floor;  IG(50) <= 1.1 x 50 x floor;
   Occlusion faster than Captum's Occlusion;  DeepLIFT >= 2x faster than Captum's DeepLift on the CNN.
 
+The pieces (``Workload``, ``prepare``, ``Case``/``Peer``, ``compare``, ``core_cases``) are shared with the other
+benchmarks and ``run.py``, which adds Zennit's implementations as further peers of the same cases.
+
 Usage: python benchmarks/bench_core.py [--quick] [--threads N]
 """
 
@@ -28,15 +31,20 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import captum
 import torch
-from captum.attr import LRP, DeepLift, InputXGradient, IntegratedGradients, Occlusion, Saliency
 from torch import Tensor, nn
 
 import gradattr
+
+try:
+    import captum
+    from captum.attr import LRP, DeepLift, InputXGradient, IntegratedGradients, Occlusion, Saliency
+except ImportError as error:  # benchmarks/run.py reports a missing peer in its table and goes on
+    captum = None
+    CAPTUM_MISSING = f"{type(error).__name__}: {error}"
 
 BATCH = 64
 IG_STEPS = 50
@@ -155,11 +163,16 @@ class Timing:
     floor_calls: int
 
     def rounds(
-        self, floor: Callable[[], Tensor], contenders: dict[str, Callable[[], Tensor]]
+        self,
+        floor: Callable[[], Tensor],
+        contenders: dict[str, Callable[[], Tensor]],
+        warmed: dict[str, Tensor] | None = None,
     ) -> tuple[list[float], dict[str, list[float]], dict[str, Tensor]]:
-        """(floor seconds per round, contender seconds per round, warm-up outputs)."""
+        """(floor seconds per round, contender seconds per round, warm-up outputs); ``warmed``: outputs of
+        contenders whose warm-up call has already been made (not repeated)."""
         floor()
-        outputs = {name: fn().detach() for name, fn in contenders.items()}
+        outputs = dict(warmed or {})
+        outputs.update({name: fn().detach() for name, fn in contenders.items() if name not in outputs})
         floors: list[float] = []
         times: dict[str, list[float]] = {name: [] for name in contenders}
         start = time.perf_counter()
@@ -191,9 +204,106 @@ def paired_median(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(n / d for n, d in zip(numerator, denominator, strict=True))
 
 
+def identity(t: Tensor) -> Tensor:
+    """A peer's output that already has gradattr's definition."""
+    return t
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another library's implementation of a method. ``convert`` maps its output onto gradattr's definition for
+    the max|Δ| column (``None``: the two compute different quantities). Several peers of one library (e.g.
+    Captum's occlusion at two batchings) are timed in the same rounds and the fastest is reported."""
+
+    library: str
+    run: Callable[[], Tensor]
+    convert: Callable[[Tensor], Tensor] | None = identity
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One method to time: gradattr's call and the peers' calls computing the same method on the same batch;
+    ``slow``: seconds per call (timed with :attr:`Prepared.slow`); ``params``: settings another library's
+    peer needs to compute the same thing (``steps``, ``window``, ...)."""
+
+    key: str  # gradattr method name
+    label: str
+    ours: Callable[[], Tensor]
+    peers: tuple[Peer, ...] = ()
+    slow: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # the method's settings, for peers added later
+
+
+@dataclass
+class PeerResult:
+    """One library's measurements on a case: median seconds, ratios as medians of per-round ratios."""
+
+    seconds: float | None = None
+    over: float | None = None  # gradattr / peer
+    speedup: float | None = None  # peer / gradattr
+    max_diff: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Comparison:
+    """A case's measurements: gradattr's and the floor's median seconds, gradattr / floor, and each library."""
+
+    key: str
+    label: str
+    ours: float
+    floor: float
+    over_floor: float
+    peers: dict[str, PeerResult]
+
+
+def compare(timing: Timing, floor: Callable[[], Tensor], case: Case) -> Comparison:
+    """Time gradattr and every peer of ``case`` in the same rounds as the floor. A peer that raises on its
+    warm-up call (Captum rejecting a model) is a result, reported in its note, not a crash."""
+    contenders = {"ours": case.ours}
+    warmed = {"ours": case.ours().detach()}
+    results: dict[str, PeerResult] = {}
+    for i, peer in enumerate(case.peers):
+        run = quiet(peer.run)
+        try:
+            warmed[f"peer{i}"] = run().detach()
+            contenders[f"peer{i}"] = run
+        except Exception as exc:
+            if peer.library not in results:
+                results[peer.library] = PeerResult(
+                    note=f"{peer.library} n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
+                )
+    floors, times, outputs = timing.rounds(floor, contenders, warmed)
+    comparison = Comparison(
+        case.key,
+        case.label,
+        ours=statistics.median(times["ours"]),
+        floor=statistics.median(floors),
+        over_floor=paired_median(times["ours"], floors),
+        peers=results,
+    )
+    for library in dict.fromkeys(peer.library for peer in case.peers):
+        timed = [i for i, peer in enumerate(case.peers) if peer.library == library and f"peer{i}" in times]
+        if not timed:
+            continue
+        best = min(timed, key=lambda i: statistics.median(times[f"peer{i}"]))
+        peer, theirs = case.peers[best], times[f"peer{best}"]
+        result = PeerResult(
+            seconds=statistics.median(theirs),
+            over=paired_median(times["ours"], theirs),
+            speedup=paired_median(theirs, times["ours"]),
+            note=peer.note,
+        )
+        if peer.convert is not None:
+            result.max_diff = (outputs["ours"] - peer.convert(outputs[f"peer{best}"])).abs().max().item()
+        comparison.peers[library] = result
+    return comparison
+
+
 @dataclass
 class Row:
-    """One method's measurements: medians in seconds, ratios as medians of per-round ratios."""
+    """One method's measurements against Captum: medians in seconds, ratios as medians of per-round ratios."""
 
     key: str  # gradattr method name
     label: str
@@ -205,6 +315,22 @@ class Row:
     note: str = ""
     max_diff: float | None = None
 
+    @classmethod
+    def from_comparison(cls, comparison: Comparison, library: str = "Captum") -> Row:
+        """The columns of ``bench_core``'s table: gradattr, the floor and one library."""
+        peer = comparison.peers.get(library, PeerResult())
+        return cls(
+            comparison.key,
+            comparison.label,
+            comparison.ours,
+            comparison.floor,
+            comparison.over_floor,
+            captum=peer.seconds,
+            over_captum=peer.over,
+            note=peer.note,
+            max_diff=peer.max_diff,
+        )
+
 
 def measure(
     timing: Timing,
@@ -212,33 +338,13 @@ def measure(
     key: str,
     ours: Callable[[], Tensor],
     theirs: Callable[[], Tensor],
-    convert: Callable[[Tensor], Tensor] | None = lambda t: t,
+    convert: Callable[[Tensor], Tensor] | None = identity,
     label: str | None = None,
 ) -> Row:
     """Time gradattr and Captum against the floor. ``convert`` maps Captum's output onto gradattr's
     definition for the max|Δ| column (``None``: the two compute different quantities, no column)."""
-    contenders = {"ours": ours}
-    note = ""
-    try:
-        quiet(theirs)()
-        contenders["theirs"] = theirs
-    except Exception as exc:  # Captum rejecting a model is a result, not a crash
-        note = f"Captum n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
-    floors, times, outputs = timing.rounds(floor, contenders)
-    row = Row(
-        key,
-        label or key,
-        ours=statistics.median(times["ours"]),
-        floor=statistics.median(floors),
-        over_floor=paired_median(times["ours"], floors),
-        note=note,
-    )
-    if "theirs" in times:
-        row.captum = statistics.median(times["theirs"])
-        row.over_captum = paired_median(times["ours"], times["theirs"])
-        if convert is not None:
-            row.max_diff = (outputs["ours"] - convert(outputs["theirs"])).abs().max().item()
-    return row
+    case = Case(key, label or key, ours, (Peer("Captum", theirs, convert),))
+    return Row.from_comparison(compare(timing, floor, case))
 
 
 @dataclass(frozen=True)
@@ -257,6 +363,14 @@ class Prepared:
         (g,) = torch.autograd.grad(self.model(xg).gather(1, self.target[:, None]).sum(), xg)
         return g
 
+    def timing(self, case: Case) -> Timing:
+        """The protocol for ``case``: ms-scale or seconds-scale."""
+        return self.slow if case.slow else self.fast
+
+    def run(self, case: Case) -> Comparison:
+        """Time ``case`` on this workload."""
+        return compare(self.timing(case), self.floor, case)
+
 
 def prepare(work: Workload, quick: bool) -> Prepared:
     """Build the seeded model and batch of ``work``, with the timing protocol for ms- and s-scale methods."""
@@ -273,102 +387,104 @@ def prepare(work: Workload, quick: bool) -> Prepared:
     return Prepared(model, x, target, fast, slow)
 
 
-def run_workload(work: Workload, quick: bool) -> list[Row]:
-    """Build the model and time every method against the floor and Captum."""
-    prepared = prepare(work, quick)
-    model, x, target, fast, slow, floor = (
-        prepared.model, prepared.x, prepared.target, prepared.fast, prepared.slow, prepared.floor,
-    )  # fmt: skip
+def captum_peers(*peers: Peer) -> tuple[Peer, ...]:
+    """``peers`` where Captum imports, else none (the calls name Captum's classes only when run)."""
+    return peers if captum is not None else ()
+
+
+def core_cases(prepared: Prepared, work: Workload, quick: bool) -> list[Case]:
+    """Ancona et al.'s methods and occlusion on ``prepared``, with Captum's implementations as peers."""
+    model, x, target = prepared.model, prepared.x, prepared.target
     zeros = torch.zeros_like(x)
 
     def ours(method: str, **opts: Any) -> Callable[[], Tensor]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)
 
-    rows = [
-        measure(
-            fast,
-            floor,
+    cases = [
+        Case(
+            "saliency",
             "saliency",
             ours("saliency"),
-            quiet(lambda: Saliency(model).attribute(x, target, abs=True)),
+            captum_peers(Peer("Captum", lambda: Saliency(model).attribute(x, target, abs=True))),
         ),
-        measure(
-            fast,
-            floor,
+        Case(
+            "gradient_x_input",
             "gradient_x_input",
             ours("gradient_x_input"),
-            quiet(lambda: InputXGradient(model).attribute(x, target)),
+            captum_peers(Peer("Captum", lambda: InputXGradient(model).attribute(x, target))),
         ),
-        measure(
-            fast,
-            floor,
+        Case(
+            "epsilon_lrp",
             "epsilon_lrp",
             ours("epsilon_lrp"),
-            quiet(lambda: LRP(model).attribute(x, target)),
-            convert=None,  # Captum's default rules: ε = 1e-9 on every layer; gradattr: ε = 1e-4 on activations
+            # Captum's default rules: ε = 1e-9 on every layer; gradattr: ε = 1e-4 on activations
+            captum_peers(Peer("Captum", lambda: LRP(model).attribute(x, target), convert=None)),
         ),
-        measure(
-            fast,
-            floor,
+        Case(
+            "deeplift",
             "deeplift",
             ours("deeplift"),
-            quiet(lambda: DeepLift(model).attribute(x, baselines=zeros, target=target)),
+            captum_peers(Peer("Captum", lambda: DeepLift(model).attribute(x, baselines=zeros, target=target))),
         ),
-        measure(
-            slow,
-            floor,
+        Case(
             "integrated_gradients",
+            f"integrated_gradients({IG_STEPS})",
             ours("integrated_gradients", steps=IG_STEPS),
-            quiet(
-                lambda: IntegratedGradients(model).attribute(
-                    x,
-                    baselines=zeros,
-                    target=target,
-                    n_steps=IG_STEPS,
-                    method="riemann_right",
-                    internal_batch_size=CAPTUM_IG_INTERNAL_BATCH,
+            captum_peers(
+                Peer(
+                    "Captum",
+                    lambda: IntegratedGradients(model).attribute(
+                        x,
+                        baselines=zeros,
+                        target=target,
+                        n_steps=IG_STEPS,
+                        method="riemann_right",
+                        internal_batch_size=CAPTUM_IG_INTERNAL_BATCH,
+                    ),
                 )
             ),
-            label=f"integrated_gradients({IG_STEPS})",
+            slow=True,
+            params={"steps": IG_STEPS},
         ),
     ]
     batches = CAPTUM_OCCLUSION_BATCHES[-1:] if quick else CAPTUM_OCCLUSION_BATCHES
-    for window in work.occlusion_windows:
-        rows.append(occlusion_row(slow, floor, model, x, target, window, batches))
-    return rows
+    cases += [occlusion_case(model, x, target, window, batches) for window in work.occlusion_windows]
+    return cases
 
 
-def occlusion_row(
-    timing: Timing,
-    floor: Callable[[], Tensor],
-    model: nn.Module,
-    x: Tensor,
-    target: Tensor,
-    window: tuple[int, ...],
-    captum_batches: tuple[int, ...],
-) -> Row:
-    """Occlusion with window = stride; Captum timed at each perturbations_per_eval, the fastest reported.
+def occlusion_case(
+    model: nn.Module, x: Tensor, target: Tensor, window: tuple[int, ...], captum_batches: tuple[int, ...]
+) -> Case:
+    """Occlusion with window = stride; Captum at each perturbations_per_eval (timed in the same rounds, the
+    fastest reported).
 
     With window = stride every feature is covered by exactly one window, so SPEC's spread over the window
     is Captum's per-window drop divided by |window|: gradattr = Captum / |window|.
     """
     size = math.prod(window)
-    label = "occlusion " + "x".join(map(str, window)) + " stride=window"
 
     def ours() -> Tensor:
         return gradattr.attribute(model, x, method="occlusion", target=target, window=window, stride=window)
 
-    rows = []
-    for ppe in captum_batches:
-        theirs = quiet(
-            lambda ppe=ppe: Occlusion(model).attribute(
-                x, target=target, sliding_window_shapes=window, strides=window, perturbations_per_eval=ppe
-            )
+    def captum_occlusion(ppe: int) -> Callable[[], Tensor]:
+        return lambda: Occlusion(model).attribute(
+            x, target=target, sliding_window_shapes=window, strides=window, perturbations_per_eval=ppe
         )
-        row = measure(timing, floor, "occlusion", ours, theirs, convert=lambda t: t / size, label=label)
-        row.note = f"Captum perturbations_per_eval={ppe}"
-        rows.append(row)
-    return min(rows, key=lambda r: r.captum if r.captum is not None else math.inf)
+
+    peers = captum_peers(
+        *(
+            Peer("Captum", captum_occlusion(ppe), lambda t: t / size, f"Captum perturbations_per_eval={ppe}")
+            for ppe in captum_batches
+        )
+    )
+    label = "occlusion " + "x".join(map(str, window)) + " stride=window"
+    return Case("occlusion", label, ours, peers, slow=True, params={"window": window})
+
+
+def run_workload(work: Workload, quick: bool) -> list[Row]:
+    """Build the model and time every method against the floor and Captum."""
+    prepared = prepare(work, quick)
+    return [Row.from_comparison(prepared.run(case)) for case in core_cases(prepared, work, quick)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,8 +549,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if captum is None:
+        print(f"Captum not importable ({CAPTUM_MISSING}): gradattr and the floor only")
     print(
-        f"gradattr bench_core | torch {torch.__version__} | captum {captum.__version__} | "
+        f"gradattr bench_core | torch {torch.__version__} | captum {getattr(captum, '__version__', '-')} | "
         f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} | "
         f"torch threads = {torch.get_num_threads()} | "
         f"float32 | gradattr default options | Captum IG internal_batch_size={CAPTUM_IG_INTERNAL_BATCH}"

@@ -142,6 +142,23 @@ class Row:
     theirs_seconds: float | None = None
     theirs_values: np.ndarray | None = None  # on the same perturbed points as gradattr
 
+    @property
+    def ours_rate(self) -> float:
+        """gradattr's explained inputs (or model evaluations) per second."""
+        return self.work * BATCH / self.ours_seconds
+
+    @property
+    def theirs_rate(self) -> float | None:
+        """Quantus' explained inputs (or model evaluations) per second, if it ran."""
+        return None if self.theirs_seconds is None else self.work * BATCH / self.theirs_seconds
+
+    def max_relative_difference(self) -> float | None:
+        """max |gradattr - Quantus| / |Quantus| over the samples (scale floored at 1e-6 of the largest)."""
+        if self.theirs_values is None:
+            return None
+        scale = np.maximum(np.abs(self.theirs_values), np.abs(self.theirs_values).max() * 1e-6)
+        return float((np.abs(self.ours_values - self.theirs_values) / scale).max())
+
 
 def stability_rows(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, samples: int, repeats: int) -> list[Row]:
     """Max-/avg-sensitivity and Lipschitz: gradattr and Quantus with the same K, r, σ and norms."""
@@ -223,30 +240,53 @@ def print_table(title: str, rows: list[Row], floor: float, unit: str) -> None:
     header = f"{'metric':42} {unit + '/s gradattr':>18} {'Quantus':>9} {'ratio':>6} {'% floor':>8}"
     print(header + f" {'mean gradattr':>14} {'mean Quantus':>13} {'max rel. diff':>14}")
     for row in rows:
-        ours_rate = row.work * BATCH / row.ours_seconds
+        ours_rate, theirs_rate, difference = row.ours_rate, row.theirs_rate, row.max_relative_difference()
         line = f"{row.metric:42} {ours_rate:18.0f}"
-        if row.theirs_seconds is None or row.theirs_values is None:
+        if theirs_rate is None or difference is None or row.theirs_values is None:
             print(line + f" {'-':>9} {'-':>6} {100 * ours_rate / floor:7.0f}% {row.ours_values.mean():14.6g}")
             continue
-        theirs_rate = row.work * BATCH / row.theirs_seconds
-        scale = np.maximum(np.abs(row.theirs_values), np.abs(row.theirs_values).max() * 1e-6)
-        difference = np.abs(row.ours_values - row.theirs_values) / scale
         line += f" {theirs_rate:9.0f} {ours_rate / theirs_rate:5.1f}x {100 * ours_rate / floor:7.0f}%"
-        line += f" {row.ours_values.mean():14.6g} {row.theirs_values.mean():13.6g} {difference.max():14.1e}"
+        line += f" {row.ours_values.mean():14.6g} {row.theirs_values.mean():13.6g} {difference:14.1e}"
         print(line)
     print(f"{'floor: one call on all rows':42} {floor:18.0f}")
 
 
-def run_model(name: str, model: nn.Module, samples: int, repeats: int) -> None:
+@dataclass
+class Measured:
+    """One model's metrics: the stability rows with their floor (explained inputs/s) and the infidelity rows
+    with theirs (model evaluations/s)."""
+
+    source: str
+    stability: list[Row]
+    stability_floor: float
+    infidelity: list[Row]
+    infidelity_floor: float
+
+
+METRIC_MODELS: tuple[tuple[str, Callable[[], nn.Module]], ...] = (
+    ("MLP 784-128-10 (seeded, untrained)", lambda: mnist_mlp((1, 28, 28), 10, hidden=(128,))),
+    ("MNIST MLP of the paper, 784-512-512-10 (seeded, untrained)", lambda: mnist_mlp((1, 28, 28), 10)),
+)
+"""The models compared, each built after ``torch.manual_seed(0)``."""
+
+
+def measure_model(model: nn.Module, samples: int, repeats: int) -> Measured:
+    """Every metric on ``model`` with gradattr and (where it imports) Quantus, and the two floors."""
     x, source = images(BATCH)
     y = model(x).argmax(1)
     a = gradattr.attribute(model, x, "saliency", y)
-    print(f"\n## {name}: {BATCH} {source}, saliency, target = argmax at x")
-    rows = stability_rows(model, x, y, a, samples, repeats)
-    floor = attribution_floor(model, x, y, samples, repeats)
-    print_table(f"Stability, K = {samples} draws (r = {RADIUS} uniform L∞, σ = {SIGMA} Gaussian)", rows, floor, "expl")
-    rows = infidelity_rows(model, x, y, a, repeats)
-    print_table("Infidelity", rows, forward_floor(model, x, 100, repeats), "fwd")
+    stability = stability_rows(model, x, y, a, samples, repeats)
+    stability_floor = attribution_floor(model, x, y, samples, repeats)
+    infidelities = infidelity_rows(model, x, y, a, repeats)
+    return Measured(source, stability, stability_floor, infidelities, forward_floor(model, x, 100, repeats))
+
+
+def run_model(name: str, model: nn.Module, samples: int, repeats: int) -> None:
+    measured = measure_model(model, samples, repeats)
+    print(f"\n## {name}: {BATCH} {measured.source}, saliency, target = argmax at x")
+    title = f"Stability, K = {samples} draws (r = {RADIUS} uniform L∞, σ = {SIGMA} Gaussian)"
+    print_table(title, measured.stability, measured.stability_floor, "expl")
+    print_table("Infidelity", measured.infidelity, measured.infidelity_floor, "fwd")
     if quantus is None:
         print(f"Quantus not importable here ({QUANTUS_MISSING}); to compare, run: {SETUP}")
 
@@ -263,11 +303,9 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     repeats, samples = (1, 10) if args.quick else (3, 50)
-    torch.manual_seed(0)
-    run_model("MLP 784-128-10 (seeded, untrained)", mnist_mlp((1, 28, 28), 10, hidden=(128,)).eval(), samples, repeats)
-    torch.manual_seed(0)
-    run_model("MNIST MLP of the paper, 784-512-512-10 (seeded, untrained)", mnist_mlp((1, 28, 28), 10).eval(), samples,
-              repeats)  # fmt: skip
+    for name, build in METRIC_MODELS:
+        torch.manual_seed(0)
+        run_model(name, build().eval(), samples, repeats)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import resource
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,8 +110,39 @@ def floor_rate(model: nn.Module, x: Tensor, rows: int, repeats: int) -> float:
     return rows * passes / seconds
 
 
-def speed(name: str, model: nn.Module, repeats: int) -> None:
-    """One row per implementation: same model, inputs, attributions and forward evaluations per sample."""
+@dataclass
+class Speed:
+    """One model's Sensitivity-n timings: (label, seconds for the batch, forward evaluations per sample) per
+    implementation (gradattr first, then Quantus where it imports), and the floor's rows per second."""
+
+    name: str
+    ns: int  # values of n (gradattr)
+    subsets: int  # subsets per n (gradattr)
+    features: int  # removal steps (Quantus)
+    rows: list[tuple[str, float, int]]
+    floor: float
+
+    def rate(self, i: int) -> float:
+        """Forward evaluations (model rows) per second of implementation ``i``."""
+        _, seconds, forwards = self.rows[i]
+        return forwards * BATCH / seconds
+
+    @property
+    def ratio(self) -> float | None:
+        """gradattr / Quantus, forward evaluations per second (None without Quantus)."""
+        return self.rate(0) / self.rate(1) if len(self.rows) == 2 else None
+
+
+SPEED_MODELS: tuple[tuple[str, Callable[[], nn.Module]], ...] = (
+    ("Linear 784-10", lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10))),
+    ("MLP 784-128-10", lambda: mnist_mlp((1, 28, 28), 10, hidden=(128,))),
+    ("MNIST MLP of the paper, 784-512-512-10 (seeded, untrained)", lambda: mnist_mlp((1, 28, 28), 10)),
+)
+"""The models of part 1, built in this order after one ``torch.manual_seed(0)``."""
+
+
+def measure_speed(name: str, model: nn.Module, repeats: int) -> Speed:
+    """Same model, inputs, attributions and forward evaluations per sample for both implementations."""
     x, y, _ = fashion_images(BATCH)
     attributions = gradattr.attribute(model, x, method="gradient_x_input", target=y)
     features = x[0].numel()
@@ -129,18 +161,24 @@ def speed(name: str, model: nn.Module, repeats: int) -> None:
         rows.append(("quantus SensitivityN", theirs, quantus_forwards))
     ours_rows = max(1, ELEMENTS_PER_FORWARD // features // plan.num_subsets) * plan.num_subsets  # rows per pass
     floor = max(floor_rate(model, x, BATCH, repeats), floor_rate(model, x, ours_rows, repeats))
-    print(f"\n{name}: {len(ns)} values of n x {plan.num_subsets} subsets (gradattr), {features} steps (Quantus)")
+    return Speed(name, len(ns), plan.num_subsets, features, rows, floor)
+
+
+def speed(name: str, model: nn.Module, repeats: int) -> None:
+    """One row per implementation: same model, inputs, attributions and forward evaluations per sample."""
+    result = measure_speed(name, model, repeats)
+    print(f"\n{name}: {result.ns} values of n x {result.subsets} subsets (gradattr), {result.features} steps "
+          "(Quantus)")  # fmt: skip
     print(f"{'':24} {'s/sample':>10} {'fwd/sample':>11} {'fwd/s':>10} {'% of floor':>11}")
-    rates = []
-    for label, seconds, forwards in rows:
-        rates.append(forwards * BATCH / seconds)
-        print(f"{label:24} {seconds / BATCH:10.4f} {forwards:11d} {rates[-1]:10.0f} {100 * rates[-1] / floor:10.0f}%")
-    print(f"{'floor: bare forward':24} {'':10} {'':11} {floor:10.0f} {100:10.0f}%")
-    if len(rates) == 2:
-        ratio = rates[0] / rates[1]
-        verdict = "PASS" if ratio >= 3 else "MISS"
-        print(f"gradattr / Quantus, forward evaluations per second: {ratio:.1f}x (target >= 3x: {verdict}); "
-              f"at most {floor / rates[1]:.1f}x is possible on this model (the floor over Quantus)")  # fmt: skip
+    for i, (label, seconds, forwards) in enumerate(result.rows):
+        rate = result.rate(i)
+        print(f"{label:24} {seconds / BATCH:10.4f} {forwards:11d} {rate:10.0f} {100 * rate / result.floor:10.0f}%")
+    print(f"{'floor: bare forward':24} {'':10} {'':11} {result.floor:10.0f} {100:10.0f}%")
+    if result.ratio is not None:
+        verdict = "PASS" if result.ratio >= 3 else "MISS"
+        bound = result.floor / result.rate(1)
+        print(f"gradattr / Quantus, forward evaluations per second: {result.ratio:.1f}x (target >= 3x: {verdict}); "
+              f"at most {bound:.1f}x is possible on this model (the floor over Quantus)")  # fmt: skip
     else:
         print(f"Quantus not importable here ({QUANTUS_MISSING}); to compare, run: {SETUP}")
 
@@ -149,9 +187,8 @@ def speeds(repeats: int) -> None:
     _, _, source = fashion_images(BATCH)
     print(f"\n## 1. Speed: {BATCH} {source}, Gradient*Input attributions, best of {repeats}")
     torch.manual_seed(0)
-    speed("Linear 784-10", nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval(), repeats)
-    speed("MLP 784-128-10", mnist_mlp((1, 28, 28), 10, hidden=(128,)).eval(), repeats)
-    speed("MNIST MLP of the paper, 784-512-512-10 (seeded, untrained)", mnist_mlp((1, 28, 28), 10).eval(), repeats)
+    for name, build in SPEED_MODELS:
+        speed(name, build().eval(), repeats)
 
 
 def linear_scores() -> None:

@@ -19,24 +19,26 @@ import platform
 from collections.abc import Callable
 from typing import Any
 
-import captum
 import torch
-from captum.attr import (
-    Deconvolution,
-    GuidedBackprop,
-    GuidedGradCam,
-    LayerAttribution,
-    LayerGradCam,
-    NoiseTunnel,
-    Saliency,
-    ShapleyValueSampling,
-)
 from torch import Tensor
 
 import gradattr
-from bench_core import BATCH, WORKLOADS, Row, Workload, fmt, measure, prepare, quiet
+from bench_core import BATCH, WORKLOADS, Case, Peer, Prepared, Row, Workload, captum, captum_peers, fmt, prepare
+
+if captum is not None:
+    from captum.attr import (
+        Deconvolution,
+        GuidedBackprop,
+        GuidedGradCam,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Saliency,
+        ShapleyValueSampling,
+    )
 
 SMOOTHGRAD_SAMPLES = 20
+SMOOTHGRAD_SIGMA = 0.15  # gradattr's default: σ = 0.15 (max x - min x)
 SHAPLEY_SAMPLES = 5
 CAM_LAYERS = {"CNN 2conv+2fc": "2", "ResNet-like 3x32x32": "5"}
 """The last convolutional stage of each model (Grad-CAM's usual choice); the MLP has none."""
@@ -49,24 +51,26 @@ def feature_groups(shape: tuple[int, ...]) -> Tensor:
     return gradattr.patches((1, *shape[1:]), 7).expand(shape).contiguous()
 
 
-def run_workload(work: Workload, quick: bool) -> list[Row]:
-    prepared = prepare(work, quick)
-    model, x, target, fast, slow, floor = (
-        prepared.model, prepared.x, prepared.target, prepared.fast, prepared.slow, prepared.floor,
-    )  # fmt: skip
+def tutorial_cases(prepared: Prepared, work: Workload) -> list[Case]:
+    """The robustness tutorial's methods on ``prepared``, with Captum's implementations as peers."""
+    model, x, target = prepared.model, prepared.x, prepared.target
 
     def ours(method: str, **opts: Any) -> Callable[[], Tensor]:
         return lambda: gradattr.attribute(model, x, method=method, target=target, **opts)
 
-    rows = [
-        measure(
-            fast,
-            floor,
+    cases = [
+        Case(
+            "guided_backprop",
             "guided_backprop",
             ours("guided_backprop"),
-            quiet(lambda: GuidedBackprop(model).attribute(x, target)),
+            captum_peers(Peer("Captum", lambda: GuidedBackprop(model).attribute(x, target))),
         ),
-        measure(fast, floor, "deconvnet", ours("deconvnet"), quiet(lambda: Deconvolution(model).attribute(x, target))),
+        Case(
+            "deconvnet",
+            "deconvnet",
+            ours("deconvnet"),
+            captum_peers(Peer("Captum", lambda: Deconvolution(model).attribute(x, target))),
+        ),
     ]
     layer_name = CAM_LAYERS.get(work.name)
     if layer_name is not None:
@@ -76,53 +80,60 @@ def run_workload(work: Workload, quick: bool) -> list[Row]:
             cam = LayerGradCam(model, layer).attribute(x, target, relu_attributions=True)
             return LayerAttribution.interpolate(cam, x.shape[2:], interpolate_mode="bilinear").expand_as(x)
 
-        rows += [
-            measure(fast, floor, "gradcam", ours("gradcam", layer=layer_name), quiet(captum_gradcam)),
-            measure(
-                fast,
-                floor,
+        cases += [
+            Case("gradcam", "gradcam", ours("gradcam", layer=layer_name), captum_peers(Peer("Captum", captum_gradcam))),
+            Case(
+                "guided_gradcam",
                 "guided_gradcam",
                 ours("guided_gradcam", layer=layer_name, interpolation="nearest"),
-                quiet(lambda: GuidedGradCam(model, layer).attribute(x, target)),
+                captum_peers(Peer("Captum", lambda: GuidedGradCam(model, layer).attribute(x, target))),
             ),
         ]
-    sigma = 0.15 * float(x.amax() - x.amin())
-    rows.append(
-        measure(
-            slow,
-            floor,
-            "smoothgrad",
-            ours("smoothgrad", samples=SMOOTHGRAD_SAMPLES),
-            quiet(
-                lambda: NoiseTunnel(Saliency(model)).attribute(
-                    x, nt_samples=SMOOTHGRAD_SAMPLES, stdevs=sigma, target=target, abs=True
-                )
-            ),
-            convert=None,
-            label=f"smoothgrad({SMOOTHGRAD_SAMPLES})",
-        )
-    )
+    sigma = SMOOTHGRAD_SIGMA * float(x.amax() - x.amin())
     groups = feature_groups(work.shape)
-    rows.append(
-        measure(
-            slow,
-            floor,
-            "shapley_sampling",
-            ours("shapley_sampling", samples=SHAPLEY_SAMPLES, feature_groups=groups),
-            quiet(
-                lambda: ShapleyValueSampling(model).attribute(
-                    x,
-                    target=target,
-                    n_samples=SHAPLEY_SAMPLES,
-                    feature_mask=groups.unsqueeze(0),
-                    perturbations_per_eval=16,
+    cases += [
+        Case(
+            "smoothgrad",
+            f"smoothgrad({SMOOTHGRAD_SAMPLES})",
+            ours("smoothgrad", samples=SMOOTHGRAD_SAMPLES),
+            captum_peers(
+                Peer(
+                    "Captum",
+                    lambda: NoiseTunnel(Saliency(model)).attribute(
+                        x, nt_samples=SMOOTHGRAD_SAMPLES, stdevs=sigma, target=target, abs=True
+                    ),
+                    convert=None,
                 )
             ),
-            convert=None,
-            label=f"shapley_sampling({SHAPLEY_SAMPLES}, {int(groups.max()) + 1} groups)",
-        )
-    )
-    return rows
+            slow=True,
+            params={"samples": SMOOTHGRAD_SAMPLES, "sigma": SMOOTHGRAD_SIGMA},
+        ),
+        Case(
+            "shapley_sampling",
+            f"shapley_sampling({SHAPLEY_SAMPLES}, {int(groups.max()) + 1} groups)",
+            ours("shapley_sampling", samples=SHAPLEY_SAMPLES, feature_groups=groups),
+            captum_peers(
+                Peer(
+                    "Captum",
+                    lambda: ShapleyValueSampling(model).attribute(
+                        x,
+                        target=target,
+                        n_samples=SHAPLEY_SAMPLES,
+                        feature_mask=groups.unsqueeze(0),
+                        perturbations_per_eval=16,
+                    ),
+                    convert=None,
+                )
+            ),
+            slow=True,
+        ),
+    ]
+    return cases
+
+
+def run_workload(work: Workload, quick: bool) -> list[Row]:
+    prepared = prepare(work, quick)
+    return [Row.from_comparison(prepared.run(case)) for case in tutorial_cases(prepared, work)]
 
 
 def print_table(work: Workload, rows: list[Row]) -> None:
@@ -147,7 +158,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"gradattr bench_tutorial_methods | torch {torch.__version__} | captum {captum.__version__} | "
+        f"gradattr bench_tutorial_methods | torch {torch.__version__} | captum {getattr(captum, '__version__', '-')} | "
         f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} | "
         f"torch threads = {torch.get_num_threads()} | float32"
     )
