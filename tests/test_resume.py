@@ -83,6 +83,9 @@ def study_model(*args, **kwargs):
 
 calls = []
 reproduce.study_model = study_model
+# a terminal's Ctrl-C: background jobs (CI runners, nohup) start with SIGINT ignored, so Python installs no
+# KeyboardInterrupt handler; restore it as an interactive shell would
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.argv = ["gradattr", *sys.argv[1:]]
 app()
 """
