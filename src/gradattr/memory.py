@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -84,8 +85,20 @@ def budget(device: torch.device) -> int:
     return _available_ram() // 4
 
 
+_RAM_CACHE: list[float] = [-1.0, 0.0]
+"""[time of the last reading, bytes]: available RAM is read at most once a second (every call asks)."""
+
+
 def _available_ram() -> int:
-    """MemAvailable of /proc/meminfo, or the free physical pages where that file does not exist."""
+    """MemAvailable of /proc/meminfo (at most one reading a second), or the free physical pages where that
+    file does not exist."""
+    now = time.monotonic()
+    if now - _RAM_CACHE[0] > 1.0:
+        _RAM_CACHE[:] = [now, float(_read_available_ram())]
+    return int(_RAM_CACHE[1])
+
+
+def _read_available_ram() -> int:
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
