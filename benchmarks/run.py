@@ -337,7 +337,7 @@ def memory_section(quick: bool, threads: int) -> list[ig_memory.Peak]:
     rows = []
     for work in WORKLOADS[2:] if quick else WORKLOADS:
         for budget in ig_memory.budgets():
-            rows.append(ig_memory.measure(work.name, budget, threads))
+            rows.append(ig_memory.measure(work.name, budget, threads, runs=1 if quick else 3))
             print("  " + " | ".join(memory_cells(rows[-1])), flush=True)
     return rows
 
@@ -487,11 +487,12 @@ def memory_cells(row: ig_memory.Peak) -> list[str]:
     if row.budget_bytes:
         budget += f" ({row.budget_bytes / 2**20:.{0 if budget == 'default' else 1}f} MiB)"
     within = {None: "–", True: "yes", False: "NO"}[row.within]
-    return [row.model, budget, ig_memory.passes_text(row.passes), num(row.peak_mib, 1), num(row.baseline_mib, 0),
+    return [row.model, budget, ig_memory.passes_text(row.passes), row.peaks_text(), num(row.baseline_mib, 0),
             num(row.seconds, 2), within, row.error]  # fmt: skip
 
 
-MEMORY_HEADER = ["model", "budget", "rows per pass × passes", "peak − baseline MiB", "baseline MiB", "s", "≤ budget",
+MEMORY_HEADER = ["model", "budget", "rows per pass × passes", "peak − baseline MiB (max; range)", "baseline MiB", "s",
+                 "≤ budget",
                  "error"]  # fmt: skip
 
 
@@ -661,7 +662,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], load_start: tuple[
             "it (model, batch, one forward pass and a 2-row warm-up call already made; Linux VmHWM reset before the "
             "call, since `ru_maxrss` inherits the parent's peak across fork + exec). Rows per pass from a forward "
             "pre-hook (2 and 4 rows: the budget's measuring passes). The budget bounds what a pass keeps for the "
-            "backward pass; the peak is the whole process's.",
+            "backward pass; the peak is the whole process's. Full mode: 3 fresh processes each, the largest peak "
+            "held against the budget.",
             "",
             table(MEMORY_HEADER, [memory_cells(r) for r in results["memory"]]),
             "",
@@ -673,7 +675,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], load_start: tuple[
             "",
             "The same calls on `torch.compile(model)` and on the model; compiled ÷ eager is a median of per-round "
             "ratios (< 1: compiled is faster); the first compiled call includes compilation (and recompilations "
-            "for the other batch shapes gradattr passes); graph breaks counted by dynamo during that call.",
+            "for the other batch shapes gradattr passes; inductor's on-disk cache shortens it on later runs); "
+            "graph breaks counted by dynamo during that call.",
             "",
             table(COMPILE_HEADER, [compile_cells(r) for r in compile_rows]),
             "",
