@@ -28,8 +28,8 @@ quiet (up to ``--wait`` s) and measures the row again, keeping the quieter run; 
 Run it in the peers' environment, where Captum, Zennit and Quantus all import (``benchmarks/quantus_setup.sh``
 makes it); a peer that does not import is named in the table and left out:
 
-    /work/venv-peers/bin/python benchmarks/run.py            # full: about 15 minutes on 2 cores, writes RESULTS.md
-    /work/venv-peers/bin/python benchmarks/run.py --quick    # a few minutes; prints only (--out FILE to write)
+    /work/venv-peers/bin/python benchmarks/run.py            # full, ~9 min on 2 quiet cores: RESULTS.md
+    /work/venv-peers/bin/python benchmarks/run.py --quick    # ~3 min; prints only (--out FILE to write)
     /work/venv-peers/bin/python benchmarks/run.py --only methods,compile --threads 2
 """
 
