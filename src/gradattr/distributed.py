@@ -44,10 +44,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from gradattr.evaluation import EvaluatedBatch, LayerFunction, ResumableObserver, SensitivityTable
+from gradattr.evaluation import (
+    EvaluatedBatch,
+    LayerFunction,
+    ResumableObserver,
+    SensitivityTable,
+    check_method_options,
+    check_methods,
+)
 from gradattr.evaluation import evaluate as evaluate_locally
 from gradattr.memory import MemoryLimit, budget, parse_memory, set_max_memory
-from gradattr.methods import METHODS, PAPER_METHODS
 from gradattr.metrics.sensitivity import SensitivityResult
 from gradattr.progress import fingerprint, load_entry, save_entry
 
@@ -237,7 +243,7 @@ def evaluate(
         >>> table = distributed.evaluate(model, (x, y), ["saliency", "deeplift"], workers=4)
         >>> table = distributed.evaluate(model, (x, y), address="ray://head:10001", workers=32)
     """
-    names = _method_names(methods)
+    names = check_methods(methods)
     settings = WorkerSettings(workers, address, threads_per_worker, shards, max_memory)
     _check_evaluation(target, batch_size, max_samples, method_options, names)
     x, y = _tensors(data, target, max_samples)
@@ -294,17 +300,6 @@ def release_workers() -> None:
         _Pool.current.stop()
 
 
-def _method_names(methods: Sequence[str] | None) -> list[str]:
-    """The methods as a list, checked as :func:`gradattr.evaluate` checks them (before Ray starts)."""
-    names = list(PAPER_METHODS) if methods is None else [methods] if isinstance(methods, str) else list(methods)
-    unknown = [name for name in names if name not in METHODS]
-    if unknown or not names:
-        raise ValueError(f"unknown or no methods {unknown}; choose from {', '.join(METHODS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods are listed twice: {names}")
-    return names
-
-
 def _positive(name: str, value: Any, optional: bool = True) -> None:
     if value is None and optional:
         return
@@ -324,9 +319,7 @@ def _check_evaluation(
     _positive("max_samples", max_samples)
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
-    stray = sorted(set(method_options or {}) - set(names))
-    if stray:
-        raise ValueError(f"method_options for {', '.join(stray)}, which are not among the methods {names}")
+    check_method_options(method_options, names)
 
 
 def _tensors(data: Any, target: str, max_samples: int | None) -> tuple[Tensor, Tensor | None]:

@@ -348,8 +348,8 @@ def evaluate(
         >>> table = gradattr.evaluate(model, (data.test_x, data.test_y), ["deeplift", "occlusion"])
         >>> table.to_csv("sensitivity.csv")
     """
-    names = _check_methods(methods)
-    options = _check_options(method_options, names)
+    names = check_methods(methods)
+    options = check_method_options(method_options, names)
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
     if max_samples is not None and (
@@ -529,7 +529,8 @@ def _measure_per_sample(
     return {name: torch.cat([row[name] for row in rows]) for name in maps}
 
 
-def _check_methods(methods: Sequence[str] | None) -> list[str]:
+def check_methods(methods: Sequence[str] | None) -> list[str]:
+    """The methods as a list (default the paper's six), each known and listed once."""
     if methods is None:
         return list(PAPER_METHODS)
     if isinstance(methods, str):
@@ -543,7 +544,10 @@ def _check_methods(methods: Sequence[str] | None) -> list[str]:
     return names
 
 
-def _check_options(options: Mapping[str, Mapping[str, Any]] | None, names: list[str]) -> dict[str, dict[str, Any]]:
+def check_method_options(
+    options: Mapping[str, Mapping[str, Any]] | None, names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per-method options as dicts, only for methods among ``names``."""
     if options is None:
         return {}
     stray = sorted(set(options) - set(names))
