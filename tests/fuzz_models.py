@@ -227,7 +227,8 @@ def _activation_module(name: str, shared: dict[str, nn.Module]) -> nn.Module | N
 class FuzzNet(nn.Module):
     """The model a :class:`NetSpec` describes, with weights drawn from ``spec.seed``.
 
-    ``explode``: ``"softmax"`` puts a softmax before the head (an op the rule-based methods must refuse),
+    ``explode``: ``"cumprod"`` puts a cumulative product before the head (an op without a rule, which the
+    rule-based methods must refuse),
     ``"nan"`` multiplies the head's input by NaN (non-finite attributions) — for the error-path properties.
     """
 
@@ -343,8 +344,8 @@ class FuzzNet(nn.Module):
             s = self.side(side)
             s = self.side_act(s) if self.side_act is not None else FUNCTIONAL[self.spec.side_activation](s)
             h = torch.cat([h, s], dim=1)
-        if self.explode == "softmax":
-            h = F.softmax(h, dim=1)
+        if self.explode == "cumprod":
+            h = torch.cumprod(h, dim=1)
         elif self.explode == "nan":
             h = h * float("nan")
         out = self.head(h)

@@ -138,12 +138,12 @@ class LSTMClassifier(nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
-class SoftmaxGatedLSTM(LSTMClassifier):
-    """The LSTM's outputs weighted by a softmax over time: the softmax has no rule."""
+class CumprodLSTM(LSTMClassifier):
+    """The LSTM's outputs multiplied cumulatively over time: ``cumprod`` has no rule."""
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.rnn(x)[0]
-        return self.head((torch.softmax(out.sum(2, keepdim=True), dim=1) * out).sum(1))
+        return self.head(torch.cumprod(out, dim=1).sum(1))
 
 
 @pytest.mark.parametrize("method", MODIFIED)
@@ -157,8 +157,8 @@ def test_fused_lstm_is_unrolled_not_silently_given_gradient_x_input(method: str)
     result = gradattr.attribute(model, x, method=method, target=0)
     plain = gradattr.attribute(model, x, method="gradient_x_input", target=0)
     assert (result - plain).abs().max() > 1e-3 * plain.abs().max()
-    with pytest.raises(UnsupportedOperationError, match=r"softmax' in module '<root SoftmaxGatedLSTM>'"):
-        gradattr.attribute(SoftmaxGatedLSTM(), x, method=method, target=0)
+    with pytest.raises(UnsupportedOperationError, match=r"cumprod' in module '<root CumprodLSTM>'"):
+        gradattr.attribute(CumprodLSTM(), x, method=method, target=0)
 
 
 def test_gradient_methods_are_exact_on_lstm() -> None:
@@ -170,44 +170,36 @@ def test_gradient_methods_are_exact_on_lstm() -> None:
     torch.testing.assert_close(r, expected)
 
 
-class WithSoftmax(nn.Module):
+class CumulativeProduct(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cumprod(x, dim=1)
+
+
+class WithCumprod(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(4, 5), nn.Softmax(dim=1))
+        self.encoder = nn.Sequential(nn.Linear(4, 5), CumulativeProduct())
         self.head = nn.Linear(5, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
 
 
-class WithLayerNorm(nn.Module):
+class WithFloorDivision(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 5)
-        self.norm = nn.LayerNorm(5)
         self.head = nn.Linear(5, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(F.relu(self.norm(self.fc(x))))
-
-
-class Gated(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Linear(4, 5)
-        self.b = nn.Linear(4, 5)
-        self.head = nn.Linear(5, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(torch.tanh(self.a(x)) * torch.sigmoid(self.b(x)))
+        return self.head(torch.div(self.fc(x), 0.5, rounding_mode="floor"))
 
 
 @pytest.mark.parametrize(
     ("model", "pattern"),
     [
-        (WithSoftmax(), r"softmax' in module 'encoder\.1'"),
-        (WithLayerNorm(), r"layer_norm' in module 'norm'"),
-        (Gated(), r"mul' in module '<root Gated>': it multiplies two input-dependent tensors"),
+        (WithCumprod(), r"cumprod' in module 'encoder\.1'"),
+        (WithFloorDivision(), r"div' in module '<root WithFloorDivision>': rounding division is piecewise"),
     ],
 )
 @pytest.mark.parametrize("method", MODIFIED)

@@ -23,7 +23,7 @@ X = torch.randn(5, 4)
     ("kwargs", "error", "pattern"),
     [
         ({"method": "lrp"}, ValueError, "unknown method 'lrp'; choose one of saliency"),
-        ({"method": "deeplift", "steps": 3}, TypeError, "deeplift got unknown option.*steps; its options are: strict"),
+        ({"method": "deeplift", "steps": 3}, TypeError, "deeplift got unknown option.*steps; its options are: max_pooling, strict"),
         ({"target": 3}, IndexError, "target 3 is out of range: the model has 3 output"),
         ({"target": -1}, IndexError, "target -1 is out of range"),
         ({"target": torch.tensor([0, 1, 2, 0, 3])}, IndexError, "target 3 is out of range"),

@@ -328,7 +328,7 @@ BAD_CALLS = (
     "baseline",
     "nan_input",
     "unknown_layer",
-    "softmax_inside",
+    "unsupported_inside",
     "nan_forward",
     "dtype_mismatch",
 )
@@ -369,12 +369,12 @@ def bad_call(case: Case, kind: str) -> tuple[Callable[[], Any], type[Exception] 
         poisoned = tuple(x.detach().clone(memory_format=torch.contiguous_format) for x in case.input_tuple)
         poisoned[0].view(-1)[0] = math.nan
         return lambda: case.call(poisoned if isinstance(case.inputs, tuple) else poisoned[0]), ValueError
-    if kind == "softmax_inside":
+    if kind == "unsupported_inside":
         base = case.options.get("base") if case.method == "smoothgrad" else case.method
         if base in ("deeplift", "epsilon_lrp"):
 
             def exploding() -> Any:
-                case.model.explode = "softmax"
+                case.model.explode = "cumprod"
                 try:
                     return case.call()
                 finally:
@@ -427,7 +427,7 @@ def dirty_cases(draw: st.DrawFn) -> Case:
 @given(case=dirty_cases(), kind=st.sampled_from(BAD_CALLS))
 def test_model_inputs_and_arguments_restored_after_valid_and_failing_calls(case: Case, kind: str) -> None:
     """Properties 4 and 5: after a valid call and after a call that raises (bad target, bad option, bad baseline, NaN
-    input, unknown layer, a softmax met mid-forward, NaN attributions, a dtype mismatch) the model's
+    input, unknown layer, an op without a rule met mid-forward, NaN attributions, a dtype mismatch) the model's
     parameters and buffers are bit-identical, its modes, ``requires_grad`` flags, ``.grad`` and hooks are as
     before, no torch-function mode is left and the global RNG is untouched; the inputs, baseline and target
     are bit-identical (also with in-place activations in the model). A model in training mode gets the

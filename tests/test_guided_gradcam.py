@@ -84,14 +84,15 @@ def test_functional_relu_gets_the_rule(method: str, peer: Any) -> None:
 
 
 def test_guided_backprop_needs_no_rule_for_softmax() -> None:
-    """Guided Backprop is the plain gradient away from ReLUs, so a softmax inside the model is no error
-    (DeepLIFT refuses it)."""
+    """Guided Backprop is the plain gradient away from ReLUs, so a softmax inside the model keeps its plain
+    gradient (equal to Captum), while DeepLIFT uses its exact softmax rule (complete)."""
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.Softmax(dim=1), nn.Linear(6, 2)).to(DTYPE)
     x = torch.randn(3, 4, dtype=DTYPE)
     expected = captum(GuidedBackprop, model, x, target=0)
     torch.testing.assert_close(gradattr.attribute(model, x, method="guided_backprop", target=0), expected, **EXACT)
-    with pytest.raises(gradattr.engine.UnsupportedOperationError, match="softmax"):
-        gradattr.attribute(model, x, method="deeplift", target=0)
+    deeplift = gradattr.attribute(model, x, method="deeplift", target=0)
+    delta = model(x)[:, 0] - model(torch.zeros_like(x))[:, 0]
+    torch.testing.assert_close(deeplift.sum(1), delta, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize(("layer", "size"), [("0", (10, 10)), ("6", (3, 3))])

@@ -22,6 +22,7 @@ from gradattr.engine.interception import RuleMode
 from gradattr.methods._problem import build_problem
 from gradattr.models import text_lstm
 from gradattr.rules import Nonlinearity
+from gradattr.rulesets import RuleSet
 from test_hygiene import assert_unchanged, snapshot
 
 from zoo import completeness_gap
@@ -63,7 +64,7 @@ class Head(nn.Module):
 
 def unrolled(model: nn.Module, x: Tensor) -> tuple[Tensor, int]:
     """The model's output with every recurrent call unrolled, and the number of rule applications."""
-    mode = RuleMode(model, PlainDerivative(), None, strict=True)
+    mode = RuleMode(model, RuleSet("plain", PlainDerivative()), strict=True)
     leaf = x.detach().requires_grad_()
     with torch.enable_grad(), mode:
         out = model(leaf)
@@ -89,7 +90,7 @@ def test_unrolled_forward_equals_fused_kernel(kind: str, layers: int, bidirectio
     initial = (h0, torch.randn_like(h0)) if kind == "LSTM" else h0
     for args in ((x,), (x, initial)):
         expected = rnn(*args)
-        mode = RuleMode(rnn, PlainDerivative(), None, strict=True)
+        mode = RuleMode(rnn, RuleSet("plain", PlainDerivative()), strict=True)
         leaf = args[0].detach().requires_grad_()
         with torch.enable_grad(), mode:
             result = rnn(leaf, *args[1:])
@@ -161,7 +162,7 @@ def test_gradient_through_the_unrolled_path_equals_autograd_on_the_fused_module(
     x = torch.randn(4, 6, 3, dtype=F64)
     problem = build_problem(model, x, 1, None)
     with gradattr.engine.preserved_model(model):
-        (grad,) = modified_gradient(problem, problem.inputs, problem.all_rows, PlainDerivative())
+        (grad,) = modified_gradient(problem, problem.inputs, problem.all_rows, RuleSet("plain", PlainDerivative()))
     leaf = x.clone().requires_grad_()
     (expected,) = torch.autograd.grad(model(leaf)[:, 1].sum(), leaf)
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
@@ -365,8 +366,8 @@ def test_text_lstm_token_attributions_on_the_embedding() -> None:
     torch.testing.assert_close(per_token, direct.sum(2), rtol=1e-12, atol=1e-12)
 
 
-class AttentionPooled(nn.Module):
-    """LSTM outputs pooled by softmax attention over time: the softmax is genuinely unsupported."""
+class CumprodPooled(nn.Module):
+    """LSTM outputs pooled by weights from a cumulative product over time: ``cumprod`` is unsupported."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -376,7 +377,7 @@ class AttentionPooled(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.rnn(x)[0]
-        weights = torch.softmax(self.score(out), dim=1)
+        weights = torch.cumprod(self.score(out), dim=1)
         return self.head((weights * out).sum(1))
 
 
@@ -393,8 +394,8 @@ def test_model_hygiene_after_normal_and_raising_calls(method: str) -> None:
     assert model.rnn.training
     torch.testing.assert_close(model.eval()(x), twin.eval()(x), rtol=0, atol=0)
 
-    raising = AttentionPooled()
+    raising = CumprodPooled()
     before = snapshot(raising)
-    with pytest.raises(UnsupportedOperationError, match="softmax"):
+    with pytest.raises(UnsupportedOperationError, match="cumprod"):
         gradattr.attribute(raising, x, method=method, target=0)
     assert_unchanged(raising, before)

@@ -610,5 +610,5 @@ def _targets(model: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
     """The class to attribute and score: the label, or the model's argmax when ``y`` is None."""
     if y is not None:
         return y.to(device=x.device, dtype=torch.long)
-    with preserved_model(model), torch.no_grad():
+    with preserved_model(model) as model, torch.no_grad():
         return model(x).argmax(dim=1)

@@ -24,6 +24,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +34,8 @@ MemoryLimit = int | str | None
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-_limit: int | None = None
+_default_limit: int | None = None
+_limit: ContextVar[int | None] = ContextVar("gradattr_memory_limit", default=None)
 _row_bytes: weakref.WeakKeyDictionary[nn.Module, dict[tuple, int]] = weakref.WeakKeyDictionary()
 _warned_oom = False
 
@@ -57,28 +59,31 @@ def parse_memory(limit: MemoryLimit) -> int | None:
 
 
 def set_max_memory(limit: MemoryLimit) -> None:
-    """Set the memory budget of every later call (``None``: back to the default)."""
-    global _limit
-    _limit = parse_memory(limit)
+    """Set the process-wide memory budget of every later call (``None``: back to the default); a
+    :func:`memory_budget` block or ``max_memory=`` overrides it for one thread's calls."""
+    global _default_limit
+    _default_limit = parse_memory(limit)
 
 
 @contextmanager
 def memory_budget(limit: MemoryLimit) -> Iterator[None]:
-    """Use ``limit`` as the budget inside the ``with`` block (``None``: keep the current one)."""
-    global _limit
-    previous = _limit
-    if limit is not None:
-        _limit = parse_memory(limit)
+    """Use ``limit`` as the budget inside the ``with`` block (``None``: keep the current one). The setting is a
+    context variable: it holds for this thread (or asyncio task) only, so concurrent calls keep their own."""
+    token = _limit.set(parse_memory(limit)) if limit is not None else None
     try:
         yield
     finally:
-        _limit = previous
+        if token is not None:
+            _limit.reset(token)
 
 
 def budget(device: torch.device) -> int:
     """The budget in bytes for passes on ``device``: the configured one, or the default."""
-    if _limit is not None:
-        return _limit
+    limit = _limit.get()
+    if limit is None:
+        limit = _default_limit
+    if limit is not None:
+        return limit
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free // 2

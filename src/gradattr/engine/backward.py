@@ -14,10 +14,11 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from gradattr.engine.interception import RecordingMode, ReferenceMismatchError, RuleMode
+from gradattr.engine.hygiene import original
+from gradattr.engine.interception import ReferenceMismatchError, RuleMode
 from gradattr.engine.recurrent import GateProducts, check_gate_products
 from gradattr.memory import in_row_chunks, might_exceed_budget, row_limit
-from gradattr.rules import Rule
+from gradattr.rulesets import RuleSet
 
 
 class Forward(Protocol):
@@ -42,20 +43,20 @@ def modified_gradient(
     forward: Forward,
     points: tuple[Tensor, ...],
     index: Tensor,
-    rule: Rule | None = None,
+    rules: RuleSet | None = None,
     reference: tuple[Tensor, ...] | None = None,
     *,
     strict: bool = True,
     gates: GateProducts = "product",
 ) -> tuple[Tensor, ...]:
-    """Gradient of the target score w.r.t. ``points`` with ``rule`` at every elementwise nonlinearity.
+    """Gradient of the target score w.r.t. ``points`` with the rule set ``rules`` at every op call.
 
     Args:
         forward: the model as a function of the attributed tensors (see :class:`Forward`).
         points: tensors with ``K`` rows where the gradient is taken.
         index: LongTensor(K), the sample each row belongs to.
-        rule: the backward rule; ``None`` gives the plain gradient (no interception at all).
-        reference: for rules that need one (Rescale), the baseline points, each with 1 row (shared by all
+        rules: the rule set (:mod:`gradattr.rulesets`); ``None`` gives the plain gradient (no interception).
+        reference: for rule sets that need one (DeepLIFT), the baseline points, each with 1 row (shared by all
             rows: one cheap forward pass when all are) or ``K`` rows.
         strict: an op without a correct rule raises :class:`UnsupportedOperationError`; ``False`` warns.
         gates: gate products of recurrent cells (LSTM/GRU): ``"product"`` differentiates both factors
@@ -74,7 +75,7 @@ def modified_gradient(
     def part(rows_: slice) -> tuple[Tensor, ...]:
         references = None if reference is None else tuple(r if r.shape[0] == 1 else r[rows_] for r in reference)
         return _modified_gradient(
-            forward, tuple(p[rows_] for p in points), index[rows_], rule, references, strict, gates
+            forward, tuple(p[rows_] for p in points), index[rows_], rules, references, strict, gates
         )
 
     parts = in_row_chunks(rows, rows_per_pass(forward, points, index), part)
@@ -94,7 +95,7 @@ def rows_per_pass(forward: Forward, points: tuple[Tensor, ...], index: Tensor) -
         return forward.output(leaves, index[:rows])
 
     try:
-        return row_limit(forward.model, points, run)
+        return row_limit(original(forward.model), points, run)
     except Exception:
         return index.numel()
 
@@ -107,39 +108,48 @@ def _modified_gradient(
     forward: Forward,
     points: tuple[Tensor, ...],
     index: Tensor,
-    rule: Rule | None,
+    rules: RuleSet | None,
     reference: tuple[Tensor, ...] | None,
     strict: bool,
     gates: GateProducts,
 ) -> tuple[Tensor, ...]:
-    if rule is None:
+    if rules is None:
         return _backward(forward, points, index, None)
-    if not rule.needs_reference:
-        return _backward(forward, points, index, RuleMode(forward.model, rule, None, strict, gates))
+    if not rules.needs_reference:
+        return _backward(forward, points, index, RuleMode(forward.model, rules, strict=strict, gates=gates))
     if reference is None:
-        raise ValueError(f"{type(rule).__name__} needs reference points (the baseline)")
+        raise ValueError(f"rule set {rules.name!r} needs reference points (the baseline)")
     shared = index.numel() > 1 and all(r.shape[0] == 1 for r in reference)
     if not shared:  # some inputs have per-sample baselines: repeat the shared ones row by row to match
         reference = tuple(r.expand(p.shape) for r, p in zip(reference, points, strict=True))
     try:
-        references = _record(forward, reference, index[:1] if shared else index, strict)
-        return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict, gates))
+        return _backward_with_references(forward, points, index, rules, reference, shared, strict, gates)
     except ReferenceMismatchError:
         if not shared:
             raise
     # The model behaves differently for a batch of one (e.g. squeeze()): record the full batch instead.
     expanded = tuple(r.expand(p.shape) for r, p in zip(reference, points, strict=True))
-    references = _record(forward, expanded, index, strict)
-    return _backward(forward, points, index, RuleMode(forward.model, rule, references, strict, gates))
+    return _backward_with_references(forward, points, index, rules, expanded, False, strict, gates)
 
 
-def _record(forward: Forward, reference: tuple[Tensor, ...], index: Tensor, strict: bool) -> list:
-    """Inputs of every intercepted nonlinearity in a forward pass over the baseline, in call order."""
+def _backward_with_references(
+    forward: Forward,
+    points: tuple[Tensor, ...],
+    index: Tensor,
+    rules: RuleSet,
+    reference: tuple[Tensor, ...],
+    shared: bool,
+    strict: bool,
+    gates: GateProducts,
+) -> tuple[Tensor, ...]:
+    """Record every rule site's inputs in a pass over the baseline (one row when it is shared), then the
+    pass over ``points`` with those references."""
     leaves = tuple(r.detach().requires_grad_() for r in reference)
-    mode = RecordingMode(forward.model, strict)
-    with torch.enable_grad(), mode:
-        forward.output(leaves, index)
-    return mode.references
+    recording = RuleMode(forward.model, rules, recording=True, strict=strict, gates=gates)
+    with torch.enable_grad(), recording:
+        forward.output(leaves, index[:1] if shared else index)
+    mode = RuleMode(forward.model, rules, references=recording.records, strict=strict, gates=gates)
+    return _backward(forward, points, index, mode)
 
 
 def _backward(forward: Forward, points: tuple[Tensor, ...], index: Tensor, mode: RuleMode | None) -> tuple[Tensor, ...]:

@@ -1,26 +1,27 @@
-"""Op-level interception: a ``TorchFunctionMode`` that sees every torch call of a forward pass.
+"""Op-level interception: a ``TorchFunctionMode`` that sees every torch call of a forward pass and applies
+the method's rule set (:mod:`gradattr.rulesets`) at the op kinds of :mod:`gradattr.engine.ops`.
 
-Each call of an elementwise nonlinearity whose input depends on the attributed tensor is wrapped in
-:class:`_RuleFunction`, an autograd Function that computes ``f(z)`` as usual and applies the rule in its
-backward. Because this happens per *call*, a module reused three times, ``F.relu``, ``torch.tanh`` and
-``x.relu_()`` all get the rule, and the user's model is never edited.
+Dispatch is one table lookup (op name -> kind) and one handler per kind; the rule comes from the rule set,
+so the engine never branches on a method. Because this happens per *call*, a module reused three times,
+``F.relu``, ``torch.tanh`` and ``x.relu_()`` all get the rule, and the user's model is never edited.
 
-A fused recurrent kernel (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) or cell op is evaluated as its unrolled
-computation (:mod:`gradattr.engine.recurrent`), whose gate nonlinearities go through
-:meth:`_InterceptingMode.apply_nonlinearity` like any intercepted call.
+Input dependence is ``requires_grad``: the model runs as a view whose parameters are detached aliases (see
+:mod:`gradattr.engine.hygiene`), so only tensors computed from the attributed ones require gradients.
+What a tensor *is* (an elementwise function of one source, a per-row statistic) is tracked per pass by
+:mod:`gradattr.engine.provenance`, so hand-written GELUs and RMS norms get the rule of what they compute.
 
-Input dependence is ``requires_grad``: while the engine runs, the model's parameters do not require
-gradients (see :mod:`gradattr.engine.hygiene`), so only tensors computed from the attributed ones do.
-
-DeepLIFT's reference activations (Ancona et al., Sec. 3, Eq. 9) come from a :class:`RecordingMode` pass over
-the baseline: the ``k``-th intercepted call records its input ``z_ref``; the ``k``-th call of the
-:class:`RuleMode` pass over the inputs uses it.
+DeepLIFT's reference values (Ancona et al., Sec. 3, Eq. 9) come from a *recording* pass over the baseline:
+the ``k``-th rule site (an elementwise nonlinearity's source, a product's two factors, a softmax's input)
+records its inputs; the ``k``-th rule site of the pass over the inputs uses them. Both passes run the same
+handlers, so their rule sites correspond.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,11 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
 from gradattr.engine import ops
+from gradattr.engine.ops.elementwise import Elementwise
+from gradattr.engine.provenance import Chain, Facts, Provenance
 from gradattr.engine.recurrent import CellOps, GateProducts, packed_batch_sizes
-from gradattr.rules import Nonlinearity, Rule
+from gradattr.rules import ElementwiseRule, Nonlinearity, SoftmaxCall
+from gradattr.rulesets import RuleSet
 
 
 class UnsupportedOperationError(RuntimeError):
@@ -44,35 +48,40 @@ class ReferenceMismatchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reference:
-    """The baseline's input ``z_ref`` to the ``k``-th intercepted nonlinearity call, and that op's name; or,
-    for a recurrent kernel on a packed sequence, its ``batch_sizes`` (the layout the references belong to)."""
+    """The baseline's inputs to the ``k``-th rule site and that op's name; or, for a recurrent kernel on a
+    packed sequence, its ``batch_sizes`` (the layout the references belong to)."""
 
     name: str
-    z: Tensor
+    tensors: tuple[Tensor, ...]
 
 
 class _RuleFunction(torch.autograd.Function):
-    """``out = f(z)`` forward; ``rule.backward`` in place of ``f'(z)`` backward."""
+    """``out = f(z)`` forward (``value`` when already computed); ``rule.backward`` in place of ``f'(z)``."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, z: Tensor, op: Nonlinearity, rule: Rule, z_ref: Tensor | None, inplace: bool
+        ctx: Any,
+        z: Tensor,
+        op: Nonlinearity,
+        rule: ElementwiseRule,
+        z_ref: Tensor | None,
+        inplace: bool,
+        value: Tensor | None,
     ) -> Tensor:
         z_in = z.clone() if inplace else z
-        out = op.f(z_in)
+        out = op.f(z_in) if value is None else value
         ctx.op, ctx.rule, ctx.z_ref = op, rule, z_ref
+        ctx.save_for_backward(z_in, out)
         if inplace:
             z.copy_(out)
             ctx.mark_dirty(z)
-            ctx.save_for_backward(z_in, out)
             return z
-        ctx.save_for_backward(z_in, out)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         z, out = ctx.saved_tensors
-        return ctx.rule.backward(ctx.op, z, out, ctx.z_ref, grad_out), None, None, None, None
+        return ctx.rule.backward(ctx.op, z, out, ctx.z_ref, grad_out), None, None, None, None, None
 
 
 def _depends(value: Any) -> bool:
@@ -84,8 +93,12 @@ def _depends(value: Any) -> bool:
     return False
 
 
-class _Classifier:
-    """Caches the op class (:mod:`gradattr.engine.ops`) of each function object by its resolved name."""
+def _any_depends(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return _depends(args) or _depends(tuple(kwargs.values()))
+
+
+class _Names:
+    """Caches the resolved name of each function object."""
 
     def __init__(self) -> None:
         self._names: dict[Callable[..., Any], str] = {}
@@ -98,79 +111,470 @@ class _Classifier:
         return name
 
 
-_CLASSIFIER = _Classifier()
+_NAMES = _Names()
 
 
 def op_name(func: Callable[..., Any]) -> str:
     """The resolved name of a torch function (``torch.overrides.resolve_name``, cached), e.g.
-    ``"torch.nn.functional.relu"`` for ``F.relu`` and ``nn.ReLU``: the key of the tables in :mod:`~.ops`."""
-    return _CLASSIFIER.name(func)
+    ``"torch.nn.functional.relu"`` for ``F.relu`` and ``nn.ReLU``: the key of :data:`ops.OPS`."""
+    return _NAMES.name(func)
 
 
-class _InterceptingMode(TorchFunctionMode):
-    """Common part of the recording and rule-applying passes: op classification and unsupported ops."""
+def _never(*_: Any) -> bool:
+    return False
 
-    def __init__(self, model: nn.Module, strict: bool, gates: GateProducts = "product") -> None:
+
+_UNDISPATCHED: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _undispatched(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of the Python function ``func`` whose own ``has_torch_function`` checks are off, so that under
+    the mode its body runs (each inner op dispatched) instead of being handed back to the mode as one op."""
+    copy = _UNDISPATCHED.get(func)
+    if copy is None:
+        namespace = dict(func.__globals__)
+        for check in ("has_torch_function", "has_torch_function_unary", "has_torch_function_variadic"):
+            namespace[check] = _never
+        copy = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+        copy.__kwdefaults__ = func.__kwdefaults__
+        _UNDISPATCHED[func] = copy
+    return copy
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    return tuple(value.shape) if isinstance(value, Tensor) else ()
+
+
+def _compose(outer: Callable[..., Tensor], inner: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    def composed(u: Tensor) -> Tensor:
+        return outer(inner(u))
+
+    return composed
+
+
+class RuleMode(TorchFunctionMode):
+    """A forward pass with ``ruleset``'s rules at every op call that sees an input-dependent tensor.
+
+    ``recording=True``: the pass over the baseline, which applies no rule and records the inputs of every
+    rule site (``records``); ``references``: those records, for the pass over the inputs of a rule set that
+    needs them (DeepLIFT). ``gates``: how the gate products of unrolled recurrent cells are differentiated
+    (:mod:`gradattr.engine.recurrent`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        ruleset: RuleSet,
+        *,
+        references: list[Reference] | None = None,
+        recording: bool = False,
+        strict: bool = True,
+        gates: GateProducts = "product",
+    ) -> None:
         super().__init__()
         self.model = model
+        self.ruleset = ruleset
+        self.references = references
+        self.recording = recording
+        self.records: list[Reference] = []
         self.strict = strict
+        self.calls = 0
+        self.facts = Provenance()
         self.cell_ops = CellOps(self.apply_nonlinearity, gates)
         self._warned: set[tuple[str, str]] = set()
+        self._clones: dict[tuple[int, int], tuple[weakref.ref[Tensor], Tensor]] = {}
 
-    def nonlinearity(
-        self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        raise NotImplementedError
-
-    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
-        """A recurrent kernel runs on a packed sequence with these ``batch_sizes`` (nothing to do by default)."""
-
-    def apply_nonlinearity(self, name: str, z: Tensor) -> Tensor:
-        """``f(z)`` for the elementwise op ``name`` (an :data:`ops.ELEMENTWISE` key), handled as if intercepted.
-
-        For computations the mode itself runs (unrolled recurrent kernels): inside ``__torch_function__`` the
-        mode is off, so their ``torch.sigmoid`` calls would not be intercepted otherwise.
-        """
-        entry = ops.ELEMENTWISE[name]
-        return self.nonlinearity(name, entry, entry.function, (z,), {})
-
+    # -- dispatch --------------------------------------------------------------------------------------
     def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+        self, func: Callable[..., Any], types_: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        name = _CLASSIFIER.name(func)
-        entry = ops.ELEMENTWISE.get(name)
-        if entry is not None:
-            return self.nonlinearity(name, entry, func, args, kwargs)
-        if name in ops.LINEAR:
+        name = _NAMES.name(func)
+        op = ops.lookup(name)
+        if op is None:
+            return self.unknown(name, func, args, kwargs)
+        return getattr(self, _HANDLERS[op.kind])(name, op.spec, func, args, kwargs)
+
+    def expand(self, expander: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Evaluate ``expander`` with this mode active again, so each of its ops is dispatched."""
+        with self:
+            return expander(*args, **kwargs)
+
+    # -- rule sites and references ---------------------------------------------------------------------
+    def site(self, name: str, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+        """A rule site: records its inputs (recording pass) or returns the baseline's (rule pass)."""
+        if self.recording:
+            self.records.append(Reference(name, tuple(self._clone(t) for t in tensors)))
+            return None
+        if self.references is None:
+            self.calls += 1
+            return None
+        ref = self._next(name)
+        compatible = len(ref.tensors) == len(tensors) and all(
+            r.dim() == t.dim() and _broadcasts(r.shape, t.shape) for r, t in zip(ref.tensors, tensors, strict=True)
+        )
+        if ref.name != name or not compatible:
+            raise ReferenceMismatchError(
+                f"rule site #{self.calls + 1} is '{name}' with shapes {[tuple(t.shape) for t in tensors]} for the "
+                f"input but '{ref.name}' with shapes {[tuple(r.shape) for r in ref.tensors]} for the baseline"
+            )
+        self.calls += 1
+        return ref.tensors
+
+    def _clone(self, tensor: Tensor) -> Tensor:
+        """A detached copy of ``tensor`` as it is now; one copy per tensor and version (a source recorded at
+        several sites of a chain is stored once)."""
+        key = (id(tensor), tensor._version)
+        cached = self._clones.get(key)
+        if cached is not None and cached[0]() is tensor:
+            return cached[1]
+        clone = tensor.detach().clone()
+        self._clones[key] = (weakref.ref(tensor), clone)
+        return clone
+
+    def _next(self, name: str) -> Reference:
+        assert self.references is not None
+        if self.calls >= len(self.references):
+            raise ReferenceMismatchError(
+                f"'{name}' call #{self.calls + 1} has no counterpart in the baseline's forward pass: the model "
+                "takes a different path for the baseline (data-dependent control flow)"
+            )
+        return self.references[self.calls]
+
+    def check_complete(self) -> None:
+        """Every recorded baseline site must have been matched by the input pass."""
+        if self.references is not None and self.calls != len(self.references):
+            raise ReferenceMismatchError(
+                f"the baseline's forward pass had {len(self.references)} rule sites, the input's {self.calls}: "
+                "the model takes a different path for the baseline"
+            )
+
+    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
+        """A recurrent kernel runs on a packed sequence with these ``batch_sizes``. The references of its
+        steps belong to rows of the same sequences only if the baseline pass packed sequences of the same
+        lengths: a shared one-row baseline pass does not, and the engine then records the full batch."""
+        if self.recording:
+            self.records.append(Reference(name, (batch_sizes.clone(),)))
+            return
+        if self.references is None:
+            return
+        ref = self._next(name)
+        if ref.name != name or not torch.equal(ref.tensors[0], batch_sizes):
+            raise ReferenceMismatchError(
+                f"'{name}' call #{self.calls + 1} runs on packed sequences with other lengths for the input than "
+                "for the baseline"
+            )
+        self.calls += 1
+
+    # -- elementwise nonlinearities and chains ---------------------------------------------------------
+    def elementwise(
+        self, name: str, entry: Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        z, f, inplace, pointwise = entry.bind(args, kwargs)
+        if not isinstance(z, Tensor) or not z.requires_grad:
             return func(*args, **kwargs)
-        expander = ops.RECURRENT.get(name)
-        if expander is not None:
-            if _depends(args) or _depends(tuple(kwargs.values())):
-                batch_sizes = packed_batch_sizes(args, kwargs)
-                if batch_sizes is not None:
-                    self.packed_layout(name, batch_sizes)
-                return expander(args, kwargs, self.cell_ops)
+        return self.nonlinearity(name, z, f, inplace=inplace, pointwise=pointwise, rectifier=entry.rectifier)
+
+    def apply_nonlinearity(self, name: str, z: Tensor) -> Tensor:
+        """``f(z)`` for the elementwise op ``name`` (an :data:`ops.ELEMENTWISE` key), handled as if intercepted;
+        for computations the mode runs itself with the mode off (unrolled recurrent kernels)."""
+        entry = ops.ELEMENTWISE[name]
+        return self.elementwise(name, entry, entry.function, (z,), {})
+
+    def nonlinearity(
+        self,
+        name: str,
+        z: Tensor,
+        f: Callable[[Tensor], Tensor],
+        *,
+        inplace: bool = False,
+        pointwise: bool = True,
+        rectifier: bool = False,
+    ) -> Tensor:
+        """``f(z)`` with the elementwise rule. When ``z`` already is a nonlinear elementwise function of a source
+        (a hand-written activation in progress), the rule goes from that source to the result, so the chain
+        gets the rule of the one function it computes; otherwise it applies at this op alone."""
+        facts = self.facts.get(z)
+        chain = facts.chain
+        fuse = chain is not None and chain.nonlinear and not inplace
+        if fuse:
+            assert chain is not None
+            source, op = chain.source, Nonlinearity(_compose(f, chain.f), False, pointwise and chain.pointwise)
+        else:
+            source, op = z, Nonlinearity(f, rectifier, pointwise)
+        references = self.site(name, (source,))
+        if self.recording:
+            out = z.copy_(f(z.clone())) if inplace else f(z)
+        else:
+            value = None
+            if fuse:
+                with torch.no_grad():
+                    value = f(z.detach())
+            rule = self.ruleset.elementwise
+            out = _RuleFunction.apply(source, op, rule, None if references is None else references[0], inplace, value)
+        if inplace:
+            self.facts.set(out, Facts(None, facts.statistic))
+        else:
+            origin = chain if chain is not None else Chain(z, _identity)
+            composed = Chain(origin.source, _compose(f, origin.f), True, pointwise and origin.pointwise)
+            self.facts.set(out, Facts(composed, facts.statistic))
+        return out
+
+    # -- arithmetic ------------------------------------------------------------------------------------
+    def arithmetic(
+        self, name: str, spec: ops.Arithmetic, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        a, b = spec.operands(args, kwargs)
+        if not (_depends(a) or _depends(b)):
             return func(*args, **kwargs)
-        product = ops.PRODUCTS.get(name)
-        if product is not None:
-            reason = product.violation(args, kwargs)
-            if reason is not None:
-                self.unsupported(name, reason)
+        if kwargs.get("rounding_mode") is not None:
+            self.unsupported(name, "rounding division is piecewise constant in its input")
             return func(*args, **kwargs)
-        if name in ops.ROUTING:
-            if sum(isinstance(a, Tensor) and a.requires_grad for a in args) > 1:
-                self.unsupported(name, "it selects between two input-dependent tensors")
+        if spec.inplace:
+            return self._in_place(name, spec, a, b, func, args, kwargs)
+        return self.combine(name, spec, a, b, kwargs.get("alpha"), func, args, kwargs)
+
+    def _in_place(
+        self, name: str, spec: ops.Arithmetic, a: Any, b: Any, func: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Tensor:
+        """``a ∘= b``: affine in-place ops run as written; others are computed with their rule and copied in."""
+        operation, dep_a, dep_b = spec.operation, _depends(a), _depends(b)
+        affine = operation in ("add", "sub", "neg") or (
+            operation in ("mul", "div") and dep_a != dep_b and (operation == "mul" or dep_a)
+        )
+        if affine:
+            statistic = self._all_statistics(a, b)
+            out = func(*args, **kwargs)
+            self.facts.set(out, Facts(None, statistic))
+            return out
+        result = self.combine(name, spec, a, b, kwargs.get("alpha"))
+        target = args[0]
+        target.copy_(result)
+        self.facts.set(target, Facts(None, self.facts.is_statistic(result)))
+        return target
+
+    def _all_statistics(self, *operands: Any) -> bool:
+        dependent = [t for t in operands if _depends(t)]
+        return bool(dependent) and all(self.facts.is_statistic(t) for t in dependent)
+
+    def combine(
+        self,
+        name: str,
+        spec: ops.Arithmetic,
+        a: Any,
+        b: Any,
+        alpha: Any,
+        func: Callable[..., Any] | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """``a ∘ b`` (out of place) with the rule of what it is: affine, elementwise chain, product, division."""
+        operation = spec.operation
+        dep_a, dep_b = _depends(a), _depends(b)
+
+        def plain() -> Tensor:
+            return func(*args, **(kwargs or {})) if func is not None else spec.compute(a, b, alpha)
+
+        if operation == "pow" and dep_a and not dep_b and not isinstance(b, Tensor) and b == 1:
+            return plain()
+        if operation == "pow" and dep_a != dep_b:  # x ** c or c ** x: an elementwise nonlinearity of one tensor
+            z, other = (a, b) if dep_a else (b, a)
+            exponent = dep_a
+
+            def power(t: Tensor) -> Tensor:
+                return torch.pow(t, other) if exponent else torch.pow(other, t)
+
+            return self.nonlinearity(name, z, power, pointwise=not isinstance(other, Tensor))
+        if operation == "div" and dep_b and not self._same_source(a, b):  # a / b = a · (1/b)
+            return self.expand(lambda: a * torch.reciprocal(b), (), {})
+        dependent = [t for t in (a, b) if _depends(t)]
+        statistic = all(self.facts.is_statistic(t) for t in dependent)
+        if len(dependent) == 2 and not self._same_source(a, b):
+            if operation == "mul":
+                stats = (self.facts.is_statistic(a), self.facts.is_statistic(b))
+                constant = stats.index(True) if stats.count(True) == 1 else None
+                out = self.product(name, torch.mul, a, b, constant)
+            elif operation in ("add", "sub"):
+                out = plain()
+            else:
+                self.unsupported(name, "it raises an input-dependent tensor to an input-dependent power")
+                out = plain()
+            self.facts.set(out, Facts(None, statistic))
+            return out
+        # affine in one operand, or an elementwise function of one common source: extend the chain
+        chains = [self.facts.chain(t) for t in dependent]
+        source = chains[0].source
+        out_shape = torch.broadcast_shapes(_shape_of(a), _shape_of(b))
+        if tuple(out_shape) != tuple(source.shape) or any(t.dtype != source.dtype for t in dependent):
+            out = plain()
+            self.facts.set(out, Facts(None, statistic))
+            return out
+        nonlinear = any(c.nonlinear for c in chains) or (operation in ("mul", "div", "pow") and len(dependent) == 2)
+        pointwise = all(c.pointwise for c in chains) and not any(
+            isinstance(t, Tensor) and not _depends(t) for t in (a, b)
+        )
+        f_a = self.facts.chain(a).f if dep_a else None
+        f_b = self.facts.chain(b).f if dep_b else None
+
+        def composed(u: Tensor) -> Tensor:
+            return spec.compute(f_a(u) if f_a else a, f_b(u) if f_b else b, alpha)
+
+        if nonlinear:
+            out = self._chain_rule(name, source, composed, pointwise, plain)
+        else:
+            out = plain()
+        self.facts.set(out, Facts(Chain(source, composed, nonlinear, pointwise), statistic))
+        return out
+
+    def _same_source(self, a: Any, b: Any) -> bool:
+        if not (_depends(a) and _depends(b)):
+            return False
+        return self.facts.chain(a).source is self.facts.chain(b).source
+
+    def _chain_rule(
+        self, name: str, source: Tensor, f: Callable[[Tensor], Tensor], pointwise: bool, plain: Callable[[], Tensor]
+    ) -> Tensor:
+        """The elementwise rule from ``source`` to ``f(source)`` (an elementwise chain's current end)."""
+        references = self.site(name, (source,))
+        if self.recording:
+            return plain()
+        with torch.no_grad():
+            value = plain()
+        op = Nonlinearity(f, False, pointwise)
+        reference = None if references is None else references[0]
+        return _RuleFunction.apply(source, op, self.ruleset.elementwise, reference, False, value)
+
+    # -- products, softmax, layers ---------------------------------------------------------------------
+    def product(
+        self, name: str, product: Callable[[Tensor, Tensor], Tensor], a: Tensor, b: Tensor, constant: int | None
+    ) -> Tensor:
+        """A product of two input-dependent factors with the rule set's product (or normalisation) rule."""
+        references = self.site(name, (a, b))
+        if self.recording:
+            return product(a, b)
+        rule = self.ruleset.normalisation if constant is not None else self.ruleset.product
+        return rule.apply(product, a, b, references, constant)  # type: ignore[arg-type]
+
+    def multilinear(
+        self, name: str, spec: ops.Product, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        listed = len(args) == 2 and isinstance(args[1], (list, tuple))  # einsum(equation, [a, b])
+        flat = [*args[:1], *args[1]] if listed else list(args)
+        dependent = [i for i, v in enumerate(flat) if _depends(v) and i not in spec.additive]
+        if len(dependent) <= 1 and not _depends(tuple(kwargs.values())):
+            return self.layer(name, None, func, args, kwargs)
+        if spec.additive:  # addmm & co. with two dependent factors: β·input + α·(m1 @ m2), each dispatched
+            return self.expand(_additive_product(name), args, kwargs)
+        if len(dependent) != 2:
+            self.unsupported(name, f"it multiplies {len(dependent)} input-dependent tensors")
             return func(*args, **kwargs)
-        if name == ops.BATCH_NORM and _depends(args[:1]) and ops.batch_norm_uses_batch_statistics(args, kwargs):
+        first, second = dependent
+
+        def product(x: Tensor, y: Tensor) -> Tensor:
+            values = list(flat)
+            values[first], values[second] = x, y
+            call = (values[0], values[1:]) if listed else tuple(values)
+            return func(*call, **kwargs)
+
+        return self.product(name, product, flat[first], flat[second], None)
+
+    def layer(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        out = func(*args, **kwargs)
+        rule = self.ruleset.layer
+        if rule is None or self.recording or not isinstance(out, Tensor) or not out.requires_grad:
+            return out
+        return rule.apply(out)
+
+    def softmax(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        if not _depends(x):
+            return func(*args, **kwargs)
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if dim is None:  # F.softmax's legacy implicit dimension
+            dim = 0 if x.dim() in (0, 1, 3) else 1
+        dtype = kwargs.get("dtype", args[3] if len(args) > 3 and name.startswith("torch.nn") else None)
+        if dtype is None and len(args) > 2 and isinstance(args[2], torch.dtype):
+            dtype = args[2]
+        references = self.site(name, (x,))
+        if self.recording:
+            return func(*args, **kwargs)
+        call = SoftmaxCall(int(dim), "log_softmax" in name, dtype)
+        return self.ruleset.softmax.apply(call, x, None if references is None else references[0])
+
+    # -- linear ops ------------------------------------------------------------------------------------
+    def reduction(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        out = func(*args, **kwargs)
+        if isinstance(out, Tensor) and _depends(args[:1]):
+            self.facts.set(out, Facts(None, True))
+        return out
+
+    def structural(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        out = func(*args, **kwargs)
+        source = args[0] if args else None
+        if isinstance(source, Tensor) and source.requires_grad and self.facts.is_statistic(source):
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, Tensor) and t is not source:
+                    self.facts.set(t, Facts(None, True))
+        return out
+
+    def linear(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return func(*args, **kwargs)
+
+    def routing(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        second = args[1] if len(args) > 1 else kwargs.get("other")
+        if isinstance(second, Tensor):  # torch.max(a, b): the elementwise maximum
+            if _depends(args) and self.ruleset.complete:
+                expander = ops.expanders.minimum if "min" in name else ops.expanders.maximum
+                return self.expand(expander, args, kwargs)
+            return func(*args, **kwargs)
+        if spec is not None and self.ruleset.max_pooling == "exact" and _depends(args[:1]):
+            return self.expand(spec, args, kwargs)
+        return func(*args, **kwargs)
+
+    def batch_norm(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if _depends(args[:1]) and ops.batch_norm_uses_batch_statistics(args, kwargs):
             self.unsupported(name, "batch-norm in training mode normalises with batch statistics")
+        return func(*args, **kwargs)
+
+    # -- expanders -------------------------------------------------------------------------------------
+    def expander(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _any_depends(args, kwargs):
+            return func(*args, **kwargs)
+        return self.expand(spec, args, kwargs)
+
+    def transparent(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not _any_depends(args, kwargs):
+            return func(*args, **kwargs)
+        return self.expand(_undispatched(func), args, kwargs)
+
+    def recurrent(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not _any_depends(args, kwargs):
+            return func(*args, **kwargs)
+        batch_sizes = packed_batch_sizes(args, kwargs)
+        if batch_sizes is not None:
+            self.packed_layout(name, batch_sizes)
+        return spec(args, kwargs, self.cell_ops)
+
+    def unknown(self, name: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         result = func(*args, **kwargs)
-        if name != ops.BATCH_NORM and _depends(result):
-            self.unsupported(name, ops.KNOWN_NONLINEAR.get(name, "it is not known to be linear in its input"))
+        if _depends(result):
+            self.unsupported(name, "it is not known to be linear in its input")
         return result
 
     def unsupported(self, name: str, reason: str) -> None:
-        """Raise (``strict``) or warn once about an op whose plain gradient would be silently wrong."""
+        """Raise (``strict``) or warn once about an op whose plain gradient would be silently wrong. Rule sets
+        defined as the plain gradient away from their rule's ops (guided backprop) need no rule elsewhere."""
+        if not self.ruleset.complete:
+            return
         where = current_module_path(self.model)
         message = (
             f"gradattr cannot apply the attribution rule through '{name}' in module '{where}': {reason}. "
@@ -183,102 +587,45 @@ class _InterceptingMode(TorchFunctionMode):
             warnings.warn(message + " Continuing with the plain gradient (strict=False).", stacklevel=3)
 
 
-class RecordingMode(_InterceptingMode):
-    """Forward pass over the baseline: records each intercepted nonlinearity's input, in call order."""
+_HANDLERS: dict[str, str] = {
+    "elementwise": "elementwise",
+    "arithmetic": "arithmetic",
+    "product": "multilinear",
+    "layer": "layer",
+    "softmax": "softmax",
+    "reduction": "reduction",
+    "structural": "structural",
+    "linear": "linear",
+    "routing": "routing",
+    "batch_norm": "batch_norm",
+    "expander": "expander",
+    "transparent": "transparent",
+    "recurrent": "recurrent",
+}
+"""Op kind (:mod:`gradattr.engine.ops`) -> the :class:`RuleMode` method that handles it."""
 
-    def __init__(self, model: nn.Module, strict: bool) -> None:
-        super().__init__(model, strict)
-        self.references: list[Reference] = []
 
-    def nonlinearity(
-        self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        z, _, _, _ = entry.bind(args, kwargs)
-        if z.requires_grad:
-            self.references.append(Reference(name, z.detach().clone()))
-        return func(*args, **kwargs)
-
-    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
-        self.references.append(Reference(name, batch_sizes.clone()))
+def _identity(t: Tensor) -> Tensor:
+    return t
 
 
-class RuleMode(_InterceptingMode):
-    """Forward pass over the inputs: every intercepted nonlinearity's backward is the rule's.
+def _broadcasts(reference: torch.Size, shape: torch.Size) -> bool:
+    return all(r in (1, s) for r, s in zip(reference, shape, strict=True))
 
-    ``gates`` selects how the gate products of unrolled recurrent cells are differentiated (see
-    :mod:`gradattr.engine.recurrent`): ``"product"`` (both factors; Ancona et al. 2018) or ``"signal"`` (the
-    gate is a constant; Arras et al. 2017).
-    """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        rule: Rule,
-        references: list[Reference] | None,
-        strict: bool,
-        gates: GateProducts = "product",
-    ) -> None:
-        super().__init__(model, strict, gates)
-        self.rule = rule
-        self.references = references
-        self.calls = 0
+def _additive_product(name: str) -> Callable[..., Tensor]:
+    """``addmm``-style ops as ``β·input + α·product(m1, m2)``."""
+    base = name.rsplit(".", 1)[-1]
+    reduce_batch = base == "addbmm"
+    outer = base == "addr"
 
-    def nonlinearity(
-        self, name: str, entry: ops.Elementwise, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        z, f, inplace, pointwise = entry.bind(args, kwargs)
-        if not z.requires_grad:
-            return func(*args, **kwargs)
-        z_ref = self._reference(name, z) if self.references is not None else None
-        self.calls += 1
-        return _RuleFunction.apply(z, Nonlinearity(f, entry.rectifier, pointwise), self.rule, z_ref, inplace)
+    def expand(input: Tensor, a: Tensor, b: Tensor, *, beta: float = 1, alpha: float = 1, **_: Any) -> Tensor:
+        product = torch.outer(a, b) if outer else torch.matmul(a, b)
+        if reduce_batch:
+            product = product.sum(0)
+        return beta * input + alpha * product
 
-    def unsupported(self, name: str, reason: str) -> None:
-        """Methods defined as the plain gradient away from their rule's ops (guided backprop) need no rule
-        for other ops: their plain gradient *is* the method there."""
-        if not self.rule.plain_elsewhere:
-            super().unsupported(name, reason)
-
-    def packed_layout(self, name: str, batch_sizes: Tensor) -> None:
-        """The references of a packed sequence's steps belong to rows of the same sequences only if the
-        baseline pass packed sequences of the same lengths: a shared one-row baseline pass (lengths of the
-        first sample) does not, e.g. in the reverse direction; the engine then records the full batch."""
-        if self.references is None:
-            return
-        ref = self._next(name)
-        if ref.name != name or not torch.equal(ref.z, batch_sizes):
-            raise ReferenceMismatchError(
-                f"'{name}' call #{self.calls + 1} runs on packed sequences with other lengths for the input than "
-                "for the baseline"
-            )
-        self.calls += 1
-
-    def _next(self, name: str) -> Reference:
-        assert self.references is not None
-        if self.calls >= len(self.references):
-            raise ReferenceMismatchError(
-                f"'{name}' call #{self.calls + 1} has no counterpart in the baseline's forward pass: the model "
-                "takes a different path for the baseline (data-dependent control flow)"
-            )
-        return self.references[self.calls]
-
-    def _reference(self, name: str, z: Tensor) -> Tensor:
-        ref = self._next(name)
-        compatible = ref.z.shape[1:] == z.shape[1:] and ref.z.shape[0] in (1, z.shape[0])
-        if ref.name != name or not compatible:
-            raise ReferenceMismatchError(
-                f"nonlinearity call #{self.calls + 1} is '{name}' with shape {tuple(z.shape)} for the input but "
-                f"'{ref.name}' with shape {tuple(ref.z.shape)} for the baseline"
-            )
-        return ref.z
-
-    def check_complete(self) -> None:
-        """Every recorded baseline call must have been matched by the input pass."""
-        if self.references is not None and self.calls != len(self.references):
-            raise ReferenceMismatchError(
-                f"the baseline's forward pass made {len(self.references)} nonlinearity calls, the input's "
-                f"{self.calls}: the model takes a different path for the baseline"
-            )
+    return expand
 
 
 def current_module_path(model: nn.Module) -> str:

@@ -188,7 +188,7 @@ def attribute(
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
     if spec.reads_layer and layer is None:
         raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
-    with preserved_model(model), memory_budget(max_memory):
+    with preserved_model(model) as model, memory_budget(max_memory):
         if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
             problem = build_problem(model, inputs, target, baseline, floating=False)
             options = {**options, "layer": layer}

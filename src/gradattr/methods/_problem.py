@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine.backward import rows_per_pass
+from gradattr.engine.hygiene import view_of
 from gradattr.memory import in_row_chunks
 
 Inputs = Tensor | tuple[Tensor, ...]
@@ -378,7 +379,7 @@ def activation_leaf(layer: nn.Module) -> AbstractContextManager[list[Tensor]]:
 def find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
     """The submodule ``layer`` (a module, or its dotted name in ``model``)."""
     if isinstance(layer, nn.Module):
-        return layer
+        return view_of(model, layer)
     modules = dict(model.named_modules())
     if layer not in modules:
         names = ", ".join(n for n in modules if n) or "(none)"

@@ -16,11 +16,11 @@ from torch import Tensor
 
 from gradattr.engine import modified_gradient
 from gradattr.methods._problem import AttributionProblem
-from gradattr.rules import Deconvolution, Guided, Rule
+from gradattr.rulesets import DECONVNET, GUIDED, RuleSet
 
 
-def _rectifier_gradient(problem: AttributionProblem, rule: Rule) -> tuple[Tensor, ...]:
-    return modified_gradient(problem, problem.inputs, problem.all_rows, rule)
+def _rectifier_gradient(problem: AttributionProblem, rules: RuleSet) -> tuple[Tensor, ...]:
+    return modified_gradient(problem, problem.inputs, problem.all_rows, rules)
 
 
 def guided_backprop(problem: AttributionProblem) -> tuple[Tensor, ...]:
@@ -38,7 +38,7 @@ def guided_backprop(problem: AttributionProblem) -> tuple[Tensor, ...]:
         >>> gradattr.attribute(model, torch.ones(4, 2), method="guided_backprop").shape
         torch.Size([4, 2])
     """
-    return _rectifier_gradient(problem, Guided())
+    return _rectifier_gradient(problem, GUIDED)
 
 
 def deconvnet(problem: AttributionProblem) -> tuple[Tensor, ...]:
@@ -56,4 +56,4 @@ def deconvnet(problem: AttributionProblem) -> tuple[Tensor, ...]:
         >>> gradattr.attribute(model, torch.ones(4, 2), method="deconvnet").shape
         torch.Size([4, 2])
     """
-    return _rectifier_gradient(problem, Deconvolution())
+    return _rectifier_gradient(problem, DECONVNET)

@@ -126,7 +126,7 @@ def infidelity(
     phi = flat_attributions("attributions", attributions, x)
     samples = count("samples", samples)
     rng = generator(seed, x.device)
-    with preserved_model(model), torch.no_grad():
+    with preserved_model(model) as model, torch.no_grad():
         problem = build_problem(model, x, target, baseline)
         fill = problem.baselines[0]
         draw = _perturbation(perturbation, sigma, square_sizes, fill, x)

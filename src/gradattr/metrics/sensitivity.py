@@ -322,7 +322,7 @@ def measure(
         )
     budget = ELEMENTS_PER_FORWARD if max_elements is None else _check_int("max_elements", max_elements, 1)
     maps = {name: flat_attributions(name, r, inputs) for name, r in attributions.items()}
-    with preserved_model(model), torch.no_grad():
+    with preserved_model(model) as model, torch.no_grad():
         problem = build_problem(model, inputs, target, baseline)
         group_sums = {name: grouping.sums(r) for name, r in maps.items()}
         rtol = ZERO_VARIANCE_ULPS * torch.finfo(inputs.dtype).eps

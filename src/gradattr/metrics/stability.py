@@ -259,7 +259,7 @@ def _explanation_changes(
     samples = count("samples", samples)
     rng = generator(seed, x.device)
     batch = x.shape[0]
-    with preserved_model(model):
+    with preserved_model(model) as model:
         fixed = _fixed_target(model, x, target)
         reference = _maps(model, x, method, fixed, baseline, options, copies=1)
         changes, steps = [], []

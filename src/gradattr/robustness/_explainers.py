@@ -88,7 +88,7 @@ def check_inputs(inputs: Tensor) -> None:
 @torch.no_grad()
 def model_output(model: nn.Module, inputs: Tensor) -> Tensor:
     """The model's output for ``inputs`` in eval mode (modes and flags restored, see ``preserved_model``)."""
-    with preserved_model(model):
+    with preserved_model(model) as model:
         return model(inputs)
 
 

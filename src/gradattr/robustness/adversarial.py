@@ -111,7 +111,7 @@ class PGD:
         x = inputs.detach()
         delta = self._start(x) if start is None else norm.project(start.detach().to(x), self.epsilon)
         delta = within_bounds(x, delta, self.bounds)
-        with preserved_model(model, warn=False), torch.enable_grad():
+        with preserved_model(model, warn=False) as model, torch.enable_grad():
             for _ in range(self.steps):
                 delta = delta.requires_grad_()
                 loss = F.cross_entropy(model(x + delta), labels, reduction="sum")

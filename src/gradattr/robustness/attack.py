@@ -419,10 +419,10 @@ def explanation_attack(
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(map(repr, OBJECTIVES))}")
     check_bounds(bounds)
     check_inputs_within(inputs, bounds)
-    setting = _Setting(model, method, dict(method_options or {}), float(beta))
     alpha = epsilon / 10 if step_size is None else float(step_size)
     x = inputs.detach()
-    with preserved_model(model):
+    with preserved_model(model) as model:
+        setting = _Setting(model, method, dict(method_options or {}), float(beta))
         labels = setting.predictions(x)
         original_maps = setting.real_maps(x, labels)
         dissimilarity = _dissimilarity(objective, original_maps, k)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.data.dataset import Dataset
+from gradattr.engine.hygiene import original
 from gradattr.files import write_csv
 from gradattr.methods._problem import Target
 from gradattr.robustness._explainers import (
@@ -206,7 +207,7 @@ def randomisation_order(model: nn.Module, inputs: Tensor) -> list[tuple[str, nn.
     called: dict[nn.Module, None] = {}  # insertion-ordered set of completed calls
 
     def record(module: nn.Module, args: Any, output: Any) -> None:
-        called.setdefault(module, None)
+        called.setdefault(original(module), None)  # the forward pass runs on a view of the model
 
     handles = [module.register_forward_hook(record) for module in owners]
     try:

@@ -1,4 +1,4 @@
-"""Backward rules: what replaces the local gradient of an elementwise nonlinearity ``z -> f(z)``.
+"""Rules at elementwise nonlinearities: what replaces the local gradient of an elementwise nonlinearity ``z -> f(z)``.
 
 Ancona et al. (ICLR 2018), Sec. 3 and Table 1, show that eps-LRP and DeepLIFT (Rescale) are backward passes
 of the plain chain rule in which the derivative ``f'(z)`` of every nonlinearity is swapped for a
@@ -15,10 +15,8 @@ SPM 2022, Sec. "Gradient-based methods") change only the backward of the rectifi
 * Deconvnet:       g = max(grad_out, 0)          (the forward input's sign is ignored)
 
 A rule is a small object: ``needs_reference`` says whether it needs the op's input ``z_ref`` in a forward
-pass of the baseline, ``backward`` maps the incoming gradient to the outgoing one, and ``plain_elsewhere``
-says the method is *defined* as the plain gradient at every op the rule does not change (so an op the
-engine has no rule for is not an error for it). The engine never special-cases a method; new rules (LRP
-variants) are new classes here.
+pass of the baseline, and ``backward`` maps the incoming gradient to the outgoing one. Which rule applies
+where is data: a rule set (:mod:`gradattr.rulesets`). The engine never special-cases a method.
 """
 
 from __future__ import annotations
@@ -50,11 +48,10 @@ class Nonlinearity:
         return (z > 0).to(z.dtype) if self.rectifier else derivative(self.f, z)
 
 
-class Rule(Protocol):
+class ElementwiseRule(Protocol):
     """A replacement for the chain rule's local derivative at an elementwise nonlinearity."""
 
     needs_reference: bool
-    plain_elsewhere: bool
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)``; ``z_ref`` is the baseline's ``z``."""
@@ -69,6 +66,16 @@ def derivative(f: ElementwiseFunction, z: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class Gradient:
+    """The plain chain rule: ``g = f'(z) · grad_out``."""
+
+    needs_reference: bool = False
+
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+        return op.slope(z).mul_(grad_out)
+
+
+@dataclass(frozen=True)
 class Epsilon:
     """eps-LRP (Ancona et al., Eq. 7; Bach et al. 2015): ``g(z) = f(z) / (z + eps * sign(z))``, sign(0)=+1.
 
@@ -77,7 +84,6 @@ class Epsilon:
 
     epsilon: float = 1e-4
     needs_reference: bool = False
-    plain_elsewhere: bool = False
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         if op.rectifier:
@@ -99,7 +105,6 @@ class Rescale:
 
     threshold: float = 1e-5
     needs_reference: bool = True
-    plain_elsewhere: bool = False
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         assert z_ref is not None, "Rescale needs the baseline's activation"
@@ -125,7 +130,6 @@ class Guided:
     """
 
     needs_reference: bool = False
-    plain_elsewhere: bool = True
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         if not op.rectifier:
@@ -141,7 +145,6 @@ class Deconvolution:
     """
 
     needs_reference: bool = False
-    plain_elsewhere: bool = True
 
     def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
         if not op.rectifier:

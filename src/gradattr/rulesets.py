@@ -1,0 +1,111 @@
+"""Rule sets: which backward rule applies at which kind of op — named, documented data (Zennit's
+"composites"). A method names its rule set; the engine looks rules up here and never branches on a method.
+
+The op kinds (:mod:`gradattr.engine.ops`): ``elementwise`` nonlinearities (also hand-written ones, recognised
+as elementwise chains), ``product`` of two input-dependent tensors, ``normalisation`` (a product with, or
+division by, a per-row statistic), ``softmax``, ``layer`` (linear/conv: LRP's layer rules), and ``max`` (max
+pooling and max over a dimension: the paper's gradient routing, or DeepLIFT's exact tree of ReLUs).
+
+=================  ==================  ===============  ==================  ===============  ======================
+rule set           elementwise         product          normalisation       softmax          layer
+=================  ==================  ===============  ==================  ===============  ======================
+``deeplift``       Rescale             Shapley split    Shapley split       exact (decomp.)  plain
+``attnlrp``        ε: f(z)/(z+ε·sgn z) uniform (÷2)     statistic constant  plain (grad×in)  plain
+``cp``             ε                   uniform          statistic constant  constant         plain
+``epsilon``        ε                   uniform          statistic constant  plain            ε (Bach et al. 2015)
+``guided``         guided backprop     plain            plain               plain            plain
+``deconvnet``      deconvnet           plain            plain               plain            plain
+=================  ==================  ===============  ==================  ===============  ======================
+
+Sources: DeepLIFT Rescale (Shrikumar et al. 2017; Ancona et al., ICLR 2018, Eq. 9) and the Shapley value of
+a two-factor product (SPEC "Modern ops"); AttnLRP (Achtibat et al., ICML 2024); CP-LRP (Ali et al., ICML
+2022); ε-LRP at layers (Bach et al. 2015; Montavon et al. 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
+
+from gradattr.rules import (
+    ConstantSoftmax,
+    Deconvolution,
+    DeepLiftSoftmax,
+    ElementwiseRule,
+    Epsilon,
+    EpsilonLayer,
+    Guided,
+    HoldConstant,
+    LayerRule,
+    Plain,
+    PlainSoftmax,
+    ProductRule,
+    Rescale,
+    ShapleySplit,
+    SoftmaxRule,
+    Uniform,
+)
+
+MaxPooling = Literal["route", "exact"]
+"""``"route"``: max pooling and max over a dimension keep their gradient, which routes to the maximum (the
+paper's reference code); ``"exact"``: the max is evaluated as a tree of ``max(a, b) = a + relu(b − a)``, each
+ReLU with the method's rule, which makes DeepLIFT's summation-to-delta exact through max pooling."""
+
+MAX_POOLING: tuple[str, ...] = get_args(MaxPooling)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Which rule replaces the local gradient at each op kind.
+
+    ``complete``: the method needs a rule at every nonlinear op, so an op without one is an error; ``False``
+    for methods defined as the plain gradient away from their rule's ops (guided backprop, deconvnet).
+    """
+
+    name: str
+    elementwise: ElementwiseRule
+    product: ProductRule = field(default_factory=Plain)
+    normalisation: ProductRule = field(default_factory=Plain)
+    softmax: SoftmaxRule = field(default_factory=PlainSoftmax)
+    layer: LayerRule | None = None
+    max_pooling: MaxPooling = "route"
+    complete: bool = True
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether a forward pass over the baseline must record each rule site's inputs first."""
+        rules = (self.elementwise, self.product, self.normalisation, self.softmax, self.layer)
+        return any(rule is not None and rule.needs_reference for rule in rules)
+
+    def with_max_pooling(self, max_pooling: MaxPooling) -> RuleSet:
+        if max_pooling not in MAX_POOLING:
+            raise ValueError(f"max_pooling must be one of {', '.join(map(repr, MAX_POOLING))}, got {max_pooling!r}")
+        return replace(self, max_pooling=max_pooling)
+
+
+def deeplift() -> RuleSet:
+    """DeepLIFT: Rescale at nonlinearities, exact Shapley split at products and normalisations, the exact
+    softmax multiplier: Σ R = S_c(x) − S_c(x̄) to float precision on any net built from these ops."""
+    return RuleSet("deeplift", Rescale(), ShapleySplit(), ShapleySplit(), DeepLiftSoftmax())
+
+
+LrpRules = Literal["attnlrp", "cp", "epsilon"]
+"""eps-LRP's rule sets: AttnLRP (default), CP-LRP, and ε-LRP with the ε rule at every linear layer too."""
+
+LRP_RULES: tuple[str, ...] = get_args(LrpRules)
+
+
+def epsilon_lrp(rules: LrpRules = "attnlrp", epsilon: float = 1e-4) -> RuleSet:
+    """eps-LRP's rule set ``rules`` with stabiliser ``epsilon`` (see the table in the module doc)."""
+    if rules not in LRP_RULES:
+        raise ValueError(f"rules must be one of {', '.join(map(repr, LRP_RULES))}, got {rules!r}")
+    elementwise, held = Epsilon(epsilon), HoldConstant(Uniform())
+    if rules == "cp":
+        return RuleSet("cp", elementwise, Uniform(), held, ConstantSoftmax())
+    if rules == "epsilon":
+        return RuleSet("epsilon", elementwise, Uniform(), held, PlainSoftmax(), EpsilonLayer(epsilon))
+    return RuleSet("attnlrp", elementwise, Uniform(), held, PlainSoftmax())
+
+
+GUIDED = RuleSet("guided", Guided(), complete=False)
+DECONVNET = RuleSet("deconvnet", Deconvolution(), complete=False)
