@@ -23,7 +23,11 @@ X = torch.randn(5, 4)
     ("kwargs", "error", "pattern"),
     [
         ({"method": "lrp"}, ValueError, "unknown method 'lrp'; choose one of saliency"),
-        ({"method": "deeplift", "steps": 3}, TypeError, "deeplift got unknown option.*steps; its options are: max_pooling, strict"),
+        (
+            {"method": "deeplift", "steps": 3},
+            TypeError,
+            "deeplift got unknown option.*steps; its options are: max_pooling, strict",
+        ),
         ({"target": 3}, IndexError, "target 3 is out of range: the model has 3 output"),
         ({"target": -1}, IndexError, "target -1 is out of range"),
         ({"target": torch.tensor([0, 1, 2, 0, 3])}, IndexError, "target 3 is out of range"),
@@ -134,18 +138,35 @@ def test_dtype_mismatch_between_model_and_inputs(model: nn.Module) -> None:
 
 
 def test_model_returning_a_tuple_or_a_map() -> None:
+    """A tuple's first element is explained unless output= picks another; a (B, T, V) output is read at
+    position -1; an element that is not a tensor and a 4-D output are refused with what was expected."""
+
     class Pair(nn.Module):
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return x, x
+            return x, 2 * x
 
     class Map(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.view(x.shape[0], 2, 2)
 
-    with pytest.raises(TypeError, match="returned tuple"):
-        gradattr.attribute(Pair(), X, method="saliency")
-    with pytest.raises(ValueError, match=r"model output has shape \(5, 2, 2\)"):
-        gradattr.attribute(Map(), X, method="saliency")
+    class Named(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[str, torch.Tensor]:
+            return "scores", x
+
+    class Cube(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(x.shape[0], 1, 2, 2)
+
+    one_hot = torch.zeros(5, 4)
+    one_hot[:, 1] = 1
+    torch.testing.assert_close(gradattr.attribute(Pair(), X, "saliency", target=1, abs=False), one_hot)
+    torch.testing.assert_close(gradattr.attribute(Pair(), X, "saliency", target=1, abs=False, output=1), 2 * one_hot)
+    last = gradattr.attribute(Map(), X, "saliency", target=0, abs=False)  # position -1: x[:, 2:4]
+    torch.testing.assert_close(last, one_hot.roll(1, 1))
+    with pytest.raises(TypeError, match=r"output\[0\] is str, not a tensor; pass output="):
+        gradattr.attribute(Named(), X, method="saliency")
+    with pytest.raises(ValueError, match=r"model output has shape \(5, 1, 2, 2\)"):
+        gradattr.attribute(Cube(), X, method="saliency")
 
 
 def test_non_module_model() -> None:

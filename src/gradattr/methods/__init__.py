@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from gradattr.engine import preserved_model
 from gradattr.engine.diagnostics import first_non_finite
 from gradattr.memory import MemoryLimit, memory_budget
+from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._options import check_option
 from gradattr.methods._problem import (
     AttributionProblem,
@@ -147,6 +148,9 @@ def attribute(
     *,
     layer: str | nn.Module | None = None,
     max_memory: MemoryLimit = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
     **options: Any,
 ) -> Inputs:
     """Attribute the target output of ``model`` to its inputs (or to a layer's output) with ``method``.
@@ -168,6 +172,23 @@ def attribute(
         max_memory: memory budget of this call's passes through the model (bytes, or a string such as
             ``"2GB"``); default :func:`gradattr.set_max_memory`'s, else a quarter of the available RAM or half
             the free GPU memory. Rows are split into passes that fit, never changed (:mod:`gradattr.memory`).
+        forward_kwargs: extra keyword arguments of ``model.forward``, e.g. ``{"attention_mask": mask,
+            "token_type_ids": types}``: the model is called as ``model(*inputs, **forward_kwargs)``. A tensor
+            whose first dimension is the batch size B is per-sample: every batched pass (IG steps, occlusion
+            windows, Shapley orderings, SmoothGrad copies, memory-budget splits) gives each row the value of
+            the sample it belongs to. Other values are passed unchanged. ``attention_mask``,
+            ``token_type_ids``, ``position_ids`` (and HuggingFace's other per-sample names) must have B rows
+            or 1 (shared); another batch size is an error naming the keyword.
+        output: which tensor of the model's output is explained when the model returns a HuggingFace
+            ``ModelOutput``, a dict, a tuple or a list: a key or attribute name (``"logits"``,
+            ``"pooler_output"``), an index (``0``), or a callable ``output -> Tensor``. Default: ``.logits``
+            (``["logits"]``) when the output has it, else its first element. An output with only singleton
+            dimensions after the batch, e.g. (B, 1, 1, 1), is read as (B,).
+        position: for a model whose output is (B, T, V), e.g. a causal language model's logits: the sequence
+            position whose next-token logits are explained, an int for every sample or one per sample
+            (sequence or LongTensor(B)); negative counts from the end. Default (``None``): -1, the last
+            position (with right-padded batches, pass each sample's last real position). ``target`` is then
+            the token id (``None``: the argmax at that position).
         **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ``gates`` for
             eps-LRP's gate products in LSTM/GRU cells, ...); an unknown option is an error that names the
             methods taking it.
@@ -186,19 +207,22 @@ def attribute(
     options, uses_baseline = _resolve_options(method, spec, options)
     if baseline is not None and not uses_baseline:
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
+    call = {"forward_kwargs": forward_kwargs, "output": output, "position": position}
     if spec.reads_layer and layer is None:
         raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
     with preserved_model(model) as model, memory_budget(max_memory):
         if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
-            problem = build_problem(model, inputs, target, baseline, floating=False)
+            problem = build_problem(model, inputs, target, baseline, floating=False, **call)
             options = {**options, "layer": layer}
         else:
-            problem = build_problem(model, inputs, target, baseline, layer)
+            problem = build_problem(model, inputs, target, baseline, layer, **call)
         try:
             attributions = spec.function(problem, **options)
         except NonFiniteOutputError as error:
             raise FloatingPointError(f"{method}: {error}; {_where_non_finite(problem)}") from None
         _check_finite_result(method, spec, problem, attributions)
+    if len(attributions) != len(problem.inputs):  # Grad-CAM at the layer's resolution: one map for all inputs
+        return attributions[0]
     return problem.unpack(attributions)
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gradattr.engine.backward import rows_per_pass
 from gradattr.engine.hygiene import view_of
 from gradattr.memory import in_row_chunks
+from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position, _rows
 
 Inputs = Tensor | tuple[Tensor, ...]
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -188,7 +189,8 @@ class AttributionProblem:
     """What is attributed, to what, against which baseline: the validated arguments of ``attribute``.
 
     ``inputs`` are the attributed tensors (the model inputs, or the output of ``layer``); ``baselines`` one
-    per input with 1 row (shared) or B rows; ``target`` LongTensor(B) or ``None`` (resolved on first use).
+    per input with 1 row (shared) or B rows; ``target`` LongTensor(B) or ``None`` (resolved on first use);
+    ``call`` the model's extra keyword arguments and the reading of its output (:mod:`._model_call`).
     """
 
     model: nn.Module
@@ -199,6 +201,7 @@ class AttributionProblem:
     layer: nn.Module | None = None
     returns_tuple: bool = False
     _output_width: int | None = field(default=None, repr=False)
+    call: ModelCall = field(default_factory=ModelCall)
 
     @property
     def batch_size(self) -> int:
@@ -220,24 +223,16 @@ class AttributionProblem:
 
     # -- the model as a function of the attributed tensors (engine.Forward) ------------------------------
     def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
-        """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``."""
+        """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``.
+
+        Per-sample keyword arguments and the model's other inputs follow ``index``; the explained tensor is
+        read from the output as ``call`` says (``output=``, a (K, T, V) output at ``position``).
+        """
         if self.layer is None:  # copies, so a model that writes to its input in place writes to them
-            out = self.model(*(p.clone() for p in points))
-        else:
-            model_inputs = tuple(_rows(v, index) for v in self.model_inputs)
-            with _replaced_output(self.layer, points[0]):
-                out = self.model(*model_inputs)
-        if not isinstance(out, Tensor):
-            raise TypeError(
-                f"{type(self.model).__name__} returned {type(out).__name__}; gradattr needs a model returning "
-                "a tensor of shape (B, C) or (B,) (wrap it to select the logits)"
-            )
-        rows = points[0].shape[0]
-        if out.dim() == 0 or out.shape[0] != rows or out.dim() > 2:
-            raise ValueError(
-                f"model output has shape {tuple(out.shape)} for {rows} input rows; expected ({rows}, C) or ({rows},)"
-            )
-        return out
+            return self.call(self.model, tuple(p.clone() for p in points), index)
+        model_inputs = tuple(_rows(v, index) for v in self.model_inputs)
+        with _replaced_output(self.layer, points[0]):
+            return self.call(self.model, model_inputs, index)
 
     def score(self, output: Tensor, index: Tensor) -> Tensor:
         """S_c: the target's output (pre-softmax) for each row, shape (K,).
@@ -313,6 +308,7 @@ class AttributionProblem:
             layer=self.layer,
             returns_tuple=self.returns_tuple,
             _output_width=self._output_width,
+            call=self.call.rows(index),
         )
 
     def unpack(self, attributions: tuple[Tensor, ...]) -> Inputs:
@@ -321,10 +317,6 @@ class AttributionProblem:
             a.to(x.dtype) if x.is_floating_point() else a for a, x in zip(attributions, self.inputs, strict=True)
         )
         return cast if self.returns_tuple else cast[0]
-
-
-def _rows(value: Any, index: Tensor) -> Any:
-    return value[index] if isinstance(value, Tensor) and value.dim() > 0 else value
 
 
 _REUSED_LAYER = (
@@ -387,9 +379,10 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
     return modules[layer]
 
 
-def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...]) -> Tensor:
+def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...], call: ModelCall) -> Tensor:
+    every = torch.arange(model_inputs[0].shape[0], device=model_inputs[0].device)
     with _intercepted_output(layer, lambda output: None) as seen, torch.no_grad():
-        model(*(x.clone() for x in model_inputs))
+        model(*(x.clone() for x in model_inputs), **call.forward_kwargs(every))
     if not seen:
         raise ValueError("the attributed layer was not called; it must return a single tensor")
     return seen[0].detach()
@@ -403,22 +396,27 @@ def build_problem(
     layer: str | nn.Module | None = None,
     *,
     floating: bool = True,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
 ) -> AttributionProblem:
     """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output.
 
     ``floating=False``: the inputs are only fed to the model (a method that reads a layer's activations,
-    such as Grad-CAM), so they may be token ids.
+    such as Grad-CAM), so they may be token ids. ``forward_kwargs``, ``output``, ``position``: the model's
+    extra keyword arguments and the reading of its output (:class:`~._model_call.ModelCall`).
     """
     model_inputs = tuple(x.detach() for x in as_tuple(inputs))  # other inputs may require grad (masks)
     returns_tuple = isinstance(inputs, (tuple, list))
     _check_precision(model_inputs)
     floats = [x for x in model_inputs if x.is_floating_point()]
     _check_model_matches(model, floats[0] if floats else model_inputs[0], same_dtype=bool(floats))
+    call = ModelCall.build(forward_kwargs, output, position, _batch_of(model_inputs[0]))
     if layer is None:
         attributed = model_inputs
     else:
         module = find_layer(model, layer)
-        attributed = (_layer_output(model, module, model_inputs),)
+        attributed = (_layer_output(model, module, model_inputs, call),)
         returns_tuple = False
     batch = _check_attributed(attributed, floating)
     return AttributionProblem(
@@ -429,4 +427,11 @@ def build_problem(
         model_inputs=model_inputs,
         layer=None if layer is None else find_layer(model, layer),
         returns_tuple=returns_tuple,
+        call=call,
     )
+
+
+def _batch_of(x: Tensor) -> int:
+    if x.dim() == 0:
+        raise ValueError("inputs is a scalar; inputs are batch-first, shape (B, ...)")
+    return x.shape[0]
