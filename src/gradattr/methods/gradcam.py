@@ -5,7 +5,10 @@ For a layer with activations A of shape (K, *spatial) (K channels, e.g. the last
     α_k = (1/Z) Σ_u ∂S_c/∂A^k_u           (the spatial mean of the gradient, Selvaraju et al. Eq. 1)
     L   = ReLU(Σ_k α_k A^k)              (Eq. 2), upsampled to the input's spatial size
 
-Guided Grad-CAM is the elementwise product of Guided Backpropagation and the upsampled map (Sec. 3.1).
+Guided Grad-CAM is the elementwise product of Guided Backpropagation and the upsampled map (Sec. 3.1). A
+model with several inputs has no single input to upsample to: Grad-CAM then returns the map at the layer's
+resolution, (B, 1, *spatial) (as ``upsample=False`` does, and as Captum's ``LayerGradCam``), and Guided
+Grad-CAM multiplies each input's Guided Backprop by the map upsampled to that input.
 """
 
 from __future__ import annotations
@@ -65,15 +68,6 @@ def resize_to_input(cam: Tensor, like: Tensor, interpolation: str) -> Tensor:
     return resized.view(cam.shape[0], *(1,) * leading, *size).expand(like.shape)
 
 
-def _model_input(problem: AttributionProblem) -> Tensor:
-    if len(problem.inputs) != 1:
-        raise ValueError(
-            "Grad-CAM upsamples to the model's input, but the model takes several inputs; pass upsample=False "
-            "for the map at the layer's resolution"
-        )
-    return problem.inputs[0]
-
-
 def gradcam(
     problem: AttributionProblem,
     *,
@@ -92,6 +86,7 @@ def gradcam(
             ``"nearest"`` or ``"area"``.
         relu: apply the ReLU of Eq. 2 (keep only evidence for the class).
         upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
+            A model with several inputs always gets that map (there is no single input shape to resize to).
 
     Returns:
         The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
@@ -104,9 +99,9 @@ def gradcam(
         torch.Size([2, 1, 8, 8])
     """
     cam = class_activation_map(problem, find_layer(problem.model, layer), relu=relu)
-    if not upsample:
+    if not upsample or len(problem.inputs) != 1:
         return (cam.unsqueeze(1),)
-    return (resize_to_input(cam, _model_input(problem), interpolation),)
+    return (resize_to_input(cam, problem.inputs[0], interpolation),)
 
 
 def guided_gradcam(
@@ -115,17 +110,25 @@ def guided_gradcam(
     """Guided Grad-CAM: Guided Backpropagation ⊙ the upsampled Grad-CAM of ``layer=`` (Selvaraju et al. 3.1).
 
     Args:
-        problem: the model's input, one floating tensor (Guided Backprop is taken with respect to it), and
+        problem: the model's inputs, floating tensors (Guided Backprop is taken with respect to them), and
             target c.
         layer: as for :func:`gradcam`.
         interpolation: as for :func:`gradcam`.
 
     Returns:
-        A map with the shape of the input.
+        One map per input with the input's shape: its Guided Backprop times the map upsampled to it.
     """
-    x = _model_input(problem)
-    if not x.is_floating_point():
-        raise TypeError(f"guided_gradcam needs a floating input for Guided Backprop, got {x.dtype}")
-    cam = resize_to_input(class_activation_map(problem, find_layer(problem.model, layer)), x, interpolation)
-    (guided,) = guided_backprop(problem)
-    return (guided * cam,)
+    for i, x in enumerate(problem.inputs):
+        if not x.is_floating_point():
+            label = "input" if len(problem.inputs) == 1 else f"inputs[{i}]"
+            raise TypeError(f"guided_gradcam needs floating inputs for Guided Backprop, {label} is {x.dtype}")
+    cam = class_activation_map(problem, find_layer(problem.model, layer))
+    for i, x in enumerate(problem.inputs):
+        if x.dim() < cam.dim():
+            label = "the input" if len(problem.inputs) == 1 else f"inputs[{i}]"
+            raise ValueError(
+                f"guided_gradcam upsamples the layer's map {tuple(cam.shape[1:])} to every input, but {label} "
+                f"{tuple(x.shape)} has fewer dimensions; use gradcam for the map at the layer's resolution"
+            )
+    guided = guided_backprop(problem)
+    return tuple(g * resize_to_input(cam, x, interpolation) for g, x in zip(guided, problem.inputs, strict=True))
