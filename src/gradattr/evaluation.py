@@ -38,6 +38,7 @@ from gradattr.engine import preserved_model
 from gradattr.files import write_csv, write_text
 from gradattr.groups import as_grouping
 from gradattr.methods import METHODS, PAPER_METHODS, attribute
+from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, build_problem
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
 from gradattr.progress import as_floats, fingerprint, load_entry, save_entry
@@ -150,11 +151,13 @@ class SensitivityTable:
 
 
 class LayerFunction(nn.Module):
-    """The model as a function of one layer's output, the model inputs held fixed.
+    """The model as a function of one layer's output, the model inputs held fixed (or, without a layer, of
+    its input, its extra keyword arguments held fixed).
 
     ``forward(points)`` runs the model on ``model_inputs`` with the layer's output replaced by ``points``
     (rows: one per sample of ``model_inputs``, or, with ``sample``, any number of rows that all belong to that
-    sample), so per-sample context after the layer (masks, lengths) stays each sample's own.
+    sample), so per-sample context after the layer (masks, lengths, ``forward_kwargs``) stays each sample's
+    own; its output is the tensor ``output=`` and ``position=`` pick, (rows, C) or (rows,).
 
     Attributes:
         layer_output: the layer's own output for ``model_inputs`` (the point the attributions explain).
@@ -167,9 +170,20 @@ class LayerFunction(nn.Module):
         self._sample = sample
 
     @classmethod
-    def of(cls, model: nn.Module, model_inputs: Tensor, layer: str | nn.Module) -> LayerFunction:
-        """The function for a batch of ``model_inputs`` (rows of ``forward`` = the batch's samples)."""
-        return cls(build_problem(model, model_inputs, None, None, layer))
+    def of(
+        cls,
+        model: nn.Module,
+        model_inputs: Tensor,
+        layer: str | nn.Module | None,
+        *,
+        forward_kwargs: ForwardKwargs = None,
+        output: OutputSelector = None,
+        position: Position = None,
+    ) -> LayerFunction:
+        """The function for a batch of ``model_inputs`` (rows of ``forward`` = the batch's samples); with
+        ``layer=None``, of the model's input."""
+        call = {"forward_kwargs": forward_kwargs, "output": output, "position": position}
+        return cls(build_problem(model, model_inputs, None, None, layer, **call))
 
     @property
     def layer_output(self) -> Tensor:
@@ -300,6 +314,9 @@ def evaluate(
     layer: str | nn.Module | None = None,
     on_batch: Callable[[EvaluatedBatch], None] | None = None,
     checkpoint: str | Path | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
 ) -> SensitivityTable:
     """Sensitivity-n of each method's attributions over a data set (Ancona et al., ICLR 2018, Sec. 4.1).
 
@@ -334,6 +351,13 @@ def evaluate(
             with a :class:`~gradattr.progress.ProgressWarning`. Batches of an iterable are checked
             against the saved ones: they must come in the same order (not from a shuffling ``DataLoader``).
             The file is kept after the evaluation (a repeated call returns at once); delete it when done.
+        forward_kwargs: extra keyword arguments of ``model.forward`` (as in :func:`gradattr.attribute`). With
+            tensor data, a tensor whose first dimension is the number of samples is per-sample and cut into
+            batches with the data; with an iterable of batches, the values are used for every batch, and a
+            batch ``(x, y, kwargs)`` adds its own dict. Every attribution and Sensitivity-n pass gives each row
+            its sample's values.
+        output, position: as in :func:`gradattr.attribute` (``position`` may hold one int per sample of
+            tensor data).
 
     Returns:
         A :class:`SensitivityTable`: ``rows()`` (method, n, mean, std, count), ``pivot()``, ``to_csv``,
@@ -363,34 +387,40 @@ def evaluate(
         {"model": repr(model), "weights": model.state_dict(), "data": _fixed(data), "methods": names,
          "options": options, "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline,
          "batch_size": batch_size, "feature_groups": feature_groups, "seed": seed, "max_samples": max_samples,
-         "max_elements": max_elements, "layer": layer},
+         "max_elements": max_elements, "layer": layer, "forward_kwargs": forward_kwargs,
+         "output": _named(output), "position": position},
     )  # fmt: skip
     partial = resume.partial
     plan: SubsetPlan | None = None
     done = 0
     bar = tqdm(total=_total(data, max_samples), desc="sensitivity-n", unit="sample", disable=not progress)
     try:
-        for index, (x, y) in enumerate(_batches(data, batch_size, target)):
+        given = {"forward_kwargs": forward_kwargs, "output": output, "position": position}
+        for index, (x, y, batch_call) in enumerate(_batches(data, batch_size, target, given)):
             if max_samples is not None:
                 x, y = x[: max_samples - done], None if y is None else y[: max_samples - done]
+            call = batch_call.rows(torch.arange(x.shape[0])).as_options()
             if not resume.finished(index, x, y):
-                function: nn.Module = model if layer is None else LayerFunction.of(model, x, layer)
+                bound = layer is not None or any(v is not None for v in call.values())  # kwargs or output=
+                function: nn.Module = LayerFunction.of(model, x, layer, **call) if bound else model
                 attributed = x if layer is None else function.layer_output
                 grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
                 if plan is None:
                     plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
                     partial.num_features = plan.num_features
-                classes = _targets(model, x, y if target == "label" else None)
+                classes = _targets(model, x, y if target == "label" else None, call)
                 maps = {}
                 for name in names:
                     start = time.perf_counter()
-                    maps[name] = attribute(model, x, method=name, target=classes, layer=layer, **options.get(name, {}))
+                    maps[name] = attribute(
+                        model, x, method=name, target=classes, layer=layer, **call, **options.get(name, {})
+                    )
                     partial.seconds[f"attribute {name}"] += time.perf_counter() - start
                 start = time.perf_counter()
                 if layer is None:
                     batch = measure(
                         model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
-                        max_elements=max_elements,
+                        max_elements=max_elements, **call,
                     )  # fmt: skip
                 else:
                     batch = _measure_per_sample(function, maps, classes, plan, baseline, grouping, max_elements)
@@ -574,28 +604,41 @@ def _is_pair(data: Any) -> bool:
     return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
 
 
-def _batches(data: Data, batch_size: int, target: str) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """(x, y) batches from tensors or from an iterable of batches; y is None for bare inputs."""
+def _batches(
+    data: Data, batch_size: int, target: str, call: dict[str, Any]
+) -> Iterator[tuple[Tensor, Tensor | None, ModelCall]]:
+    """(x, y, how the model is called) batches from tensors or from an iterable of batches; y is None for bare
+    inputs. ``call`` holds :func:`evaluate`'s ``forward_kwargs``, ``output`` and ``position``: with tensor
+    data, per-sample values (first dimension = the number of samples) are cut with the batch; with an
+    iterable, they are used for every batch, and a batch ``(x, y, kwargs)`` adds its own keyword arguments."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(data, Tensor) or _is_pair(data):
-        batches: Iterable[Any] = _slices(*((data, None) if isinstance(data, Tensor) else data), batch_size)
-    else:
-        batches = data
-    for item in batches:
+        yield from _slices(*((data, None) if isinstance(data, Tensor) else data), batch_size, target, call)
+        return
+    for item in data:
         x, y = _unpack(item)
         if y is None and target == "label":
             raise ValueError("target='label' needs labels: pass (x, y) or batches of (x, y), or use target='predicted'")
+        own = item[2] if isinstance(item, (tuple, list)) and len(item) >= 3 and isinstance(item[2], Mapping) else {}
+        kwargs = {**(call["forward_kwargs"] or {}), **own}
         if x.shape[0]:
-            yield x, y
+            yield x, y, ModelCall.build(kwargs, call["output"], call["position"], x.shape[0])
 
 
-def _slices(inputs: Tensor, labels: Tensor | None, batch_size: int) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+def _slices(
+    inputs: Tensor, labels: Tensor | None, batch_size: int, target: str, call: dict[str, Any]
+) -> Iterator[tuple[Tensor, Tensor | None, ModelCall]]:
+    if labels is None and target == "label":
+        raise ValueError("target='label' needs labels: pass (x, y) or batches of (x, y), or use target='predicted'")
     if labels is not None and labels.shape[0] != inputs.shape[0]:
         raise ValueError(f"data has {inputs.shape[0]} inputs but {labels.shape[0]} labels")
-    for start in range(0, inputs.shape[0], batch_size):
+    total = inputs.shape[0]
+    every = ModelCall.build(call["forward_kwargs"], call["output"], call["position"], total)
+    for start in range(0, total, batch_size):
         rows = slice(start, start + batch_size)
-        yield inputs[rows] if labels is None else (inputs[rows], labels[rows])
+        call_rows = every.rows(torch.arange(start, min(start + batch_size, total)))
+        yield inputs[rows], None if labels is None else labels[rows], call_rows
 
 
 def _unpack(item: Any) -> tuple[Tensor, Tensor | None]:
@@ -606,9 +649,20 @@ def _unpack(item: Any) -> tuple[Tensor, Tensor | None]:
     raise TypeError(f"each batch must be a tensor x or a pair (x, y) of tensors, got {type(item).__name__}")
 
 
-def _targets(model: nn.Module, x: Tensor, y: Tensor | None) -> Tensor:
+def _named(output: OutputSelector) -> Any:
+    """``output`` for the checkpoint key: a callable by its qualified name (its repr holds an address)."""
+    if callable(output):
+        return f"{getattr(output, '__module__', '')}.{getattr(output, '__qualname__', type(output).__name__)}"
+    return output
+
+
+def _targets(model: nn.Module, x: Tensor, y: Tensor | None, call: dict[str, Any]) -> Tensor:
     """The class to attribute and score: the label, or the model's argmax when ``y`` is None."""
     if y is not None:
         return y.to(device=x.device, dtype=torch.long)
     with preserved_model(model) as model, torch.no_grad():
-        return model(x).argmax(dim=1)
+        problem = build_problem(model, x, None, None, **call)
+        problem.resolve_target()
+    if problem.target is None:
+        raise ValueError("target='predicted' needs a model with several outputs per sample (an argmax)")
+    return problem.target

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
+from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
 from gradattr.metrics._sampling import (
     Draw,
@@ -77,6 +78,9 @@ def infidelity(
     normalise: bool = False,
     seed: int = 0,
     batch_size: int | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
 ) -> Tensor:
     """Infidelity of ``attributions`` (Yeh et al., NeurIPS 2019, Sec. 2), per sample.
 
@@ -104,6 +108,8 @@ def infidelity(
             order: the same seed gives the same result, at any ``batch_size``.
         batch_size: most rows per forward pass (at least one copy of the batch); default: the methods'
             memory budget.
+        forward_kwargs, output, position: as in :func:`gradattr.attribute` (per-sample keyword arguments follow
+            every perturbed copy's sample).
 
     Returns:
         Tensor(B), float64, on the inputs' device: the squared error in squared output units.
@@ -127,7 +133,9 @@ def infidelity(
     samples = count("samples", samples)
     rng = generator(seed, x.device)
     with preserved_model(model) as model, torch.no_grad():
-        problem = build_problem(model, x, target, baseline)
+        problem = build_problem(
+            model, x, target, baseline, forward_kwargs=forward_kwargs, output=output, position=position
+        )
         fill = problem.baselines[0]
         draw = _perturbation(perturbation, sigma, square_sizes, fill, x)
         rows = problem.all_rows

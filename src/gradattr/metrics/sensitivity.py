@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from gradattr.engine import preserved_model
 from gradattr.groups import Grouping, as_grouping
 from gradattr.methods._batching import ELEMENTS_PER_CHUNK
+from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
 from gradattr.metrics._sampling import flat_attributions
 from gradattr.metrics.agreement import pearson_per_sample
@@ -218,6 +219,9 @@ def sensitivity_n(
     feature_groups: Tensor | None = None,
     seed: int = 0,
     max_elements: int | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
 ) -> SensitivityResult:
     """Sensitivity-n of ``attributions`` (Ancona et al., ICLR 2018, Sec. 4.1, Def. 4).
 
@@ -240,6 +244,9 @@ def sensitivity_n(
             attribution of a group is the sum over its features. ``None``: every feature its own group.
         seed: seed of the subsets; with the same seed every call draws the same subsets.
         max_elements: memory budget, input elements per forward pass (default :data:`ELEMENTS_PER_FORWARD`).
+        forward_kwargs, output, position: as in :func:`gradattr.attribute`: extra keyword arguments of the
+            model's forward (per-sample tensors follow each perturbed copy's sample), the tensor of a
+            structured output that is explained, the position of a (B, T, V) output.
 
     Returns:
         A :class:`SensitivityResult` with ``ns``, ``correlation`` (len(ns)), ``per_sample`` (B, len(ns)),
@@ -271,6 +278,9 @@ def sensitivity_n(
         baseline=baseline,
         grouping=grouping,
         max_elements=max_elements,
+        forward_kwargs=forward_kwargs,
+        output=output,
+        position=position,
     )["attributions"]
     return SensitivityResult(list(plan.ns), per_sample, plan.num_subsets, plan.num_features, seed)
 
@@ -298,6 +308,9 @@ def measure(
     baseline: float | Tensor = 0.0,
     grouping: Grouping | Tensor | None = None,
     max_elements: int | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
 ) -> dict[str, Tensor]:
     """Per-sample Sensitivity-n of several attribution maps of the same inputs, sharing the forward passes.
 
@@ -305,7 +318,8 @@ def measure(
     they are computed once and correlated with each map's attribution sums.
 
     Args:
-        model, inputs, target, baseline, max_elements: as in :func:`sensitivity_n`.
+        model, inputs, target, baseline, max_elements, forward_kwargs, output, position: as in
+            :func:`sensitivity_n`.
         attributions: name -> R (same shape as ``inputs``).
         plan: the ns and subsets (:meth:`SubsetPlan.draw`), drawn over ``grouping.num_groups`` features.
         grouping: a validated :class:`Grouping`, a group mask, or ``None`` (each feature its own group).
@@ -323,7 +337,9 @@ def measure(
     budget = ELEMENTS_PER_FORWARD if max_elements is None else _check_int("max_elements", max_elements, 1)
     maps = {name: flat_attributions(name, r, inputs) for name, r in attributions.items()}
     with preserved_model(model) as model, torch.no_grad():
-        problem = build_problem(model, inputs, target, baseline)
+        problem = build_problem(
+            model, inputs, target, baseline, forward_kwargs=forward_kwargs, output=output, position=position
+        )
         group_sums = {name: grouping.sums(r) for name, r in maps.items()}
         rtol = ZERO_VARIANCE_ULPS * torch.finfo(inputs.dtype).eps
         columns: dict[str, list[Tensor]] = {name: [] for name in maps}

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
 from gradattr.methods import attribute
+from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position
 from gradattr.methods._problem import Baseline, Target, build_problem
 from gradattr.metrics._sampling import Draw, chunks, count, draw_batch, generator, positive, single_input
 
@@ -59,6 +60,9 @@ def max_sensitivity(
     batch_size: int | None = None,
     baseline: Baseline = None,
     method_options: Mapping[str, Any] | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
     **options: Any,
 ) -> Tensor:
     """Max-sensitivity of ``method``'s explanations (Yeh et al., NeurIPS 2019, Sec. 3), per sample.
@@ -86,6 +90,8 @@ def max_sensitivity(
             a per-sample baseline (B, ...) is repeated for the perturbed copies.
         method_options: the method's options as a dict, needed for options named like this function's own
             parameters (``samples``, ``sigma``, ``seed``, ``batch_size`` of smoothgrad, shapley_sampling, ...).
+        forward_kwargs, output, position: as in :func:`gradattr.attribute`; per-sample keyword arguments and
+            positions are repeated for the perturbed copies of each sample.
         **options: the method's other options (``steps=...``, ``abs=...``), passed to :func:`gradattr.attribute`;
             an option given both here and in ``method_options`` is an error.
 
@@ -105,7 +111,7 @@ def max_sensitivity(
     """
     return _sensitivity(
         model, inputs, method, target, lambda changes: changes.amax(0), radius, samples, norm, normalise, seed,
-        batch_size, baseline, _merged(method_options, options),
+        batch_size, baseline, _merged(method_options, options), _call(forward_kwargs, output, position),
     )  # fmt: skip
 
 
@@ -123,6 +129,9 @@ def avg_sensitivity(
     batch_size: int | None = None,
     baseline: Baseline = None,
     method_options: Mapping[str, Any] | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
     **options: Any,
 ) -> Tensor:
     """Avg-sensitivity of ``method``'s explanations (Yeh et al., NeurIPS 2019, Sec. 3), per sample.
@@ -133,7 +142,7 @@ def avg_sensitivity(
 
     Args:
         model, inputs, method, target, radius, samples, norm, normalise, seed, batch_size, baseline,
-        method_options, **options: as in :func:`max_sensitivity`.
+        method_options, forward_kwargs, output, position, **options: as in :func:`max_sensitivity`.
 
     Returns:
         Tensor(B), float64, on the inputs' device.
@@ -150,7 +159,7 @@ def avg_sensitivity(
     """
     return _sensitivity(
         model, inputs, method, target, lambda changes: changes.mean(0), radius, samples, norm, normalise, seed,
-        batch_size, baseline, _merged(method_options, options),
+        batch_size, baseline, _merged(method_options, options), _call(forward_kwargs, output, position),
     )  # fmt: skip
 
 
@@ -166,6 +175,9 @@ def local_lipschitz(
     batch_size: int | None = None,
     baseline: Baseline = None,
     method_options: Mapping[str, Any] | None = None,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
     **options: Any,
 ) -> Tensor:
     """Local Lipschitz estimate of ``method``'s explanations (Alvarez-Melis & Jaakkola 2018), per sample.
@@ -175,8 +187,8 @@ def local_lipschitz(
     bound of the local Lipschitz constant; more samples can only raise it.
 
     Args:
-        model, inputs, method, target, batch_size, baseline, method_options, **options: as in
-            :func:`max_sensitivity`.
+        model, inputs, method, target, batch_size, baseline, method_options, forward_kwargs, output, position,
+            **options: as in :func:`max_sensitivity`.
         sigma: σ > 0, standard deviation of the Gaussian noise per feature, in input units.
         samples: K >= 1, perturbations per sample.
         seed: seed of the draws: δ_k = σ · ``torch.randn(inputs.shape, generator=g)`` in the inputs' dtype and
@@ -198,7 +210,7 @@ def local_lipschitz(
     sigma = positive("sigma", sigma)
     changes = _explanation_changes(
         model, inputs, method, target, _gaussian(sigma), samples, 2.0, seed, batch_size, baseline,
-        _merged(method_options, options),
+        _merged(method_options, options), _call(forward_kwargs, output, position),
     )  # fmt: skip
     return (changes.change / changes.step).amax(0)
 
@@ -227,12 +239,13 @@ def _sensitivity(
     batch_size: int | None,
     baseline: Baseline,
     options: dict[str, Any],
+    call: dict[str, Any],
 ) -> Tensor:
     """Max- or avg-sensitivity: ``reduce`` over the K draws of uniform L∞-ball noise, optionally normalised."""
     radius = positive("radius", radius)
     order = _norm_order(norm)
     changes = _explanation_changes(
-        model, inputs, method, target, _uniform_ball(radius), samples, order, seed, batch_size, baseline, options
+        model, inputs, method, target, _uniform_ball(radius), samples, order, seed, batch_size, baseline, options, call
     )
     value = reduce(changes.change)
     if normalise:
@@ -253,6 +266,7 @@ def _explanation_changes(
     batch_size: int | None,
     baseline: Baseline,
     options: dict[str, Any],
+    call: dict[str, Any],
 ) -> _Changes:
     """Φ at x and at K drawn perturbations x + δ_k, explained in chunks of whole copies of the batch."""
     x = single_input(inputs)
@@ -260,22 +274,28 @@ def _explanation_changes(
     rng = generator(seed, x.device)
     batch = x.shape[0]
     with preserved_model(model) as model:
-        fixed = _fixed_target(model, x, target)
-        reference = _maps(model, x, method, fixed, baseline, options, copies=1)
+        fixed = _fixed_target(model, x, target, call)
+        model_call = ModelCall.build(call["forward_kwargs"], call["output"], call["position"], batch)
+        reference = _maps(model, x, method, fixed, baseline, options, model_call, copies=1)
         changes, steps = [], []
         for copies in chunks(x, samples, batch_size):
             deltas = draw_batch(draw, x, copies, rng)  # (copies, B, ...)
             points = (x.unsqueeze(0) + deltas).reshape(copies * batch, *x.shape[1:])
-            moved = _maps(model, points, method, fixed, baseline, options, copies).view(copies, batch, -1)
+            moved = _maps(model, points, method, fixed, baseline, options, model_call, copies)
+            moved = moved.view(copies, batch, -1)
             changes.append(torch.linalg.vector_norm(moved - reference, ord=order, dim=2))
             steps.append(torch.linalg.vector_norm(deltas.reshape(copies, batch, -1).double(), dim=2))
     return _Changes(torch.linalg.vector_norm(reference[0], ord=order, dim=1), torch.cat(changes), torch.cat(steps))
 
 
-def _fixed_target(model: nn.Module, x: Tensor, target: Target) -> Tensor | None:
+def _call(forward_kwargs: ForwardKwargs, output: OutputSelector, position: Position) -> dict[str, Any]:
+    return {"forward_kwargs": forward_kwargs, "output": output, "position": position}
+
+
+def _fixed_target(model: nn.Module, x: Tensor, target: Target, call: dict[str, Any]) -> Tensor | None:
     """The explained class per sample, LongTensor(B): ``target`` validated, or the argmax at x; ``None`` for a
     model with one output per sample (the output itself is explained)."""
-    problem = build_problem(model, x, target, None)
+    problem = build_problem(model, x, target, None, **call)
     problem.resolve_target()
     return problem.target
 
@@ -287,10 +307,14 @@ def _maps(
     target: Tensor | None,
     baseline: Baseline,
     options: dict[str, Any],
+    call: ModelCall,
     copies: int,
 ) -> Tensor:
-    """Φ at ``copies`` stacked copies of the batch: Tensor(1, copies · B, N) in float64, one attribute call."""
+    """Φ at ``copies`` stacked copies of the batch: Tensor(1, copies · B, N) in float64, one attribute call
+    (per-sample keyword arguments and positions repeated for the copies)."""
     rows_target = None if target is None else target.repeat(copies)
+    stacked = call.rows(torch.arange(len(points) // copies, device=points.device).repeat(copies))
+    options = {**options, "forward_kwargs": stacked.kwargs, "output": stacked.output, "position": stacked.position}
     if isinstance(baseline, Tensor) and baseline.dim() == points.dim() and baseline.shape[0] * copies == len(points):
         baseline = baseline.repeat(copies, *(1,) * (baseline.dim() - 1))
     if baseline is not None:
