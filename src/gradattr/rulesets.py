@@ -12,7 +12,7 @@ rule set           elementwise         product          normalisation       soft
 ``deeplift``       Rescale             Shapley split    Shapley split       exact (decomp.)  plain
 ``attnlrp``        ε: f(z)/(z+ε·sgn z) uniform (÷2)     statistic constant  plain (grad×in)  plain
 ``cp``             ε                   uniform          statistic constant  constant         plain
-``epsilon``        ε                   uniform          statistic constant  plain            ε (Bach et al. 2015)
+``epsilon``        pass: f(z)/z        uniform          statistic constant  plain            ε (Bach et al. 2015)
 ``guided``         guided backprop     plain            plain               plain            plain
 ``deconvnet``      deconvnet           plain            plain               plain            plain
 =================  ==================  ===============  ==================  ===============  ======================
@@ -36,6 +36,7 @@ from gradattr.rules import (
     EpsilonLayer,
     Guided,
     HoldConstant,
+    Identity,
     LayerRule,
     Plain,
     PlainSoftmax,
@@ -102,8 +103,8 @@ def epsilon_lrp(rules: LrpRules = "attnlrp", epsilon: float = 1e-4) -> RuleSet:
     elementwise, held = Epsilon(epsilon), HoldConstant(Uniform())
     if rules == "cp":
         return RuleSet("cp", elementwise, Uniform(), held, ConstantSoftmax())
-    if rules == "epsilon":
-        return RuleSet("epsilon", elementwise, Uniform(), held, PlainSoftmax(), EpsilonLayer(epsilon))
+    if rules == "epsilon":  # ε at the layers, relevance passed unchanged through activations (Zennit's Pass)
+        return RuleSet("epsilon", Identity(), Uniform(), held, PlainSoftmax(), EpsilonLayer(epsilon))
     return RuleSet("attnlrp", elementwise, Uniform(), held, PlainSoftmax())
 
 

@@ -335,7 +335,13 @@ class RuleMode(TorchFunctionMode):
         return self.combine(name, spec, a, b, kwargs.get("alpha"), func, args, kwargs)
 
     def _in_place(
-        self, name: str, spec: ops.Arithmetic, a: Any, b: Any, func: Callable[..., Any], args: tuple[Any, ...],
+        self,
+        name: str,
+        spec: ops.Arithmetic,
+        a: Any,
+        b: Any,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Tensor:
         """``a ∘= b``: affine in-place ops run as written; others are computed with their rule and copied in."""
@@ -420,10 +426,7 @@ class RuleMode(TorchFunctionMode):
         def composed(u: Tensor) -> Tensor:
             return spec.compute(f_a(u) if f_a else a, f_b(u) if f_b else b, alpha)
 
-        if nonlinear:
-            out = self._chain_rule(name, source, composed, pointwise, plain)
-        else:
-            out = plain()
+        out = self._chain_rule(name, source, composed, pointwise, plain) if nonlinear else plain()
         self.facts.set(out, Facts(Chain(source, composed, nonlinear, pointwise), statistic))
         return out
 
@@ -488,7 +491,9 @@ class RuleMode(TorchFunctionMode):
             return out
         return rule.apply(out)
 
-    def softmax(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def softmax(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
         if not _depends(x):
             return func(*args, **kwargs)
@@ -505,7 +510,9 @@ class RuleMode(TorchFunctionMode):
         return self.ruleset.softmax.apply(call, x, None if references is None else references[0])
 
     # -- linear ops ------------------------------------------------------------------------------------
-    def reduction(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def reduction(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         out = func(*args, **kwargs)
         if isinstance(out, Tensor) and _depends(args[:1]):
             self.facts.set(out, Facts(None, True))
@@ -522,10 +529,14 @@ class RuleMode(TorchFunctionMode):
                     self.facts.set(t, Facts(None, True))
         return out
 
-    def linear(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def linear(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         return func(*args, **kwargs)
 
-    def routing(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def routing(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         second = args[1] if len(args) > 1 else kwargs.get("other")
         if isinstance(second, Tensor):  # torch.max(a, b): the elementwise maximum
             if _depends(args) and self.ruleset.complete:
@@ -544,7 +555,9 @@ class RuleMode(TorchFunctionMode):
         return func(*args, **kwargs)
 
     # -- expanders -------------------------------------------------------------------------------------
-    def expander(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def expander(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not _any_depends(args, kwargs):
             return func(*args, **kwargs)
         return self.expand(spec, args, kwargs)
@@ -556,7 +569,9 @@ class RuleMode(TorchFunctionMode):
             return func(*args, **kwargs)
         return self.expand(_undispatched(func), args, kwargs)
 
-    def recurrent(self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def recurrent(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if not _any_depends(args, kwargs):
             return func(*args, **kwargs)
         batch_sizes = packed_batch_sizes(args, kwargs)

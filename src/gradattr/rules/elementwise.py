@@ -96,6 +96,23 @@ class Epsilon:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """LRP's pass rule at an activation (Zennit ``Pass``; Montavon et al. 2019): relevance passes unchanged,
+    ``f(z) · g_out = z · g_z``, i.e. ``g(z) = f(z) / z`` (``f'(0)`` at ``z = 0``; ``1[z > 0]`` for a ReLU)."""
+
+    needs_reference: bool = False
+
+    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+        if op.rectifier:
+            return grad_out * (z > 0)
+        zero = z == 0
+        multiplier = out / torch.where(zero, torch.ones_like(z), z)
+        if bool(zero.any()):
+            multiplier = torch.where(zero, op.slope(z), multiplier)
+        return multiplier.mul_(grad_out)
+
+
+@dataclass(frozen=True)
 class Rescale:
     """DeepLIFT Rescale (Ancona et al., Eq. 9; Shrikumar et al. 2017).
 

@@ -120,22 +120,33 @@ def _table() -> dict[str, Op]:
             add(_names("torch torch.Tensor", form.rstrip("*!")), Op("arithmetic", spec))
     add("torch.Tensor.__pos__ torch.positive torch.Tensor.positive", Op("structural"))
     add(
-        _names("torch torch.Tensor", "matmul __matmul__ __rmatmul__ mm bmm mv dot outer inner kron vdot tensordot")
-        + ["torch.functional.einsum", "torch.einsum", "torch.functional.tensordot", "torch.nn.functional.bilinear"],
+        [
+            *_names(
+                "torch torch.Tensor", "matmul __matmul__ __rmatmul__ mm bmm mv dot outer inner kron vdot tensordot"
+            ),
+            "torch.functional.einsum",
+            "torch.einsum",
+            "torch.functional.tensordot",
+            "torch.nn.functional.bilinear",
+        ],
         Op("product", Product()),
     )
     add(_names("torch torch.Tensor", "addmm baddbmm addmv addbmm addr"), Op("product", Product(additive=(0,))))
     add(_names("torch torch.Tensor torch.nn.functional", "softmax log_softmax"), Op("softmax"))
     add(_names("torch torch.Tensor", "sum mean nansum nanmean"), Op("reduction"))
     add(
-        _names(
-            "torch torch.Tensor",
-            "reshape view view_as reshape_as flatten unflatten permute transpose t squeeze unsqueeze expand "
-            "expand_as broadcast_to repeat tile contiguous clone narrow split split_with_sizes tensor_split "
-            "chunk unbind select index_select movedim moveaxis swapaxes swapdims __getitem__ to type float "
-            "double cpu cuda detach flip roll",
-        )
-        + ["torch.functional.split", "torch.Tensor.__pos__", "torch.functional.broadcast_tensors"],
+        [
+            *_names(
+                "torch torch.Tensor",
+                "reshape view view_as reshape_as flatten unflatten permute transpose t squeeze unsqueeze expand "
+                "expand_as broadcast_to repeat tile contiguous clone narrow split split_with_sizes tensor_split "
+                "chunk unbind select index_select movedim moveaxis swapaxes swapdims __getitem__ to type float "
+                "double cpu cuda detach flip roll",
+            ),
+            "torch.functional.split",
+            "torch.Tensor.__pos__",
+            "torch.functional.broadcast_tensors",
+        ],
         Op("structural"),
     )
     add(
@@ -158,11 +169,15 @@ def _table() -> dict[str, Op]:
         Op("linear"),
     )
     add(
-        _names(
-            "torch.nn.functional",
-            "linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d",
-        )
-        + ["torch.conv1d", "torch.conv2d", "torch.conv3d", "torch._C._nn.linear"],
+        [
+            *_names(
+                "torch.nn.functional", "linear conv1d conv2d conv3d conv_transpose1d conv_transpose2d conv_transpose3d"
+            ),
+            "torch.conv1d",
+            "torch.conv2d",
+            "torch.conv3d",
+            "torch._C._nn.linear",
+        ],
         Op("layer"),
     )
     for name, pool in expanders.MAX_POOLS.items():
@@ -204,6 +219,7 @@ tanh and relu calls get the rule (Ancona et al., ICLR 2018, Sec. 4.2: rules on Ï
 OPS: dict[str, Op] = _table()
 """Every op the engine knows, by resolved name."""
 
+
 def lookup(name: str) -> Op | None:
     """The table entry of the op with resolved name ``name``, or ``None`` for an unknown op."""
     return OPS.get(name)
@@ -214,4 +230,3 @@ def batch_norm_uses_batch_statistics(args: tuple[Any, ...], kwargs: dict[str, An
     training = kwargs.get("training", args[5] if len(args) > 5 else False)
     running_mean = kwargs.get("running_mean", args[1] if len(args) > 1 else None)
     return bool(training) or running_mean is None
-

@@ -51,7 +51,6 @@ class Elementwise:
         return z, f, inplace, pointwise
 
 
-
 def _rrelu_eval(z: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False, **_: Any) -> Tensor:
     """RReLU as it computes in eval mode (the models gradattr attributes): leaky ReLU with the mean slope."""
     return F.leaky_relu(z, (lower + upper) / 2)
@@ -98,7 +97,29 @@ def _elementwise_table() -> dict[str, Elementwise]:
     add("torch.abs torch.Tensor.abs torch.absolute torch.Tensor.absolute", torch.abs)
     add("torch.abs_ torch.Tensor.abs_", torch.abs, always_inplace=True)
     # smooth functions models write activations, norms and softmaxes with by hand (see engine.provenance)
-    for op in ["exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "erf", "erfc", "sin", "cos", "sinh", "cosh", "atan", "asinh", "sign", "sgn"]:
+    for op in [
+        "exp",
+        "exp2",
+        "expm1",
+        "log",
+        "log2",
+        "log10",
+        "log1p",
+        "sqrt",
+        "rsqrt",
+        "reciprocal",
+        "square",
+        "erf",
+        "erfc",
+        "sin",
+        "cos",
+        "sinh",
+        "cosh",
+        "atan",
+        "asinh",
+        "sign",
+        "sgn",
+    ]:
         add(f"torch.{op} torch.Tensor.{op}", getattr(torch, op))
         add(f"torch.{op}_ torch.Tensor.{op}_", getattr(torch, op), always_inplace=True)
     add("torch.special.erf", torch.erf)

@@ -332,7 +332,9 @@ MAX_POOLS: dict[str, Expander] = {
 """Max pooling by resolved name -> its exact expansion (used with ``max_pooling="exact"``)."""
 
 MAX_REDUCTIONS: dict[str, Expander] = {
-    f"{prefix}.{op}": _max_reduction(op) for prefix in ("torch", "torch.Tensor") for op in ("max", "amax", "min", "amin")
+    f"{prefix}.{op}": _max_reduction(op)
+    for prefix in ("torch", "torch.Tensor")
+    for op in ("max", "amax", "min", "amin")
 }
 """``max``/``amax``/``min``/``amin`` over dimensions -> their exact expansion (``max_pooling="exact"``)."""
 
@@ -345,10 +347,22 @@ EXPANDERS: dict[str, Expander] = {
     "torch.group_norm": group_norm,
     "torch.nn.functional.instance_norm": instance_norm,
     "torch.instance_norm": instance_norm,
-    **{f"{p}.{op}": f for p in ("torch", "torch.Tensor") for op, f in
-       (("var", var), ("std", std), ("var_mean", var_mean), ("std_mean", std_mean), ("logsumexp", logsumexp),
-        ("norm", vector_norm), ("maximum", maximum), ("minimum", minimum), ("fmax", maximum),
-        ("fmin", minimum))},  # fmt: skip
+    **{
+        f"{p}.{op}": f
+        for p in ("torch", "torch.Tensor")
+        for op, f in (
+            ("var", var),
+            ("std", std),
+            ("var_mean", var_mean),
+            ("std_mean", std_mean),
+            ("logsumexp", logsumexp),
+            ("norm", vector_norm),
+            ("maximum", maximum),
+            ("minimum", minimum),
+            ("fmax", maximum),
+            ("fmin", minimum),
+        )
+    },
     "torch.functional.norm": vector_norm,
     "torch.linalg.vector_norm": vector_norm,
     "torch.nn.functional.scaled_dot_product_attention": scaled_dot_product_attention,
