@@ -140,7 +140,7 @@ def _table() -> dict[str, Op]:
                 "torch torch.Tensor",
                 "reshape view view_as reshape_as flatten unflatten permute transpose t squeeze unsqueeze expand "
                 "expand_as broadcast_to repeat tile contiguous clone narrow split split_with_sizes tensor_split "
-                "chunk unbind select index_select movedim moveaxis swapaxes swapdims __getitem__ to type float "
+                "chunk unbind select index_select movedim moveaxis swapaxes swapdims __getitem__ to type type_as float "
                 "double cpu cuda detach flip roll",
             ),
             "torch.functional.split",
