@@ -380,3 +380,39 @@ def test_splits_and_chunks_are_routing_not_unsupported() -> None:
     x = torch.randn(3, 4, dtype=F64)
     r = gradattr.attribute(model, x, method="deeplift")
     torch.testing.assert_close(r.sum(1), (model(x) - model(torch.zeros_like(x))).detach(), **EXACT)
+
+
+def test_rule_set_overrides_by_module_type_and_path() -> None:
+    """A rule set is data: the layer slot's rule can be placed by module class or by dotted path."""
+    from gradattr.rules import EpsilonLayer, HoldConstant, Identity, Uniform
+    from gradattr.rulesets import Override, RuleSet
+
+    seeded(15)
+    layers = [nn.Linear(5, 7), nn.Linear(7, 6), nn.Linear(6, 3)]
+    model = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2]).double()
+    x = torch.randn(4, 5, dtype=F64)
+    eps = 1e-2
+
+    def custom(where: type | str) -> RuleSet:
+        return RuleSet(
+            "custom", Identity(), Uniform(), HoldConstant(), overrides=(Override("layer", EpsilonLayer(eps), where),)
+        )
+
+    everywhere = gradattr.attribute(model, x, method="epsilon_lrp", rules="epsilon", epsilon=eps, target=0)
+    by_type = gradattr.attribute(model, x, method="epsilon_lrp", rules=custom(nn.Linear), target=0)
+    torch.testing.assert_close(by_type, everywhere, **EXACT)
+    # ε only at the last layer ("4"), the plain gradient at the others: written out layer by layer
+    activations = [x]
+    for i, layer in enumerate(layers):
+        z = layer(activations[-1]).detach()
+        activations.append(z.relu() if i < 2 else z)
+    relevance = torch.zeros_like(activations[-1])
+    relevance[:, 0] = activations[-1][:, 0]
+    for i in reversed(range(3)):
+        a, z = activations[i], layers[i](activations[i]).detach()
+        stabiliser = eps * torch.where(z >= 0, 1.0, -1.0) if i == 2 else 0
+        relevance = a * ((relevance / (z + stabiliser)) @ layers[i].weight)
+    by_path = gradattr.attribute(model, x, method="epsilon_lrp", rules=custom("4"), target=0)
+    torch.testing.assert_close(by_path, relevance, rtol=1e-8, atol=1e-10)
+    with pytest.raises(TypeError, match="rules must be"):
+        gradattr.attribute(model, x, method="epsilon_lrp", rules=3)

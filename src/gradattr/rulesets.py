@@ -25,7 +25,10 @@ a two-factor product (SPEC "Modern ops"); AttnLRP (Achtibat et al., ICML 2024); 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from fnmatch import fnmatchcase
+from typing import Any, Literal, get_args
+
+from torch import nn
 
 from gradattr.rules import (
     ConstantSoftmax,
@@ -55,6 +58,31 @@ ReLU with the method's rule, which makes DeepLIFT's summation-to-delta exact thr
 MAX_POOLING: tuple[str, ...] = get_args(MaxPooling)
 
 
+KINDS: tuple[str, ...] = ("elementwise", "product", "normalisation", "softmax", "layer")
+"""The rule slots of a rule set."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """Rule ``rule`` at op kind ``kind`` inside the modules ``where`` selects: a module class (or a tuple of
+    classes) or a glob over the module's dotted path in the model (``"features.0"``, ``"*.attn*"``); the
+    innermost module whose ``forward`` is running decides. E.g. the ε rule only at the classifier:
+    ``Override("layer", EpsilonLayer(0.25), "classifier.*")``."""
+
+    kind: str
+    rule: Any
+    where: type[nn.Module] | tuple[type[nn.Module], ...] | str
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"override kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    def applies(self, path: str, module: nn.Module) -> bool:
+        if isinstance(self.where, str):
+            return fnmatchcase(path, self.where)
+        return isinstance(module, self.where)
+
+
 @dataclass(frozen=True)
 class RuleSet:
     """Which rule replaces the local gradient at each op kind.
@@ -71,12 +99,23 @@ class RuleSet:
     layer: LayerRule | None = None
     max_pooling: MaxPooling = "route"
     complete: bool = True
+    overrides: tuple[Override, ...] = ()
 
     @property
     def needs_reference(self) -> bool:
         """Whether a forward pass over the baseline must record each rule site's inputs first."""
         rules = (self.elementwise, self.product, self.normalisation, self.softmax, self.layer)
+        rules += tuple(o.rule for o in self.overrides)
         return any(rule is not None and rule.needs_reference for rule in rules)
+
+    def rule(self, kind: str, path: str | None = None, module: nn.Module | None = None) -> Any:
+        """The rule at op kind ``kind`` in the module ``module`` (dotted ``path``): the first override that
+        applies there, else the rule set's rule for the kind."""
+        if module is not None:
+            for override in self.overrides:
+                if override.kind == kind and override.applies(path or "", module):
+                    return override.rule
+        return getattr(self, kind)
 
     def with_max_pooling(self, max_pooling: MaxPooling) -> RuleSet:
         if max_pooling not in MAX_POOLING:

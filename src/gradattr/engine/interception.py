@@ -183,6 +183,47 @@ class RuleMode(TorchFunctionMode):
         self.cell_ops = CellOps(self.apply_nonlinearity, gates)
         self._warned: set[tuple[str, str]] = set()
         self._clones: dict[tuple[int, int], tuple[weakref.ref[Tensor], Tensor]] = {}
+        self.module_stack: list[tuple[str, nn.Module]] = []
+        self._hooks: list[Any] = []
+        self._active_expansions = 0
+
+    # -- where in the model: rule-set overrides by module type or path ---------------------------------
+    def __enter__(self) -> RuleMode:
+        if self.ruleset.overrides and not self._hooks:
+            self._track_modules()
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        if self._hooks and not self._active_expansions:
+            for handle in self._hooks:
+                handle.remove()
+            self._hooks.clear()
+
+    def _track_modules(self) -> None:
+        """Forward pre/post hooks on every module keep the stack of running modules. They go on the model
+        the engine runs, which is the call's own view (:mod:`gradattr.engine.hygiene`), never the user's."""
+
+        def enter(path: str) -> Callable[..., None]:
+            def hook(module: nn.Module, *_: Any) -> None:
+                self.module_stack.append((path, module))
+
+            return hook
+
+        def leave(module: nn.Module, *_: Any) -> None:
+            if self.module_stack:
+                self.module_stack.pop()
+
+        for path, module in self.model.named_modules():
+            self._hooks.append(module.register_forward_pre_hook(enter(path)))
+            self._hooks.append(module.register_forward_hook(leave))
+
+    def rule(self, kind: str) -> Any:
+        """The rule set's rule at op kind ``kind`` in the module running now (overrides by type or path)."""
+        if not self.ruleset.overrides or not self.module_stack:
+            return getattr(self.ruleset, kind)
+        path, module = self.module_stack[-1]
+        return self.ruleset.rule(kind, path, module)
 
     # -- dispatch --------------------------------------------------------------------------------------
     def __torch_function__(
@@ -197,8 +238,12 @@ class RuleMode(TorchFunctionMode):
 
     def expand(self, expander: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Evaluate ``expander`` with this mode active again, so each of its ops is dispatched."""
-        with self:
-            return expander(*args, **kwargs)
+        self._active_expansions += 1
+        try:
+            with self:
+                return expander(*args, **kwargs)
+        finally:
+            self._active_expansions -= 1
 
     # -- rule sites and references ---------------------------------------------------------------------
     def site(self, name: str, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
@@ -310,7 +355,7 @@ class RuleMode(TorchFunctionMode):
             if fuse:
                 with torch.no_grad():
                     value = f(z.detach())
-            rule = self.ruleset.elementwise
+            rule = self.rule("elementwise")
             out = _RuleFunction.apply(source, op, rule, None if references is None else references[0], inplace, value)
         if inplace:
             self.facts.set(out, Facts(None, facts.statistic))
@@ -446,7 +491,7 @@ class RuleMode(TorchFunctionMode):
             value = plain()
         op = Nonlinearity(f, False, pointwise)
         reference = None if references is None else references[0]
-        return _RuleFunction.apply(source, op, self.ruleset.elementwise, reference, False, value)
+        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, value)
 
     # -- products, softmax, layers ---------------------------------------------------------------------
     def product(
@@ -456,7 +501,7 @@ class RuleMode(TorchFunctionMode):
         references = self.site(name, (a, b))
         if self.recording:
             return product(a, b)
-        rule = self.ruleset.normalisation if constant is not None else self.ruleset.product
+        rule = self.rule("normalisation" if constant is not None else "product")
         return rule.apply(product, a, b, references, constant)  # type: ignore[arg-type]
 
     def multilinear(
@@ -486,7 +531,7 @@ class RuleMode(TorchFunctionMode):
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         out = func(*args, **kwargs)
-        rule = self.ruleset.layer
+        rule = self.rule("layer")
         if rule is None or self.recording or not isinstance(out, Tensor) or not out.requires_grad:
             return out
         return rule.apply(out)
@@ -507,7 +552,7 @@ class RuleMode(TorchFunctionMode):
         if self.recording:
             return func(*args, **kwargs)
         call = SoftmaxCall(int(dim), "log_softmax" in name, dtype)
-        return self.ruleset.softmax.apply(call, x, None if references is None else references[0])
+        return self.rule("softmax").apply(call, x, None if references is None else references[0])
 
     # -- linear ops ------------------------------------------------------------------------------------
     def reduction(

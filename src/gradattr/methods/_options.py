@@ -44,6 +44,8 @@ def matches(value: Any, hint: Any) -> bool:
         return isinstance(value, hint)
     if hint is type(None):
         return value is None
+    if isinstance(hint, type) and hint.__module__.startswith("gradattr"):
+        return isinstance(value, hint)  # gradattr's own option classes (a RuleSet)
     return True
 
 

@@ -27,14 +27,14 @@ from torch import Tensor
 from gradattr import rulesets
 from gradattr.engine import GateProducts, modified_gradient
 from gradattr.methods._problem import AttributionProblem
-from gradattr.rulesets import LrpRules
+from gradattr.rulesets import LrpRules, RuleSet
 
 
 def epsilon_lrp(
     problem: AttributionProblem,
     *,
     epsilon: float = 1e-4,
-    rules: LrpRules = "attnlrp",
+    rules: LrpRules | RuleSet = "attnlrp",
     gates: GateProducts = "product",
     strict: bool = True,
 ) -> tuple[Tensor, ...]:
@@ -43,7 +43,8 @@ def epsilon_lrp(
     Args:
         problem: validated inputs x (B, ...), target c.
         epsilon: stabiliser ε > 0 of the denominator z + ε·sign(z).
-        rules: ``"attnlrp"`` (default), ``"cp"`` or ``"epsilon"`` (see the module doc).
+        rules: ``"attnlrp"`` (default), ``"cp"`` or ``"epsilon"`` (see the module doc), or a
+            :class:`~gradattr.rulesets.RuleSet` of your own (rules by op kind, overrides by module type/path).
         gates: gate products in LSTM/GRU cells: ``"product"`` (gradient into gate and signal; Ancona et al.
             2018) or ``"signal"`` (gate held constant; Arras et al. 2017). No effect on models without
             recurrent layers.
@@ -60,6 +61,6 @@ def epsilon_lrp(
     """
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
-    ruleset = rulesets.epsilon_lrp(rules, float(epsilon))
+    ruleset = rules if isinstance(rules, RuleSet) else rulesets.epsilon_lrp(rules, float(epsilon))
     gradients = modified_gradient(problem, problem.inputs, problem.all_rows, ruleset, strict=strict, gates=gates)
     return tuple(x * g for x, g in zip(problem.inputs, gradients, strict=True))
