@@ -1,4 +1,5 @@
-"""The network architectures of Ancona et al. (ICLR 2018, Sec. 5), plus a small ResNet.
+"""The network architectures of Ancona et al. (ICLR 2018, Sec. 5), plus a small ResNet and small transformers
+(a ViT and a transformer text classifier).
 
 All output logits (no softmax). Image factories take ``(input_shape, num_classes)`` so they fit
 28x28 MNIST as well as 8x8 digits; text factories take ``(vocab_size, num_classes)`` and their
@@ -10,6 +11,7 @@ from gradattr.models.mlp import MLP, mnist_mlp
 from gradattr.models.registry import IMAGE_MODELS, MODELS, TEXT_MODELS, build_model
 from gradattr.models.resnet import ResidualBlock, SmallResNet, small_resnet
 from gradattr.models.text import TextCNN, TextLSTM, text_cnn, text_lstm
+from gradattr.models.transformer import TextTransformer, VisionTransformer, text_transformer, vision_transformer
 
 __all__ = [
     "IMAGE_MODELS",
@@ -22,6 +24,8 @@ __all__ = [
     "SmallResNet",
     "TextCNN",
     "TextLSTM",
+    "TextTransformer",
+    "VisionTransformer",
     "build_model",
     "cifar10_cnn",
     "mnist_cnn",
@@ -29,4 +33,6 @@ __all__ = [
     "small_resnet",
     "text_cnn",
     "text_lstm",
+    "text_transformer",
+    "vision_transformer",
 ]

@@ -12,6 +12,7 @@ from gradattr.models.cnn import cifar10_cnn, mnist_cnn
 from gradattr.models.mlp import mnist_mlp
 from gradattr.models.resnet import small_resnet
 from gradattr.models.text import text_cnn, text_lstm
+from gradattr.models.transformer import text_transformer, vision_transformer
 
 #: Factories for image inputs: ``factory(input_shape, num_classes, **options)``.
 IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -19,11 +20,13 @@ IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "mnist_cnn": mnist_cnn,
     "cifar10_cnn": cifar10_cnn,
     "small_resnet": small_resnet,
+    "vision_transformer": vision_transformer,
 }
 #: Factories for token-id inputs: ``factory(vocab_size, num_classes, **options)``.
 TEXT_MODELS: dict[str, Callable[..., nn.Module]] = {
     "text_cnn": text_cnn,
     "text_lstm": text_lstm,
+    "text_transformer": text_transformer,
 }
 MODELS: dict[str, Callable[..., nn.Module]] = {**IMAGE_MODELS, **TEXT_MODELS}
 
