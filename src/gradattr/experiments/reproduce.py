@@ -124,10 +124,13 @@ def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRec
     return selection
 
 
-def samples_for(features: str, options: ReproduceOptions) -> int:
-    """Evaluation samples for a model whose features are ``features`` (pixels, tokens, 4x4 patches)."""
+def samples_for(features: str, options: ReproduceOptions, quick: int | None = None) -> int:
+    """Evaluation samples for a model whose features are ``features`` (pixels, tokens, 4x4 patches); ``quick``:
+    the model's own count with ``--quick`` (:attr:`ModelRecipe.quick_samples`), if it has one."""
     if options.samples is not None:
         return options.samples
+    if options.quick and quick is not None:
+        return quick
     kind = "patches" if "patches" in features else features
     return (QUICK_SAMPLES if options.quick else FULL_SAMPLES)[kind]
 
@@ -251,7 +254,7 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         **model_recipe.training,
     )
     features = features_of(data, model)
-    inputs, labels = evaluation_set(data, samples_for(features.description, options))
+    inputs, labels = evaluation_set(data, samples_for(features.description, options, model_recipe.quick_samples))
     return Subject(
         dataset=recipe.title,
         model_name=model_recipe.title,
@@ -263,5 +266,6 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         training=Training(trained.test_accuracy, trained.majority_rate, trained.seconds, len(trained.history)),
         relu_only=model_recipe.relu_only,
         gated=model_recipe.gated,
+        transformer=model_recipe.transformer,
         tokens=data.vocab.decode if isinstance(data, TextDataset) else None,
     )

@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 import torch
 
+from gradattr.experiments.architectures import ArchitectureComparison, compare_architectures
 from gradattr.experiments.claims import Claim, paper_claims
 from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
@@ -70,6 +71,11 @@ class Study:
         """The paper's claims checked on one model of this study."""
         return paper_claims(study)
 
+    def architectures(self) -> list[ArchitectureComparison]:
+        """The transformers of each data set beside the paper's models on the same data (see
+        :mod:`gradattr.experiments.architectures`); empty when the run has no transformer."""
+        return compare_architectures(self.models, self.settings.methods)
+
     def to_dict(self) -> dict[str, Any]:
         """Everything the report shows, as JSON-ready values (NaN as None)."""
         return _finite(
@@ -83,6 +89,7 @@ class Study:
                 "environment": self.environment,
                 "datasets": self.datasets,
                 "models": [self._model_dict(m) for m in self.models],
+                "transformers_vs_paper_models": [c.to_dict() for c in self.architectures()],
                 "robustness": self.robustness.to_dict() if self.robustness is not None else None,
             }
         )
@@ -111,7 +118,8 @@ class Study:
         }
 
     def write(self, out: str | Path) -> list[Path]:
-        """Write ``results.json`` and the CSV files (models, sensitivity_n, correlation, claims, timings)."""
+        """Write ``results.json`` and the CSV files (models, sensitivity_n, correlation, claims, timings,
+        transformers)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "results.json"
@@ -125,7 +133,7 @@ class Study:
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """The CSV tables as rows, each beginning with its data set and model."""
         tables: dict[str, list[dict[str, Any]]] = {
-            "models": [], "sensitivity_n": [], "correlation": [], "claims": [], "timings": [],
+            "models": [], "sensitivity_n": [], "correlation": [], "claims": [], "timings": [], "transformers": [],
         }  # fmt: skip
         for study in self.models:
             key = {"dataset": study.subject.dataset, "model": study.subject.model_name}
@@ -146,9 +154,29 @@ class Study:
                 key | {"method": method, "ms_per_sample": seconds * 1e3}
                 for method, seconds in study.seconds_per_sample.items()
             ]
+        for comparison in self.architectures():
+            tables["transformers"] += _architecture_rows(comparison)
         if self.robustness is not None:
             tables |= self.robustness.tables()
         return tables
+
+
+def _architecture_rows(comparison: ArchitectureComparison) -> list[dict[str, Any]]:
+    """The comparison's numbers, one row per (model, measure, method or pair)."""
+    rows = []
+    for facts in comparison.models:
+        values: list[tuple[str, str, float]] = []
+        for method in facts.sensitivity:
+            values += [
+                ("sensitivity_n_mean_over_n", method, facts.sensitivity_mean(method)),
+                ("sensitivity_n_smallest_n", method, facts.sensitivity_at(method, 0)),
+                ("sensitivity_n_largest_n", method, facts.sensitivity_at(method, -1)),
+            ]
+        values += [("completeness_relative_gap", method, gap) for method, gap in facts.completeness.items()]
+        values += [("agreement_pearson", pair, r) for pair, r in facts.agreement.items()]
+        key = {"dataset": comparison.dataset, "model": facts.model, "transformer": facts.transformer}
+        rows += [key | {"measure": measure, "method": name, "value": value} for measure, name, value in values]
+    return rows
 
 
 def _finite(value: Any) -> Any:

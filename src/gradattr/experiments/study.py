@@ -81,6 +81,8 @@ class Subject:
         relu_only: the only nonlinearities are ReLU (and max pooling): Prop. 1 and Prop. 2 apply.
         gated: multiplicative gates (LSTM/GRU): completeness holds only approximately (Sec. 4.2).
         tokens: token ids -> token strings, for text models.
+        transformer: softmax attention and layer norms (a ViT or a transformer text classifier), compared with
+            the paper's models in the report.
     """
 
     dataset: str
@@ -94,6 +96,7 @@ class Subject:
     relu_only: bool = False
     gated: bool = False
     tokens: Callable[[Tensor], list[str]] | None = None
+    transformer: bool = False
 
     @property
     def is_text(self) -> bool:
@@ -209,6 +212,7 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
         "study": "model", "dataset": subject.dataset, "model": subject.model_name, "settings": settings.to_dict(),
         "architecture": repr(subject.model), "weights": subject.model.state_dict(), "inputs": subject.inputs,
         "labels": subject.labels, "relu_only": subject.relu_only, "gated": subject.gated,
+        **({"transformer": True} if subject.transformer else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
                      "method_options": features.method_options},
     })  # fmt: skip

@@ -52,6 +52,7 @@ figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 .tokens td:first-child { white-space: nowrap; font-weight: 600; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 pre { background: #f0f2f8; padding: 10px 12px; border-radius: 8px; overflow-x: auto; }
+ul.findings li { margin: 4px 0; font-size: 14px; }
 .unavailable { background: #fff8e6; border-left: 4px solid #f0a500; padding: 6px 10px; font-size: 13.5px; }
 footer { color: var(--muted); font-size: 12.5px; padding: 10px 0 30px; }
 """

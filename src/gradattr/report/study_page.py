@@ -1,7 +1,8 @@
 """The study report: one self-contained HTML page per :class:`~gradattr.experiments.results.Study`.
 
 Layout: a header with the run's summary; a table of models (accuracy against the majority rate); the paper's
-claims against our measurements for every model; one section per data set with, per model, the heatmap grid
+claims against our measurements for every model; the transformers against the paper's models on the same data
+(when the run has a transformer); one section per data set with, per model, the heatmap grid
 (or text samples with tokens coloured by attribution), the Sensitivity-n curves, the method-agreement
 table, the claims and the timings; the robustness section (standard vs adversarially trained CNN) when it
 was run; and the settings, versions and command line to rerun it.
@@ -20,6 +21,7 @@ from gradattr.experiments.claims import HOLDS, Claim
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import ModelStudy
 from gradattr.files import write_text
+from gradattr.report.architectures_page import architectures_section
 from gradattr.report.curves import sensitivity_figure
 from gradattr.report.figures import data_uri
 from gradattr.report.heatmaps import heatmap_figure, row_scale
@@ -55,7 +57,9 @@ def _percent(value: float) -> str:
 def render_study(study: Study) -> str:
     """The report of ``study`` as one HTML string (figures embedded as base64 PNG/SVG)."""
     datasets = list(dict.fromkeys(m.subject.dataset for m in study.models))
-    sections = ["Summary", "Paper claims", *datasets, *(["Robustness"] if study.robustness else []), "Settings"]
+    comparisons = study.architectures()
+    sections = ["Summary", "Paper claims", *(["Transformers"] if comparisons else []), *datasets,
+                *(["Robustness"] if study.robustness else []), "Settings"]  # fmt: skip
     claims = {id(m): study.claims(m) for m in study.models}
     verdicts = Counter(c.verdict for rows in claims.values() for c in rows)
     header = (
@@ -74,6 +78,8 @@ def render_study(study: Study) -> str:
     body.append("</div>")
     body.append(_summary(study, claims))
     body.append(_claims_overview(study, claims))
+    if comparisons:
+        body.append(architectures_section(comparisons))
     for dataset in datasets:
         body.append(_dataset_section(study, dataset, claims))
     if study.robustness is not None:

@@ -1,0 +1,154 @@
+"""The study grows to transformers (issue 15, item 7): the quick path trains and studies a ViT on digits and a
+transformer text classifier on the drug reviews beside the paper's models, every method runs on them, and the
+report compares them with the CNN/LSTM from the measured numbers.
+
+Tiny sizes: one training epoch, narrow models, four samples, five subsets per n.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import chromium_page
+from gradattr.experiments import ReproduceOptions, Study, StudySettings, reproduce, select
+from gradattr.experiments.architectures import ArchitectureComparison, ModelFacts
+from gradattr.experiments.recipes import DATASETS
+from gradattr.methods import PAPER_METHODS
+from gradattr.report import render_study, write_study
+from gradattr.report.architectures_page import TITLE, findings
+
+reproduce_module = importlib.import_module("gradattr.experiments.reproduce")  # the module, not the function
+MODELS = ["cnn", "vit", "lstm", "text-transformer"]
+TINY_OPTIONS = {"vit": {"dim": 8, "depth": 2, "heads": 2}, "text-transformer": {"embedding_dim": 8, "heads": 2}}
+
+
+def tiny_recipes() -> tuple:
+    """The study's recipes, its models trained for one epoch and the transformers narrow."""
+    recipes = []
+    for recipe in DATASETS:
+        models = tuple(
+            replace(m, training={"epochs": 1}, options={**m.options, **TINY_OPTIONS.get(m.key, {})})
+            for m in recipe.models
+        )
+        recipes.append(replace(recipe, models=models))
+    return tuple(recipes)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    cache = tmp_path_factory.mktemp("cache")
+    settings = StudySettings(num_subsets=5, ig_steps=4, display=2, batch_size=4, progress=False)
+    options = ReproduceOptions(quick=True, models=MODELS, samples=4, cache=cache, settings=settings, robustness=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reproduce_module, "DATASETS", tiny_recipes())
+        return reproduce(options)
+
+
+def test_the_quick_run_includes_the_transformers() -> None:
+    chosen = {recipe.key: [m.key for m in models] for recipe, models in select(ReproduceOptions(quick=True))}
+    assert "vit" in chosen["digits"] and "text-transformer" in chosen["drugreview"]
+    full = next(r for r in DATASETS if r.key == "fashion-mnist")
+    assert "vit" in [m.key for m in full.models]
+
+
+def test_every_method_runs_on_the_transformers(study: Study) -> None:
+    transformers = [m for m in study.models if m.subject.transformer]
+    assert [m.subject.model_name for m in transformers] == ["ViT", "Text transformer"]
+    for m in transformers:
+        assert m.unavailable == {} and m.methods == list(PAPER_METHODS)
+        assert m.sensitivity is not None and m.sensitivity.methods == list(PAPER_METHODS)
+        assert all(math.isfinite(v) for row in m.correlation for v in row)
+        assert m.completeness["deeplift"] < 1e-4  # exact up to float32 rounding
+        claims = {c.claim: c.verdict for c in study.claims(m)}
+        assert claims["DeepLIFT is complete: Σ R = S_c(x) − S_c(0)"] == "holds"
+
+
+def test_the_comparison_is_read_off_the_studies(study: Study) -> None:
+    comparisons = study.architectures()
+    assert [(c.dataset, [t.model for t in c.transformers], [b.model for b in c.baselines]) for c in comparisons] == [
+        ("Digits", ["ViT"], ["CNN (ReLU)"]),
+        ("Drug reviews", ["Text transformer"], ["LSTM"]),
+    ]
+    vit = comparisons[0].transformers[0]
+    measured = next(m for m in study.models if m.subject.model_name == "ViT")
+    assert vit.completeness["deeplift"] == measured.completeness["deeplift"]
+    i, j = measured.methods.index("deeplift"), measured.methods.index("integrated_gradients")
+    assert vit.agreement["deeplift vs integrated_gradients"] == measured.correlation[i][j]
+    methods, ns, means = measured.sensitivity.pivot("mean")
+    assert vit.ns == ns and vit.sensitivity_mean("deeplift") == pytest.approx(
+        float(means[methods.index("deeplift")].mean())
+    )
+
+
+def test_results_and_report_have_the_transformer_rows(study: Study, tmp_path: Path) -> None:
+    write_study(study, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert {m["model"] for m in results["models"]} >= {"ViT", "Text transformer"}
+    section = results["transformers_vs_paper_models"]
+    assert [c["dataset"] for c in section] == ["Digits", "Drug reviews"]
+    assert section[0]["models"][0]["model"] == "ViT" and section[0]["models"][0]["transformer"] is True
+    rows = (tmp_path / "transformers.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "dataset,model,transformer,measure,method,value" and len(rows) > 4 * 6 * 3
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert TITLE.replace("'", "&#x27;") in page and "What changes on the ViT" in page
+    assert "What changes on the Text transformer" in page
+    vit = study.architectures()[0].transformers[0]
+    assert f"{vit.completeness['deeplift']:.1e} on the ViT" in page  # the sentence quotes the measured number
+
+    reason = chromium_page.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with chromium_page.chromium() as driver:
+        facts = chromium_page.page_facts(driver, tmp_path / "report.html", tmp_path / "screenshot.png")
+    for heading in ("Transformers against the paper's models", "ViT", "Text transformer",
+                    "Digits: ViT against CNN (ReLU)"):  # fmt: skip
+        assert heading in facts["headings"], facts["headings"]
+    assert len(facts["images"]) == 6  # heatmaps of the CNN and the ViT, four Sensitivity-n curves
+    assert all(complete and width > 100 for complete, width, _, _ in facts["images"])
+    assert facts["errors"] == []
+
+
+def _facts(model: str, transformer: bool, **values: object) -> ModelFacts:
+    defaults: dict[str, object] = {
+        "accuracy": 0.9, "majority": 0.1, "samples": 4, "unavailable": {}, "ns": [1, 10],
+        "sensitivity": {"deeplift": [0.9, 0.5], "saliency": [0.2, 0.1]},
+        "completeness": {"deeplift": 1e-8, "gradient_x_input": 0.5},
+        "agreement": {"deeplift vs integrated_gradients": 0.95},
+    }  # fmt: skip
+    return ModelFacts(model=model, transformer=transformer, **(defaults | values))  # type: ignore[arg-type]
+
+
+def test_findings_state_the_numbers_and_what_did_not_run() -> None:
+    vit = _facts(
+        "ViT", True, unavailable={"epsilon_lrp": "UnsupportedOperationError: no rule for 'torch.softmax'"},
+        sensitivity={"deeplift": [0.8, 0.3], "saliency": [0.1, 0.0]}, completeness={"deeplift": 2e-8},
+        agreement={"deeplift vs integrated_gradients": 0.8},
+    )  # fmt: skip
+    cnn = _facts("CNN", False)
+    lines = findings(ArchitectureComparison("Digits", "pixels", ["saliency", "deeplift"], [vit], [cnn]), vit)
+    text = " ".join(lines)
+    assert "ε-LRP did not run on the ViT" in text and "no rule for &#x27;torch.softmax&#x27;" in text
+    assert "the best method on the ViT is DeepLIFT (0.55)" in text and "CNN: DeepLIFT 0.70" in text
+    assert "lower on the ViT than on every paper model for 2 of 2 methods" in text
+    assert (
+        "DeepLIFT's relative completeness gap: 2.0e-08 on the ViT, higher than on every paper model (CNN 1.0e-08)."
+        in text
+    )
+    assert "Exact to float precision" in text
+    assert (
+        "Integrated Gradients (mean Pearson of the maps): 0.80 on the ViT, lower than on every paper model (CNN 0.95)"
+        in text
+    )
+    assert "Gradient*Input" not in text  # not measured on the ViT: no sentence
+
+
+def test_render_without_transformers_has_no_section(study: Study) -> None:
+    paper_only = replace(study, models=[m for m in study.models if not m.subject.transformer])
+    assert paper_only.architectures() == []
+    assert TITLE.replace("'", "&#x27;") not in render_study(paper_only)
