@@ -416,3 +416,38 @@ def test_rule_set_overrides_by_module_type_and_path() -> None:
     torch.testing.assert_close(by_path, relevance, rtol=1e-8, atol=1e-10)
     with pytest.raises(TypeError, match="rules must be"):
         gradattr.attribute(model, x, method="epsilon_lrp", rules=3)
+
+
+class PiecewiseByHand(nn.Module):
+    """Activations written with masks: ``where``, ``masked_fill``, a product with a comparison."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 2)
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.a(x)
+        h = {
+            "module": lambda: F.leaky_relu(h, 0.1),
+            "where": lambda: torch.where(h > 0, h, 0.1 * h),
+            "masked_fill": lambda: h.masked_fill(h < 0, 0.0) + 0.1 * h.masked_fill(h > 0, 0.0),
+            "mask_product": lambda: h * (h > 0).float() + 0.1 * h * (h <= 0),
+        }[self.kind]()
+        return self.b(h)
+
+
+@pytest.mark.parametrize("method", ["deeplift", "epsilon_lrp"])
+def test_activations_written_with_masks_get_the_rule_of_what_they_compute(method: str) -> None:
+    """``torch.where(x > 0, x, 0.1 x)`` is a leaky ReLU: DeepLIFT stays exact and eps-LRP gives it
+    f(z)/(z + ε sign z), as for ``F.leaky_relu`` — the mask is an input-dependent step function, not a constant."""
+    seeded(16)
+    reference = PiecewiseByHand("module").double()
+    x, base = torch.randn(6, 4, dtype=F64), torch.randn(1, 4, dtype=F64)
+    options = {"baseline": base} if method == "deeplift" else {}
+    expected = gradattr.attribute(reference, x, method=method, target=0, **options)
+    for kind in ("where", "masked_fill", "mask_product"):
+        model = PiecewiseByHand(kind).double()
+        model.load_state_dict(reference.state_dict())
+        got = gradattr.attribute(model, x, method=method, target=0, **options)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12, msg=kind)

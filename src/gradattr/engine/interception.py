@@ -371,7 +371,10 @@ class RuleMode(TorchFunctionMode):
     ) -> Any:
         a, b = spec.operands(args, kwargs)
         if not (_depends(a) or _depends(b)):
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if self._mask(a) or self._mask(b):  # arithmetic on an input-dependent mask: still one
+                self._chain_without_gradient(out, lambda fa, fb: spec.compute(fa, fb, kwargs.get("alpha")), a, b)
+            return out
         if kwargs.get("rounding_mode") is not None:
             self.unsupported(name, "rounding division is piecewise constant in its input")
             return func(*args, **kwargs)
@@ -454,16 +457,19 @@ class RuleMode(TorchFunctionMode):
             self.facts.set(out, Facts(None, statistic))
             return out
         # affine in one operand, or an elementwise function of one common source: extend the chain
+        source = self.facts.chain(dependent[0]).source
+        masks = [t for t in (a, b) if self._mask(t) and self.facts.chain(t).source is source]
+        dependent += masks  # a mask of the same source (x * (x > 0)) is part of the function
+        dep_a, dep_b = dep_a or any(t is a for t in masks), dep_b or any(t is b for t in masks)
         chains = [self.facts.chain(t) for t in dependent]
-        source = chains[0].source
         out_shape = torch.broadcast_shapes(_shape_of(a), _shape_of(b))
-        if tuple(out_shape) != tuple(source.shape) or any(t.dtype != source.dtype for t in dependent):
+        if tuple(out_shape) != tuple(source.shape) or any(t.dtype != source.dtype for t in dependent if _depends(t)):
             out = plain()
             self.facts.set(out, Facts(None, statistic))
             return out
         nonlinear = any(c.nonlinear for c in chains) or (operation in ("mul", "div", "pow") and len(dependent) == 2)
         pointwise = all(c.pointwise for c in chains) and not any(
-            isinstance(t, Tensor) and not _depends(t) for t in (a, b)
+            isinstance(t, Tensor) and not any(t is d for d in dependent) for t in (a, b)
         )
         f_a = self.facts.chain(a).f if dep_a else None
         f_b = self.facts.chain(b).f if dep_b else None
@@ -474,6 +480,88 @@ class RuleMode(TorchFunctionMode):
         out = self._chain_rule(name, source, composed, pointwise, plain) if nonlinear else plain()
         self.facts.set(out, Facts(Chain(source, composed, nonlinear, pointwise), statistic))
         return out
+
+    def _mask(self, value: Any) -> bool:
+        """An input-dependent tensor without gradient (``x > 0``), known as an elementwise function of a source."""
+        return isinstance(value, Tensor) and not value.requires_grad and self.facts.get(value).chain is not None
+
+    def _chain_without_gradient(
+        self, out: Any, compute: Callable[[Any, Any], Tensor], a: Any, b: Any, nonlinear: bool = True
+    ) -> None:
+        """Record ``out = compute(a, b)`` (a mask or a function of masks) as an elementwise function of the
+        operands' common source, when they have one and ``out`` has its shape."""
+        members = [t for t in (a, b) if _depends(t) or self._mask(t)]
+        if not isinstance(out, Tensor) or not members:
+            return
+        sources = {id(self.facts.chain(t).source) for t in members}
+        source = self.facts.chain(members[0]).source
+        if len(sources) != 1 or tuple(out.shape) != tuple(source.shape):
+            return
+        f_a = self.facts.chain(a).f if any(t is a for t in members) else None
+        f_b = self.facts.chain(b).f if any(t is b for t in members) else None
+
+        def composed(u: Tensor) -> Tensor:
+            return compute(f_a(u) if f_a else a, f_b(u) if f_b else b)
+
+        self.facts.set(out, Facts(Chain(source, composed, nonlinear, False)))
+
+    def comparison(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``x > 0`` and friends: no gradient, but an input-dependent mask (a step function of a source)."""
+        out = func(*args, **kwargs)
+        a = args[0] if args else None
+        b = args[1] if len(args) > 1 else kwargs.get("other")
+        if (_depends(a) or self._mask(a)) or (_depends(b) or self._mask(b)):
+            self._chain_without_gradient(out, lambda x, y: func(x) if y is None else func(x, y), a, b)
+        return out
+
+    def select(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """``where(mask, a, b)`` / ``masked_fill(a, mask, value)``: linear in the branches; an elementwise
+        nonlinearity when the mask is an input-dependent function of the branches' source."""
+        if name.endswith("where") and name.startswith("torch.Tensor"):  # x.where(mask, other)
+            if_true, mask, if_false = args[0], args[1], args[2] if len(args) > 2 else kwargs.get("other")
+        elif name.endswith("where"):  # torch.where(mask, input, other)
+            mask, if_true, if_false = [*args, kwargs.get("input"), kwargs.get("other")][:3]
+        else:  # masked_fill(input, mask, value): value where the mask holds
+            if_false, mask, if_true = args[0], args[1], args[2] if len(args) > 2 else kwargs.get("value")
+        inplace = name.endswith("_")
+        if inplace or not self._mask(mask) or not (_depends(if_true) or _depends(if_false)):
+            out = func(*args, **kwargs)
+            if not inplace and self._mask(mask):
+                self._select_facts(out, mask, if_true, if_false)
+            return out
+        source = self.facts.chain(mask).source
+        branches = [t for t in (if_true, if_false) if _depends(t)]
+        shape = tuple(source.shape)
+        if any(self.facts.chain(t).source is not source or tuple(t.shape) != shape for t in branches):
+            return func(*args, **kwargs)
+        composed = self._select_function(mask, if_true, if_false)
+        out = self._chain_rule(name, source, composed, False, lambda: func(*args, **kwargs))
+        self.facts.set(out, Facts(Chain(source, composed, True, False)))
+        return out
+
+    def _select_function(self, mask: Tensor, branch: Any, other: Any) -> Callable[[Tensor], Tensor]:
+        f_mask = self.facts.chain(mask).f
+        f_branch = self.facts.chain(branch).f if _depends(branch) or self._mask(branch) else None
+        f_other = self.facts.chain(other).f if _depends(other) or self._mask(other) else None
+
+        def composed(u: Tensor) -> Tensor:
+            chosen = f_branch(u) if f_branch else branch
+            alternative = f_other(u) if f_other else other
+            return torch.where(f_mask(u), chosen, alternative)
+
+        return composed
+
+    def _select_facts(self, out: Any, mask: Tensor, branch: Any, other: Any) -> None:
+        """A selection between constants by an input-dependent mask is itself such a mask-like function."""
+        if isinstance(out, Tensor) and not out.requires_grad and tuple(out.shape) == tuple(mask.shape):
+            members = [t for t in (branch, other) if isinstance(t, Tensor) and (self._mask(t) or _depends(t))]
+            if all(self.facts.chain(t).source is self.facts.chain(mask).source for t in members):
+                composed = self._select_function(mask, branch, other)
+                self.facts.set(out, Facts(Chain(self.facts.chain(mask).source, composed, True, False)))
 
     def _same_source(self, a: Any, b: Any) -> bool:
         if not (_depends(a) and _depends(b)):
@@ -568,6 +656,10 @@ class RuleMode(TorchFunctionMode):
     ) -> Any:
         out = func(*args, **kwargs)
         source = args[0] if args else None
+        if self._mask(source) and isinstance(out, Tensor) and out is not source and out.shape == source.shape:
+            chain = self.facts.chain(source)  # a mask cast to another dtype ((x > 0).float()) is still one
+            dtype = out.dtype
+            self.facts.set(out, Facts(Chain(chain.source, _compose(lambda t: t.to(dtype), chain.f), True, False)))
         if isinstance(source, Tensor) and source.requires_grad and self.facts.is_statistic(source):
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, Tensor) and t is not source:
@@ -655,6 +747,8 @@ _HANDLERS: dict[str, str] = {
     "softmax": "softmax",
     "reduction": "reduction",
     "structural": "structural",
+    "comparison": "comparison",
+    "select": "select",
     "linear": "linear",
     "routing": "routing",
     "batch_norm": "batch_norm",

@@ -15,6 +15,9 @@ applied there comes from the method's rule set (:mod:`gradattr.rulesets`). The k
 * ``layer`` — linear and convolution layers: plain gradient, or the rule set's LRP layer rule;
 * ``softmax`` — ``softmax``/``log_softmax``: slot ``softmax``;
 * ``reduction`` — ``sum``/``mean``: linear; its result is a per-row statistic;
+* ``comparison`` — ``x > 0`` & co.: no gradient, but an input-dependent mask; ``select`` — ``where`` and
+  ``masked_fill``: linear in their branches, and when the mask and the branches are elementwise functions of
+  one source (``torch.where(x > 0, x, 0.1 * x)``, ``x * (x > 0)``), an elementwise nonlinearity of it;
 * ``structural`` — reshapes, views, indexing, dtype casts, splits: linear, and keep a statistic a statistic;
 * ``linear`` — other ops linear in each input-dependent argument (cat, pad, pooling by averaging, ...);
 * ``routing`` — selections (max pooling, ``max``): the gradient routes to the maximum, or, with the rule
@@ -120,6 +123,15 @@ def _table() -> dict[str, Op]:
             add(_names("torch torch.Tensor", form.rstrip("*!")), Op("arithmetic", spec))
     add("torch.Tensor.__pos__ torch.positive torch.Tensor.positive", Op("structural"))
     add(
+        _names(
+            "torch torch.Tensor",
+            "gt ge lt le eq ne greater greater_equal less less_equal __gt__ __ge__ __lt__ __le__ __eq__ __ne__ "
+            "logical_not __invert__ logical_and logical_or __and__ __or__",
+        ),
+        Op("comparison"),
+    )
+    add(_names("torch torch.Tensor", "where masked_fill masked_fill_"), Op("select"))
+    add(
         [
             *_names(
                 "torch torch.Tensor", "matmul __matmul__ __rmatmul__ mm bmm mv dot outer inner kron vdot tensordot"
@@ -153,7 +165,7 @@ def _table() -> dict[str, Op]:
         _names(
             "torch torch.Tensor",
             "transpose_ squeeze_ unsqueeze_ cumsum repeat_interleave gather fliplr flipud diagonal tril triu "
-            "where masked_fill masked_fill_ masked_select take_along_dim cat concat concatenate stack hstack "
+            "masked_select take_along_dim cat concat concatenate stack hstack "
             "vstack dstack half bfloat16 __setitem__ zero_ fill_ copy_ unfold trace index_add index_copy "
             "scatter scatter_add narrow_copy",
         )
