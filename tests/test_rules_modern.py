@@ -451,3 +451,33 @@ def test_activations_written_with_masks_get_the_rule_of_what_they_compute(method
         model.load_state_dict(reference.state_dict())
         got = gradattr.attribute(model, x, method=method, target=0, **options)
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12, msg=kind)
+
+
+@pytest.mark.parametrize("spatial", [1, 2, 3])
+def test_exact_max_pooling_computes_what_max_pooling_computes(spatial: int) -> None:
+    """The tree of ReLUs equals F.max_poolNd for kernel, stride, padding, ceil mode and dilation, and the
+    one case it cannot express (dilated windows past the edge) is named in an error."""
+    import itertools
+
+    from gradattr.engine.ops.expanders import MAX_POOLS
+
+    pool = getattr(F, f"max_pool{spatial}d")
+    exact = MAX_POOLS[f"torch.nn.functional.max_pool{spatial}d"]
+    x = torch.randn((2, 3) + (7,) * spatial, dtype=F64)
+    checked = 0
+    for kernel, stride, padding, ceil, dilation in itertools.product((2, 3), (1, 2, 3), (0, 1), (False, True), (1, 2)):
+        if padding > kernel // 2:
+            continue
+        expected = pool(x, kernel, stride, padding, dilation, ceil)
+        try:
+            got = exact(x, kernel, stride, padding, dilation, ceil)
+        except NotImplementedError:
+            assert dilation > 1
+            continue
+        torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-15)
+        checked += 1
+    assert checked >= 30
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.MaxPool1d(3, stride=3, dilation=2, ceil_mode=True), nn.Flatten())
+    with pytest.raises(gradattr.engine.UnsupportedOperationError, match="max_pooling='route'"):
+        gradattr.attribute(model.double(), torch.randn(2, 1, 9, dtype=F64), method="deeplift", target=0,
+                           max_pooling="exact")  # fmt: skip

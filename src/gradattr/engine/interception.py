@@ -681,7 +681,10 @@ class RuleMode(TorchFunctionMode):
                 return self.expand(expander, args, kwargs)
             return func(*args, **kwargs)
         if spec is not None and self.ruleset.max_pooling == "exact" and _depends(args[:1]):
-            return self.expand(spec, args, kwargs)
+            try:
+                return self.expand(spec, args, kwargs)
+            except NotImplementedError as reason:
+                self.unsupported(name, f"{reason}; pass max_pooling='route' for the paper's gradient routing")
         return func(*args, **kwargs)
 
     def batch_norm(

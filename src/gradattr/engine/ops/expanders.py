@@ -266,8 +266,6 @@ def _max_pool(spatial: int) -> Expander:
         kernel = per_dim(call["kernel_size"])
         stride = per_dim(call["stride"] if call["stride"] not in (None, ()) else kernel)
         padding, dilation = per_dim(call["padding"]), per_dim(call["dilation"])
-        if any(d != 1 for d in dilation) and any(padding):
-            raise NotImplementedError("exact max pooling with both dilation and padding")
         reference = getattr(F, f"max_pool{spatial}d")(x.detach(), kernel, stride, padding, dilation,
                                                     call["ceil_mode"], True)  # fmt: skip
         out_shape = reference[0].shape[-spatial:]
@@ -277,6 +275,8 @@ def _max_pool(spatial: int) -> Expander:
             d = lead + i
             needed = (out_shape[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
             extra = max(0, needed - x.shape[d] - padding[i])
+            if dilation[i] > 1 and (padding[i] or extra):  # a padded window may miss the edge it copies
+                raise NotImplementedError("exact max pooling of dilated windows that reach past the edge")
             if padding[i] or extra:
                 windows = _replicate(windows, d, padding[i], extra)
             windows = windows.unfold(d, dilation[i] * (kernel[i] - 1) + 1, stride[i])
