@@ -10,6 +10,7 @@ call ``attribute`` and how to evaluate the target score S_c directly with the mo
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -105,13 +106,18 @@ ROUTING_POOLS: frozenset[str] = frozenset({"max", "adaptive_max", "amax"})
 """Selections (max): they route the gradient to the maximum, so DeepLIFT's completeness does not hold."""
 FLATTENS: tuple[str, ...] = ("torch.flatten", "view", "reshape", "nn.Flatten")
 SCALES: tuple[str, ...] = ("none", "mul", "rmul", "div")
+MODERN: tuple[str, ...] = ("none", "layer_norm", "rms_norm", "gate", "softmax")
+"""Ops of transformers and gated nets after the linear op: F.layer_norm over the last dimension, RMSNorm written
+by hand (x · rsqrt(mean(x²) + ε)), a sigmoid gate from a second linear op (z ⊙ σ(W' h)), softmax weights
+(z ⊙ softmax(z) · n) — each with its exact DeepLIFT rule, so completeness is still promised."""
 
 
 @dataclass(frozen=True)
 class BlockSpec:
     """One hidden block: linear op (Linear or Conv), optional batch-norm, scaling by a constant, residual
     connection (``"pre"``: act(f(h) + h), ``"post"``: h + act(f(h))), activation, dropout (identity in eval),
-    and for dense blocks ``split``: the activation acts on one slice of the features only (slice + cat)."""
+    for dense blocks ``split``: the activation acts on one slice of the features only (slice + cat), and
+    ``modern``: one of :data:`MODERN` after the linear op."""
 
     activation: str
     norm: bool = False
@@ -119,6 +125,7 @@ class BlockSpec:
     residual: str = "none"
     dropout: bool = False
     split: bool = False
+    modern: str = "none"
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,9 @@ class Block(nn.Module):
         self.norm = norm(width) if spec.norm and front != "sequence" and front != "embedding" else None
         self.act = _activation_module(spec.activation, shared)
         self.drop = nn.Dropout(0.3) if spec.dropout else None
+        self.gate = copy.deepcopy(self.linear) if spec.modern == "gate" else None
+        if self.gate is not None:
+            nn.init.normal_(self.gate.weight, std=0.5)
 
     def activate(self, z: Tensor) -> Tensor:
         return self.act(z) if self.act is not None else FUNCTIONAL[self.spec.activation](z)
@@ -194,6 +204,15 @@ class Block(nn.Module):
         z = self.linear(h)
         if self.norm is not None:
             z = self.norm(z)
+        if self.spec.modern == "layer_norm":
+            z = F.layer_norm(z, z.shape[-1:])
+        elif self.spec.modern == "rms_norm":
+            z = z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + 1e-5)
+        elif self.spec.modern == "gate":
+            assert self.gate is not None
+            z = z * torch.sigmoid(self.gate(h))
+        elif self.spec.modern == "softmax":
+            z = z * F.softmax(z, dim=-1) * z.shape[-1]
         if self.spec.scale == "mul":
             z = z * 0.5
         elif self.spec.scale == "rmul":
@@ -495,6 +514,7 @@ def block_specs(draw: st.DrawFn, front: str, activations: tuple[str, ...] = ACTI
         residual=draw(st.sampled_from(("none", "pre", "post"))),
         dropout=draw(st.booleans()),
         split=draw(st.booleans()) if front == "dense" else False,
+        modern=draw(st.sampled_from(MODERN)),
     )
 
 
