@@ -694,6 +694,19 @@ class RuleMode(TorchFunctionMode):
             self.unsupported(name, "batch-norm in training mode normalises with batch statistics")
         return func(*args, **kwargs)
 
+    def normalisation(
+        self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A torch norm op: the rule set's normalisation rule in one step, then the affine weights."""
+        call = spec(*args, **kwargs)
+        if call is None or not _depends(call.x):
+            return func(*args, **kwargs)
+        references = self.site(name, (call.x,))
+        if self.recording:
+            return call.finish(call.norm(call.x))
+        rule = self.rule("normalisation")
+        return call.finish(rule.normalise(call.x, call.norm, None if references is None else references[0]))
+
     # -- expanders -------------------------------------------------------------------------------------
     def expander(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -756,6 +769,7 @@ _HANDLERS: dict[str, str] = {
     "routing": "routing",
     "batch_norm": "batch_norm",
     "expander": "expander",
+    "normalisation": "normalisation",
     "transparent": "transparent",
     "recurrent": "recurrent",
 }

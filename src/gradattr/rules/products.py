@@ -25,6 +25,9 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from gradattr.rules import normalisation
+from gradattr.rules.normalisation import Norm
+
 Bilinear = Callable[[Tensor, Tensor], Tensor]
 """The product with every argument but its two input-dependent factors bound."""
 
@@ -39,6 +42,11 @@ class ProductRule(Protocol):
     ) -> Tensor:
         """``product(a, b)`` with this rule's backward; ``references``: the factors' values on the baseline;
         ``constant``: index of the factor that is a per-row statistic (normalisations), else ``None``."""
+        ...
+
+    def normalise(self, x: Tensor, norm: Norm, x_ref: Tensor | None) -> Tensor:
+        """A torch norm op ``norm(x) = c · r`` with this rule at its product with the statistic, in one step
+        (:mod:`gradattr.rules.normalisation`)."""
         ...
 
 
@@ -76,6 +84,9 @@ class Plain:
     ) -> Tensor:
         return product(a, b)
 
+    def normalise(self, x: Tensor, norm: Norm, x_ref: Tensor | None) -> Tensor:
+        return normalisation.plain(x, norm, x_ref)
+
 
 @dataclass(frozen=True)
 class Uniform:
@@ -87,6 +98,10 @@ class Uniform:
         self, product: Bilinear, a: Tensor, b: Tensor, references: tuple[Tensor, Tensor] | None, constant: int | None
     ) -> Tensor:
         return product(scale_gradient(a, 0.5), scale_gradient(b, 0.5))
+
+    def normalise(self, x: Tensor, norm: Norm, x_ref: Tensor | None) -> Tensor:
+        c, _, r = norm.pieces(x)
+        return scale_gradient(c, 0.5) * scale_gradient(r, 0.5)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,9 @@ class HoldConstant:
         if constant == 1:
             return product(a, b.detach())
         return self.otherwise.apply(product, a, b, references, constant)
+
+    def normalise(self, x: Tensor, norm: Norm, x_ref: Tensor | None) -> Tensor:
+        return normalisation.held_constant(x, norm, x_ref)
 
 
 class _Shapley(torch.autograd.Function):
@@ -159,3 +177,6 @@ class ShapleySplit:
         if b_mid.shape != b.shape:
             b_mid = b_mid.expand(b.shape)
         return _Shapley.apply(a, b, a_mid, b_mid, product)
+
+    def normalise(self, x: Tensor, norm: Norm, x_ref: Tensor | None) -> Tensor:
+        return normalisation.shapley(x, norm, x_ref)

@@ -22,8 +22,9 @@ applied there comes from the method's rule set (:mod:`gradattr.rulesets`). The k
 * ``linear`` — other ops linear in each input-dependent argument (cat, pad, pooling by averaging, ...);
 * ``routing`` — selections (max pooling, ``max``): the gradient routes to the maximum, or, with the rule
   set's ``max_pooling="exact"``, a tree of ReLUs (slot ``max``);
-* ``expander`` — evaluated as an equivalent computation of simpler ops, each dispatched again: norms
-  (layer/RMS/group/instance), variance, norms of vectors, attention (``scaled_dot_product_attention``,
+* ``normalisation`` — layer/RMS/group/instance norm: slot ``normalisation``, applied in one step;
+* ``expander`` — evaluated as an equivalent computation of simpler ops, each dispatched again: variance,
+  norms of vectors, attention (``scaled_dot_product_attention``,
   the fused multi-head attention kernel), GLU, ``maximum`` (:mod:`.expanders`);
 * ``transparent`` — Python functions of ``torch.nn.functional`` built from other ops
   (``multi_head_attention_forward``, ``normalize``): run with each inner op dispatched;
@@ -206,6 +207,8 @@ def _table() -> dict[str, Op]:
     add("torch.nn.functional.batch_norm", Op("batch_norm"))
     for name, expander in expanders.EXPANDERS.items():
         add(name, Op("expander", expander))
+    for name, parse in expanders.NORMS.items():
+        add(name, Op("normalisation", parse))
     add(
         _names("torch.nn.functional", "multi_head_attention_forward normalize local_response_norm softmin"),
         Op("transparent"),

@@ -5,10 +5,9 @@ mode is active), each step gets its own rule, so rules reach the inside of atten
 (SPEC "Modern ops"; the same idea as the unrolled recurrent kernels). Every expander computes exactly what
 the fused op computes, from the call's own arguments; nothing is read from or written to the user's modules.
 
-* norms: ``y = (x − μ) · rsqrt(var + ε)`` then the affine weights — layer norm, RMS norm (no centring),
-  group norm (statistics per group), instance norm (per channel); ``var`` is ``mean((x − μ)²)``, so DeepLIFT
-  sees square (Rescale), mean (linear), rsqrt (Rescale) and a product with a statistic (Shapley split), and
-  eps-LRP holds the statistic constant;
+* norms (:data:`NORMS`): ``y = (x − μ) · rsqrt(mean((x − μ)²) + ε)`` then the affine weights — layer norm,
+  RMS norm (no centring), group norm (per group), instance norm (per channel) — taken apart so that the rule
+  set's normalisation rule applies in one step (:mod:`gradattr.rules.normalisation`);
 * ``var``/``std``/vector norms/``logsumexp``: the same pieces;
 * attention: ``softmax(q kᵀ · scale + mask) v`` with products, softmax and masks dispatched (causal and
   boolean masks, dropout as the call asks, grouped-query heads); the fused ``torch._native_multi_head_attention``
@@ -22,11 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from gradattr.rules.normalisation import Norm
 
 Expander = Callable[..., Any]
 
@@ -38,62 +40,77 @@ def _bind(names: Sequence[str], defaults: dict[str, Any], args: tuple[Any, ...],
     return bound
 
 
-def _normalise(x: Tensor, dims: tuple[int, ...], eps: float, centre: bool = True) -> Tensor:
-    """``(x − μ) · rsqrt(mean((x − μ)²) + ε)`` over ``dims`` (``μ = 0`` without centring: RMS norm)."""
-    centred = x - x.mean(dims, keepdim=True) if centre else x
-    variance = centred.square().mean(dims, keepdim=True)
-    return centred * torch.rsqrt(variance + eps)
+@dataclass(frozen=True)
+class NormCall:
+    """A norm op's call taken apart: ``x`` shaped so that ``norm.dims`` are the normalised dimensions, the
+    :class:`~gradattr.rules.normalisation.Norm`, and ``finish`` (reshape back, affine weights)."""
+
+    x: Tensor
+    norm: Norm
+    finish: Callable[[Tensor], Tensor]
 
 
-def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+def _affine(weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...] | None = None) -> Callable:
+    def finish(y: Tensor) -> Tensor:
+        if weight is not None:
+            y = y * (weight if shape is None else weight.reshape(shape))
+        if bias is not None:
+            y = y + (bias if shape is None else bias.reshape(shape))
+        return y
+
+    return finish
 
 
-def layer_norm(*args: Any, **kwargs: Any) -> Tensor:
+def layer_norm(*args: Any, **kwargs: Any) -> NormCall:
     call = _bind(("input", "normalized_shape", "weight", "bias", "eps"), {"weight": None, "bias": None, "eps": 1e-5},
                  args, kwargs)  # fmt: skip
     dims = tuple(range(-len(tuple(call["normalized_shape"])), 0))
-    return _affine(_normalise(call["input"], dims, call["eps"]), call["weight"], call["bias"])
+    return NormCall(call["input"], Norm(dims, call["eps"]), _affine(call["weight"], call["bias"]))
 
 
-def rms_norm(*args: Any, **kwargs: Any) -> Tensor:
+def rms_norm(*args: Any, **kwargs: Any) -> NormCall:
     call = _bind(("input", "normalized_shape", "weight", "eps"), {"weight": None, "eps": None}, args, kwargs)
     x = call["input"]
     eps = torch.finfo(x.dtype).eps if call["eps"] is None else call["eps"]
     dims = tuple(range(-len(tuple(call["normalized_shape"])), 0))
-    return _affine(_normalise(x, dims, eps, centre=False), call["weight"], None)
+    return NormCall(x, Norm(dims, eps, centre=False), _affine(call["weight"], None))
 
 
-def group_norm(*args: Any, **kwargs: Any) -> Tensor:
+def group_norm(*args: Any, **kwargs: Any) -> NormCall:
     call = _bind(("input", "num_groups", "weight", "bias", "eps"), {"weight": None, "bias": None, "eps": 1e-5},
                  args, kwargs)  # fmt: skip
     x = call["input"]
-    grouped = x.reshape(x.shape[0], call["num_groups"], -1)
-    y = _normalise(grouped, (-1,), call["eps"]).reshape(x.shape)
     per_channel = (1, x.shape[1]) + (1,) * (x.dim() - 2)
-    weight, bias = call["weight"], call["bias"]
-    return _affine(y, None if weight is None else weight.reshape(per_channel),
-                   None if bias is None else bias.reshape(per_channel))  # fmt: skip
+    affine = _affine(call["weight"], call["bias"], per_channel)
+    return NormCall(
+        x.reshape(x.shape[0], call["num_groups"], -1), Norm((-1,), call["eps"]), lambda y: affine(y.reshape(x.shape))
+    )
 
 
-def instance_norm(*args: Any, **kwargs: Any) -> Tensor:
+def instance_norm(*args: Any, **kwargs: Any) -> NormCall | None:
+    """``None`` with running statistics (``use_input_stats=False``): then it is an affine map, linear."""
     names = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
     call = _bind(names, {"running_mean": None, "running_var": None, "weight": None, "bias": None,
                          "use_input_stats": True, "momentum": 0.1, "eps": 1e-5}, args, kwargs)  # fmt: skip
+    if not call["use_input_stats"]:
+        return None
     x = call["input"]
     per_channel = (1, x.shape[1]) + (1,) * (x.dim() - 2)
-    if not call["use_input_stats"]:  # running statistics: an affine map per channel
-        mean, var = call["running_mean"].reshape(per_channel), call["running_var"].reshape(per_channel)
-        y = (x - mean) * torch.rsqrt(var + call["eps"])
-    else:
-        y = _normalise(x, tuple(range(2, x.dim())), call["eps"])
-    weight, bias = call["weight"], call["bias"]
-    return _affine(y, None if weight is None else weight.reshape(per_channel),
-                   None if bias is None else bias.reshape(per_channel))  # fmt: skip
+    norm = Norm(tuple(range(2, x.dim())), call["eps"])
+    return NormCall(x, norm, _affine(call["weight"], call["bias"], per_channel))
+
+
+NORMS: dict[str, Callable[..., NormCall | None]] = {
+    "torch.nn.functional.layer_norm": layer_norm,
+    "torch.layer_norm": layer_norm,
+    "torch.nn.functional.rms_norm": rms_norm,
+    "torch.rms_norm": rms_norm,
+    "torch.nn.functional.group_norm": group_norm,
+    "torch.group_norm": group_norm,
+    "torch.nn.functional.instance_norm": instance_norm,
+    "torch.instance_norm": instance_norm,
+}
+"""Norm ops by resolved name -> their call taken apart (the ``normalisation`` rule applies in one step)."""
 
 
 def _reduced_dims(x: Tensor, dim: Any) -> tuple[int, ...]:
@@ -339,14 +356,6 @@ MAX_REDUCTIONS: dict[str, Expander] = {
 """``max``/``amax``/``min``/``amin`` over dimensions -> their exact expansion (``max_pooling="exact"``)."""
 
 EXPANDERS: dict[str, Expander] = {
-    "torch.nn.functional.layer_norm": layer_norm,
-    "torch.layer_norm": layer_norm,
-    "torch.nn.functional.rms_norm": rms_norm,
-    "torch.rms_norm": rms_norm,
-    "torch.nn.functional.group_norm": group_norm,
-    "torch.group_norm": group_norm,
-    "torch.nn.functional.instance_norm": instance_norm,
-    "torch.instance_norm": instance_norm,
     **{
         f"{p}.{op}": f
         for p in ("torch", "torch.Tensor")
