@@ -376,7 +376,7 @@ EXPANDERS: dict[str, Expander] = {
     "torch.linalg.vector_norm": vector_norm,
     "torch.nn.functional.scaled_dot_product_attention": scaled_dot_product_attention,
     "torch._native_multi_head_attention": native_multi_head_attention,
-    "_native_multi_head_attention": native_multi_head_attention,
+    "_VariableFunctionsClass._native_multi_head_attention": native_multi_head_attention,
     "torch.nn.functional.glu": glu,
 }
 """Ops by resolved name -> the equivalent computation evaluated instead (with the engine's mode active)."""
