@@ -703,9 +703,14 @@ class RuleMode(TorchFunctionMode):
             return func(*args, **kwargs)
         references = self.site(name, (call.x,))
         if self.recording:
-            return call.finish(call.norm(call.x))
-        rule = self.rule("normalisation")
-        return call.finish(rule.normalise(call.x, call.norm, None if references is None else references[0]))
+            y = call.norm(call.x)
+            if _depends(args[1:]) or _depends(tuple(v for k, v in kwargs.items() if k != "input")):
+                return self.expand(call.finish, (y,), {})
+            return call.finish(y)
+        y = self.rule("normalisation").normalise(call.x, call.norm, None if references is None else references[0])
+        if _depends(args[1:]) or _depends(tuple(v for k, v in kwargs.items() if k != "input")):
+            return self.expand(call.finish, (y,), {})  # input-dependent affine weights: products with rules
+        return call.finish(y)
 
     # -- expanders -------------------------------------------------------------------------------------
     def expander(
