@@ -23,7 +23,8 @@ def test_relu_networks_are_rectifiers_only_however_written() -> None:
         "torch.nn.functional.relu": 1,
         "torch.nn.functional.max_pool2d": 1,
     }
-    assert inventory(ReusedReLUMLP(mlp), torch.randn(2, 4)).calls == {"torch.nn.functional.relu": 2}  # one module, 2 calls
+    reused = inventory(ReusedReLUMLP(mlp), torch.randn(2, 4))
+    assert reused.calls == {"torch.nn.functional.relu": 2}  # one module, two calls
 
 
 def test_other_nonlinearities_are_seen_and_named() -> None:
