@@ -209,3 +209,36 @@ def test_text_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     table.write_bytes(b"text,label\nfine,pos\ncaf\xe9,neg\n")
     with pytest.raises(DataFormatError, match=r"reviews\.csv: not UTF-8 text"):
         load_text_table(table, "text", "label")
+
+
+def test_weights_messages_say_what_the_file_is(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random bytes are not a torch file (not "pickled objects ... ()"); a complete pickle refused for a global
+    names that global, in torch's zip format, its legacy format and as a plain pickle (not "not a complete
+    torch file"); torch's protocol warning is not passed on."""
+    import os
+    import pickle
+
+    folder = Path()  # relative names: the one-line error stays under its 200 characters
+    monkeypatch.chdir(files["model"].parent)
+    noise = folder / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(2000))
+    zipped, legacy, plain = folder / "getcwd.pt", folder / "legacy.pt", folder / "plain.pt"
+    torch.save({"w": torch.zeros(2), "f": os.getcwd}, zipped)
+    torch.save({"w": torch.zeros(2), "f": os.getcwd}, legacy, _use_new_zipfile_serialization=False)
+    plain.write_bytes(pickle.dumps({"x": os.system}, protocol=4))
+    expected = {
+        noise: "not a zip/torch file: it starts with 5f 82 c2 d9",
+        zipped: f"holds pickled objects, which could run code: refused without running them (global {os.name}.getcwd)",
+        legacy: f"holds pickled objects, which could run code: refused without running them (global {os.name}.getcwd)",
+        plain: f"holds pickled objects, which could run code: refused without running them (global {os.name}.system)",
+    }
+    for path, reason in expected.items():
+        with pytest.raises(FileContentError) as error:
+            read_torch(path)
+        assert error.value.reason == reason
+        result = explain(files, "--input", files["input"], "--weights", path)
+        assert result.exit_code == 1 and result.stdout == ""
+        assert result.stderr == f"error: CheckpointError: {path}: not a weights-only state dict: {reason}\n"
+    (folder / "empty.pt").write_bytes(b"")
+    with pytest.raises(FileContentError, match=r"empty\.pt: empty$"):
+        read_torch(folder / "empty.pt")

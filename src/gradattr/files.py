@@ -17,6 +17,10 @@ from __future__ import annotations
 import csv
 import os
 import pickle
+import pickletools
+import re
+import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-_REFUSED = "WeightsUnpickler error:"
-"""What precedes the reason in ``torch.load``'s message when ``weights_only`` refuses a pickled object."""
 
 
 class FileContentError(ValueError):
@@ -93,20 +94,102 @@ def read_torch(path: str | Path) -> Any:
     strings, and lists, tuples and dicts of them. Pickled objects of any other type are refused unexecuted.
 
     Raises:
-        FileContentError: the file is missing, truncated or corrupt, or holds other pickled objects.
+        FileContentError: the file is missing, not a torch file at all (neither the zip archive ``torch.save``
+            writes nor a pickle), truncated or corrupt, or holds pickled objects of other types (the reason
+            names the first such global, e.g. ``builtins.open``).
     """
     path = _existing(path)
+    kind = _torch_kind(path)
+    if kind is None:
+        head = path.read_bytes()[:4]  # torch.save writes a zip archive (legacy: a pickle); this is neither
+        raise FileContentError(path, f"not a zip/torch file: it starts with {head.hex(' ')}" if head else "empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the refusal says what matters
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        refused = [line.split(_REFUSED, 1)[1].split(". ")[0] for line in str(error).splitlines() if _REFUSED in line]
-        if not refused:
+        refused = _refused_global(path, kind, str(error))
+        if refused is None:
             raise FileContentError(path, f"not a complete torch file ({one_line(error)})") from error
         raise FileContentError(
-            path, f"holds pickled objects, which could run code: refused without running them ({refused[0].strip()})"
+            path, f"holds pickled objects, which could run code: refused without running them (global {refused})"
         ) from error
     except Exception as error:  # a damaged archive fails in many ways: RuntimeError, EOFError, KeyError, ...
         raise FileContentError(path, f"not a complete torch file ({one_line(error)})") from error
+
+
+_GLOBAL_MESSAGE = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)")
+"""``torch.load``'s words before the name of a global it refused."""
+
+
+def _torch_kind(path: Path) -> str | None:
+    """``"zip"`` (torch.save's format, possibly truncated), ``"pickle"`` (the legacy format or a plain pickle),
+    or ``None`` when the first bytes are neither."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) >= 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return "pickle"
+    return None
+
+
+def _refused_global(path: Path, kind: str, message: str) -> str | None:
+    """The global (``module.name``) that made ``weights_only`` refuse the file: from torch's message, else
+    from reading the pickle's opcodes (never executing them) for the first global torch does not allow."""
+    named = _GLOBAL_MESSAGE.search(message)
+    if named:
+        return named.group(1)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            data = path.read_bytes()
+        found = _globals(data)
+    except Exception:  # not a readable pickle: a damaged file, said as such
+        return None
+    allowed = set(_allowed_globals())
+    return next((name for name in found if name not in allowed), None)
+
+
+def _globals(data: bytes) -> list[str]:
+    """The globals a pickle would import, in order, read from its opcodes without running them (the strings
+    pushed before a ``STACK_GLOBAL``, also through the memo)."""
+    names, strings, memo, last = [], [], {}, None
+    for opcode, argument, _ in pickletools.genops(data):
+        if opcode.name == "GLOBAL":
+            names.append(str(argument).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(f"{strings[-2]}.{strings[-1]}")
+        if isinstance(argument, str) and "UNICODE" in opcode.name:
+            last = argument
+            strings.append(argument)
+        elif opcode.name in ("BINGET", "LONG_BINGET", "GET"):
+            last = memo.get(argument)
+            if isinstance(last, str):
+                strings.append(last)
+        elif opcode.name == "MEMOIZE":
+            memo[len(memo)] = last
+        elif opcode.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[argument] = last
+        else:
+            last = None
+    return names
+
+
+def _allowed_globals() -> list[str]:
+    """The globals ``torch.load(weights_only=True)`` accepts (tensor rebuilding, OrderedDict, dtypes, ...)."""
+    try:
+        from torch import _weights_only_unpickler
+
+        return list(_weights_only_unpickler._get_allowed_globals()) + [
+            f"{getattr(g, '__module__', '')}.{getattr(g, '__name__', '')}"
+            for g in torch.serialization.get_safe_globals()
+        ]
+    except Exception:  # a torch without these helpers: name every global
+        return []
 
 
 def read_npy(path: str | Path) -> np.ndarray:
