@@ -217,3 +217,14 @@ def test_non_finite_attributions_are_an_error_with_a_hint() -> None:
     with pytest.raises(FloatingPointError, match=r"epsilon_lrp produced \d+ NaN or infinite.*gates='signal'"):
         gradattr.attribute(model, x, method="epsilon_lrp", target=0)
     assert torch.isfinite(gradattr.attribute(model, x, method="epsilon_lrp", target=0, gates="signal")).all()
+
+
+def test_a_typo_in_a_wrapping_method_lists_its_own_options_and_its_base(model: nn.Module) -> None:
+    with pytest.raises(TypeError) as error:
+        gradattr.attribute(model, X, "smoothgrad", sampels=3)
+    assert str(error.value) == (
+        "smoothgrad got unknown option(s) sampels; its options are: base, samples, sigma, variant, seed, batch_size; "
+        "those of its base saliency: abs"
+    )
+    with pytest.raises(TypeError, match=r"stepz; its options are: base, samples.*base integrated_gradients: steps, "):
+        gradattr.attribute(model, X, "smoothgrad", base="integrated_gradients", stepz=3)

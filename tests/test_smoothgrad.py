@@ -129,7 +129,7 @@ def test_layer_attribution_and_baselines_reach_the_base() -> None:
     [
         ({"base": "gradcam"}, ValueError, "base must be one of"),
         ({"base": "smoothgrad"}, ValueError, "base must be one of"),
-        ({"steps": 5}, TypeError, "smoothgrad with base saliency got unknown option"),
+        ({"steps": 5}, TypeError, "smoothgrad got unknown option.*base saliency: abs; steps is an option of"),
         ({"samples": 0}, ValueError, "samples must be an int >= 1"),
         ({"sigma": -0.1}, ValueError, "sigma must be a finite number >= 0"),
         ({"variant": "mean"}, ValueError, "variant must be 'smoothgrad' or 'smoothgrad_sq' or 'vargrad', got str"),

@@ -128,6 +128,12 @@ def _resolve_options(method: str, spec: Method, options: dict[str, Any]) -> tupl
     base = _REGISTRY[base_name]
     own = {k: v for k, v in options.items() if k in spec.options and k != "base"}
     passed_on = {k: v for k, v in options.items() if k not in spec.options}
+    unknown = sorted(set(passed_on) - set(base.options))
+    if unknown:  # a typo of the method's own options or of its base's: list both
+        raise TypeError(
+            f"{method} got unknown option(s) {', '.join(unknown)}; its options are: {', '.join(spec.options)}; "
+            f"those of its base {base_name}: {', '.join(base.options) or 'none'}{_elsewhere(unknown)}"
+        )
     _check_options(method, spec, own)
     _check_options(f"{method} with base {base_name}", base, passed_on)
     return {**own, **passed_on, "base": base.function}, base.uses_baseline
