@@ -228,3 +228,46 @@ def test_a_typo_in_a_wrapping_method_lists_its_own_options_and_its_base(model: n
     )
     with pytest.raises(TypeError, match=r"stepz; its options are: base, samples.*base integrated_gradients: steps, "):
         gradattr.attribute(model, X, "smoothgrad", base="integrated_gradients", stepz=3)
+
+
+@pytest.mark.parametrize(
+    ("model", "x", "message"),
+    [
+        (nn.Linear(1024, 5), torch.randn(4, 4096),
+         "inputs has shape (4, 4096) but the model expects (4, 1024) (the model (Linear with 1024 input features))"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(1024, 5)), torch.randn(4, 1, 64, 64),
+         "inputs has shape (4, 1, 64, 64) but the model expects (4, 1, 32, 32) (layer '1' (Linear with 1024 input "
+         "features))"),
+        (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 16 * 16, 5)),
+         torch.randn(2, 1, 32, 32),
+         "inputs has shape (2, 1, 32, 32) but the model expects (2, 3, 16, 16) (layer '0' (Conv2d with 3 input "
+         "channels))"),
+        (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)), torch.randn(2, 1, 10, 10),
+         "inputs has shape (2, 1, 10, 10) but the model expects (2, 1, 8, 8) (layer '3' (Linear with 144 input "
+         "features))"),
+    ],
+)  # fmt: skip
+def test_a_wrong_input_size_names_the_inputs_shape_and_the_expected_one(
+    model: nn.Module, x: Tensor, message: str
+) -> None:
+    """Not torch's "mat1 and mat2 shapes cannot be multiplied (4x4096 and 1024x5)" from inside the model: the
+    user's shape, the shape the model runs on (confirmed by a pass), and the layer that refused it."""
+    for method in ("saliency", "deeplift", "occlusion"):
+        with pytest.raises(ValueError) as error:
+            gradattr.attribute(model, x, method, target=0)
+        assert str(error.value) == message
+        assert "mat1" in str(error.value.__cause__) or "channels" in str(error.value.__cause__)
+
+
+def test_inference_mode_tensors_are_copied_and_inference_mode_itself_refused(model: nn.Module) -> None:
+    with torch.inference_mode():
+        frozen, frozen_baseline = X.clone(), torch.full((1, 4), 0.5)
+    assert frozen.is_inference()
+    r = gradattr.attribute(model, frozen, "deeplift", target=0, baseline=frozen_baseline)
+    torch.testing.assert_close(r, gradattr.attribute(model, X, "deeplift", target=0, baseline=0.5))
+    with torch.inference_mode(), pytest.raises(RuntimeError) as error:
+        gradattr.attribute(model, X, "saliency", target=0)
+    assert str(error.value) == (
+        "gradattr.attribute was called inside torch.inference_mode(), which turns off the gradients every method "
+        "needs: call it outside that block (tensors made inside it are fine as inputs)"
+    )

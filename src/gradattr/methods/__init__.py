@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from gradattr.engine import preserved_model
 from gradattr.engine.diagnostics import first_non_finite
 from gradattr.memory import MemoryLimit, memory_budget
+from gradattr.methods._mismatch import InputShapeError, input_mismatch
 from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._options import check_option
 from gradattr.methods._problem import (
@@ -33,7 +34,7 @@ from gradattr.methods.epsilon_lrp import epsilon_lrp
 from gradattr.methods.gradcam import gradcam, guided_gradcam
 from gradattr.methods.gradient_x_input import gradient_x_input
 from gradattr.methods.guided_backprop import deconvnet, guided_backprop
-from gradattr.methods.integrated_gradients import integrated_gradients
+from gradattr.methods.integrated_gradients import integrated_gradients, one_completeness_warning
 from gradattr.methods.occlusion import occlusion
 from gradattr.methods.saliency import saliency
 from gradattr.methods.shapley_sampling import shapley_sampling
@@ -157,8 +158,9 @@ def attribute(
     forward_kwargs: ForwardKwargs = None,
     output: OutputSelector = None,
     position: Position = None,
+    return_gap: bool = False,
     **options: Any,
-) -> Inputs:
+) -> Inputs | tuple[Inputs, Tensor]:
     """Attribute the target output of ``model`` to its inputs (or to a layer's output) with ``method``.
 
     Args:
@@ -195,12 +197,22 @@ def attribute(
             (sequence or LongTensor(B)); negative counts from the end. Default (``None``): -1, the last
             position (with right-padded batches, pass each sample's last real position). ``target`` is then
             the token id (``None``: the argmax at that position).
+        return_gap: also return the completeness gap Σ_i R_i - (S_c(x) - S_c(x̄)) of each sample, Tensor(B)
+            (over all inputs of a multi-input model; in the layer's space with ``layer=``), as Captum's
+            ``return_convergence_delta``: the same numbers as :func:`gradattr.metrics.completeness_gap`. For
+            the methods with a baseline (``integrated_gradients``, ``deeplift``, ``shapley_sampling``); two
+            extra forward passes without gradients (at x and x̄).
         **options: the method's options (``steps``, ``epsilon``, ``window``, ``strict``, ``gates`` for
             eps-LRP's gate products in LSTM/GRU cells, ...); an unknown option is an error that names the
             methods taking it.
 
     Returns:
-        Attributions with the shape, dtype and device of ``inputs`` (a tuple for tuple inputs).
+        Attributions with the shape, dtype and device of ``inputs`` (a tuple for tuple inputs); with
+        ``return_gap=True`` the pair ``(attributions, gap)``.
+
+    Warns:
+        CompletenessWarning: ``integrated_gradients`` misses completeness by more than its ``gap_tolerance``
+            (5 % by default; once per call, with the steps that would be needed; ``steps="auto"`` avoids it).
 
     Raises:
         ValueError / TypeError / IndexError: invalid arguments, with what was expected.
@@ -210,26 +222,54 @@ def attribute(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     spec = _lookup(method)
+    if return_gap and (spec.wraps or not spec.uses_baseline):
+        with_gap = ", ".join(name for name, m in _REGISTRY.items() if m.uses_baseline and not m.wraps)
+        raise ValueError(
+            f"return_gap=True is for the methods whose attributions should sum to S_c(x) - S_c(x̄): {with_gap}; "
+            f"for {method}, gradattr.metrics.completeness_gap(model, x, attributions, target) measures it anyway"
+        )
     options, uses_baseline = _resolve_options(method, spec, options)
     if baseline is not None and not uses_baseline:
         raise ValueError(f"{method} does not use a baseline; pass baseline=None")
     call = {"forward_kwargs": forward_kwargs, "output": output, "position": position}
     if spec.reads_layer and layer is None:
         raise ValueError(f"{method} reads a layer's activations: pass layer=<name of a convolutional layer>")
-    with preserved_model(model) as model, memory_budget(max_memory):
-        if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
-            problem = build_problem(model, inputs, target, baseline, floating=False, **call)
-            options = {**options, "layer": layer}
-        else:
-            problem = build_problem(model, inputs, target, baseline, layer, **call)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "gradattr.attribute was called inside torch.inference_mode(), which turns off the gradients every method "
+            "needs: call it outside that block (tensors made inside it are fine as inputs)"
+        )
+    with preserved_model(model) as model, memory_budget(max_memory), one_completeness_warning():
         try:
+            if spec.reads_layer:  # the layer is read, not attributed: the map is for the model's inputs
+                problem = build_problem(model, inputs, target, baseline, floating=False, **call)
+                options = {**options, "layer": layer}
+            else:
+                problem = build_problem(model, inputs, target, baseline, layer, **call)
             attributions = spec.function(problem, **options)
         except NonFiniteOutputError as error:
             raise FloatingPointError(f"{method}: {error}; {_where_non_finite(problem)}") from None
+        except (RuntimeError, IndexError) as error:  # torch's words for a wrong input size: say it in the user's
+            mismatch = _mismatch(model, inputs, forward_kwargs)
+            if mismatch is None:
+                raise
+            raise mismatch from error
         _check_finite_result(method, spec, problem, attributions)
+        if return_gap:
+            from gradattr.metrics.completeness import problem_gap  # gradattr.metrics imports this module
+
+            gap = problem_gap(problem, attributions)
     if len(attributions) != len(problem.inputs):  # Grad-CAM at the layer's resolution: one map for all inputs
         return attributions[0]
-    return problem.unpack(attributions)
+    return (problem.unpack(attributions), gap) if return_gap else problem.unpack(attributions)
+
+
+def _mismatch(model: nn.Module, inputs: Inputs, forward_kwargs: ForwardKwargs) -> InputShapeError | None:
+    """The input-shape error for a model that fails on the user's (single tensor) inputs, else ``None``."""
+    if not isinstance(inputs, Tensor) or (forward_kwargs is not None and not isinstance(forward_kwargs, dict)):
+        return None
+    kwargs = forward_kwargs or {}
+    return input_mismatch(model, inputs.detach(), lambda x: model(x, **kwargs))
 
 
 def _check_finite_result(

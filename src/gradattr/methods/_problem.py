@@ -406,7 +406,9 @@ def build_problem(
     such as Grad-CAM), so they may be token ids. ``forward_kwargs``, ``output``, ``position``: the model's
     extra keyword arguments and the reading of its output (:class:`~._model_call.ModelCall`).
     """
-    model_inputs = tuple(x.detach() for x in as_tuple(inputs))  # other inputs may require grad (masks)
+    # other inputs may require grad (masks); a tensor made under torch.inference_mode() is copied to one
+    # that autograd may use
+    model_inputs = tuple(x.clone() if x.is_inference() else x.detach() for x in as_tuple(inputs))
     returns_tuple = isinstance(inputs, (tuple, list))
     _check_precision(model_inputs)
     floats = [x for x in model_inputs if x.is_floating_point()]
