@@ -8,13 +8,14 @@ from gradattr.metrics.agreement import (
     spearman_per_sample,
     topk_intersection,
 )
-from gradattr.metrics.completeness import completeness_gap
+from gradattr.metrics.completeness import CompletenessWarning, completeness_gap
 from gradattr.metrics.infidelity import infidelity
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, default_ns, draw_subsets, sensitivity_n
 from gradattr.metrics.similarity import ssim
 from gradattr.metrics.stability import avg_sensitivity, local_lipschitz, max_sensitivity
 
 __all__ = [
+    "CompletenessWarning",
     "SensitivityResult",
     "SubsetPlan",
     "average_ranks",

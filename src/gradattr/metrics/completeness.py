@@ -6,7 +6,10 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
-from gradattr.methods._problem import Target, build_problem
+from gradattr.methods._problem import AttributionProblem, Target, build_problem
+from gradattr.methods.integrated_gradients import CompletenessWarning
+
+__all__ = ["CompletenessWarning", "completeness_gap", "endpoint_scores", "problem_gap"]
 
 
 def completeness_gap(
@@ -40,8 +43,27 @@ def completeness_gap(
     problem = build_problem(
         model, inputs, target, baseline, forward_kwargs=forward_kwargs, output=output, position=position
     )
+    return problem_gap(problem, (attributions,))
+
+
+def endpoint_scores(problem: AttributionProblem) -> tuple[Tensor, Tensor]:
+    """S_c(x) and S_c(x̄) per sample, each Tensor(B), without gradients (passes within the memory budget)."""
     rows = problem.all_rows
     reference = tuple(b.expand_as(x) for b, x in zip(problem.baselines, problem.inputs, strict=True))
     with torch.no_grad():
-        delta = problem.scores(problem.inputs, rows) - problem.scores(reference, rows)
-    return attributions.reshape(inputs.shape[0], -1).sum(1) - delta
+        return problem.scores(problem.inputs, rows), problem.scores(reference, rows)
+
+
+def problem_gap(
+    problem: AttributionProblem, attributions: tuple[Tensor, ...], scores: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """Per-sample Σ_i R_i - (S_c(x) - S_c(x̄)) of a validated problem (all its inputs summed, or the layer's
+    output when it attributes a layer); ``scores``: :func:`endpoint_scores`'s, when already computed.
+
+    The one implementation behind :func:`completeness_gap`, ``gradattr.attribute(..., return_gap=True)`` and
+    Integrated Gradients' gap check.
+    """
+    at_input, at_baseline = endpoint_scores(problem) if scores is None else scores
+    batch = problem.batch_size
+    total = sum(a.detach().reshape(batch, -1).sum(1).to(at_input.dtype) for a in attributions)
+    return total - (at_input - at_baseline)
