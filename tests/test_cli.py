@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from typer.testing import CliRunner
 from gradattr.cache import save_checkpoint
 from gradattr.cli import app
 from gradattr.data import load_digits
+from gradattr.experiments.user_data import load_model
 
 MODEL_SOURCE = """
 import torch
@@ -236,3 +240,164 @@ def test_evaluate_usage_error_and_failure(user_model: tuple[Path, Path], tmp_pat
     bad = tmp_path / "bad.npz"
     np.savez(bad, inputs=np.zeros((2, 64)))
     assert_one_line_failure(invoke("evaluate", "--model", f"{source}:build", "--data", str(bad)))
+
+
+CHECKED_SOURCE = """
+import torch
+from torch import nn
+
+
+def colour():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+
+
+class Spectral(nn.Module):  # DeepLIFT and eps-LRP refuse torch.fft.fft (not known to be linear); saliency runs
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        z = self.fc(x.flatten(1))
+        return z + torch.fft.fft(z).real
+
+
+def spectral():
+    torch.manual_seed(0)
+    return Spectral()
+
+
+class Extra(nn.Module):  # output (B, 1, C)
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)).unsqueeze(1)
+
+
+def extra():
+    torch.manual_seed(0)
+    return Extra()
+"""
+FFT_REFUSED = (
+    "UnsupportedOperationError: gradattr cannot apply the attribution rule through 'torch.fft.fft' in module "
+    "'<root Spectral>': it is not known to be linear in its input."
+)
+
+
+@pytest.fixture
+def checked(user_model: tuple[Path, Path], tmp_path: Path) -> dict[str, Path]:
+    """The digits MLP of ``user_model``, the models of CHECKED_SOURCE, and inputs: a 16x16 grey PNG, an 8x8
+    grey PNG, a batch of 4 digits (.npy) and 8 labelled digits (.npz)."""
+    (tmp_path / "checked.py").write_text(CHECKED_SOURCE, encoding="utf-8")
+    digits = load_digits(seed=0)
+    grey = ((digits.test_x[0, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
+    Image.fromarray(grey, mode="L").save(tmp_path / "digit.png")
+    Image.fromarray(np.kron(grey, np.ones((2, 2), dtype=np.uint8)), mode="L").save(tmp_path / "big.png")
+    np.save(tmp_path / "four.npy", digits.test_x[:4].numpy())
+    np.savez(tmp_path / "eight.npz", x=digits.test_x[:8].numpy(), y=digits.test_y[:8].numpy())
+    return {"mlp": user_model[0], "models": tmp_path / "checked.py", "out": tmp_path / "out"} | {
+        name: tmp_path / name for name in ("digit.png", "big.png", "four.npy", "eight.npz")
+    }
+
+
+def test_explain_a_wrong_input_size_names_the_file_and_the_shape_the_model_expects(checked: dict[str, Path]) -> None:
+    """Not "mat1 and mat2 shapes cannot be multiplied (1x256 and 64x32)" or "expected input[1, 1, 8, 8] to have 3
+    channels": the user's file, its shape, the shape the model runs on."""
+    result = invoke("explain", "--model", f"{checked['mlp']}:build", "--input", str(checked["big.png"]),
+                    "--out", str(checked["out"]))  # fmt: skip
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: InputShapeError: input big.png has shape (1, 16, 16) but the model expects (1, 8, 8) (layer '1' "
+        "(Linear with 64 input features))\n"
+    )
+    result = invoke("explain", "--model", f"{checked['models']}:colour", "--input", str(checked["digit.png"]),
+                    "--out", str(checked["out"]))  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: InputShapeError: input digit.png has shape (1, 8, 8) but the model expects (3, 8, 8) (layer '0' "
+        "(Conv2d with 3 input channels))\n"
+    )
+    result = invoke("explain", "--model", f"{checked['models']}:colour", "--input", str(checked["four.npy"]),
+                    "--batched", "--out", str(checked["out"]))  # fmt: skip
+    assert result.stderr.startswith("error: InputShapeError: input four.npy has shape (4, 1, 8, 8) but the model "
+                                    "expects (4, 3, 8, 8)")  # fmt: skip
+
+
+def test_explain_exit_codes_when_methods_fail(checked: dict[str, Path]) -> None:
+    """Some methods failing: exit 0, the others written, the failures named on stderr. Every method failing:
+    exit 1 with the first reason."""
+    args = ["explain", "--model", f"{checked['models']}:spectral", "--input", str(checked["four.npy"]), "--batched",
+            "--out", str(checked["out"])]  # fmt: skip
+    partial = invoke(*args, "--method", "saliency,deeplift")
+    assert partial.exit_code == 0, partial.output
+    assert partial.stderr.startswith(f"warning: 1 of 2 methods failed and are left out:\n  deeplift: {FFT_REFUSED}")
+    assert (checked["out"] / "saliency.npy").exists() and not (checked["out"] / "deeplift.npy").exists()
+    assert (checked["out"] / "heatmaps.png").exists()
+    total = subprocess.run(
+        [sys.executable, "-m", "gradattr.cli", *args, "--method", "deeplift,epsilon_lrp"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert total.returncode == 1, total.stderr
+    assert total.stderr.startswith(f"error: all 2 methods failed; deeplift: {FFT_REFUSED}"), total.stderr
+    assert len(total.stderr.strip().splitlines()) == 1
+
+
+def test_explain_reads_a_b_1_c_output_and_evaluate_names_the_users_batch(checked: dict[str, Path]) -> None:
+    result = invoke("explain", "--model", f"{checked['models']}:extra", "--input", str(checked["four.npy"]),
+                    "--batched", "--method", "saliency", "--out", str(checked["out"]))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.load(checked["out"] / "saliency.npy").shape == (4, 1, 8, 8)
+    result = invoke("evaluate", "--model", f"{checked['models']}:extra", "--data", str(checked["eight.npz"]),
+                    "--out", str(checked["out"]), "--no-progress")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: ValueError: the model's output has shape (8, 1, 10) for 8 samples of eight.npz; evaluate needs one "
+        "score per class, (8, C)\n"
+    )
+
+
+def test_evaluate_a_label_out_of_range_fails_at_once(checked: dict[str, Path], tmp_path: Path) -> None:
+    digits = load_digits(seed=0)
+    labels = digits.test_y[:8].numpy().copy()
+    labels[5] = 12
+    np.savez(tmp_path / "bad.npz", x=digits.test_x[:8].numpy(), y=labels)
+    result = invoke("evaluate", "--model", f"{checked['mlp']}:build", "--data", str(tmp_path / "bad.npz"),
+                    "--out", str(checked["out"]), "--no-progress")  # fmt: skip
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: ValueError: bad.npz: label 12 (sample 5) is not a class of the model, which has 10 outputs (labels "
+        "0..9)\n"
+    )
+    assert not (checked["out"] / "report.html").exists()
+
+
+def test_evaluate_exit_codes_counts_and_accuracy(checked: dict[str, Path]) -> None:
+    """Some methods failing: exit 0 and the failures on stderr; every method failing: exit 1. The report's card
+    counts the claims its table counts, and shows the accuracy on the labelled samples."""
+    args = ["evaluate", "--model", f"{checked['models']}:spectral", "--data", str(checked["eight.npz"]),
+            "--num-subsets", "5", "--no-progress", "--out", str(checked["out"])]  # fmt: skip
+    partial = invoke(*args, "--methods", "saliency,gradient_x_input,deeplift")
+    assert partial.exit_code == 0, partial.output
+    assert partial.stderr.startswith(f"warning: 1 of 3 methods failed and are left out:\n  deeplift: {FFT_REFUSED}")
+    total = invoke(*args, "--methods", "deeplift,epsilon_lrp")
+    assert total.exit_code == 1 and total.stderr.startswith(f"error: all 2 methods failed; deeplift: {FFT_REFUSED}")
+
+    out = checked["out"] / "mlp"
+    result = invoke("evaluate", "--model", f"{checked['mlp']}:build", "--data", str(checked["eight.npz"]),
+                    "--num-subsets", "5", "--no-progress", "--out", str(out), "--methods",
+                    "gradient_x_input,integrated_gradients,occlusion")  # fmt: skip
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    page = (out / "report.html").read_text(encoding="utf-8")
+    (card,) = re.findall(r'<div class="big">([^<]*)</div><div class="label">paper claims hold', page)
+    (entry,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"]
+    verdicts = [c["verdict"] for c in entry["claims"]]
+    held, checked_claims = verdicts.count("holds"), verdicts.count("holds") + verdicts.count("does not hold")
+    assert card == f"{held} / {checked_claims}" and checked_claims < len(verdicts)  # some claims do not apply
+    summary = re.sub(r"<[^>]+>", " ", page[page.index('id="summary"') : page.index('id="paper-claims"')])
+    assert f"{held} / {checked_claims}" in summary
+    digits, network = load_digits(seed=0), load_model(f"{checked['mlp']}:build")
+    accuracy = float((network(digits.test_x[:8]).argmax(1) == digits.test_y[:8]).double().mean())
+    assert entry["training"]["test_accuracy"] == pytest.approx(accuracy)
+    assert f"{100 * accuracy:.1f} %" in summary  # was "–" although labels were given

@@ -212,6 +212,9 @@ def reproduce(
         parts += ["the robustness study"] if "robustness" in study.reused else []
         console.print(f"reused {' and '.join(parts)} from {out / PROGRESS_FOLDER}", soft_wrap=True)
     console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s")
+    failed = {f"{m.subject.model_name} ({m.subject.dataset}): {name}": reason
+              for m in study.models for name, reason in m.unavailable.items()}  # fmt: skip
+    _check_failures(failed, sum(len(m.methods) + len(m.unavailable) for m in study.models))
 
 
 @app.command(
@@ -256,21 +259,28 @@ def explain(
         import gradattr
         from gradattr.evaluation import LayerFunction
         from gradattr.experiments.user_data import load_inputs, load_model
-        from gradattr.files import atomic_path
+        from gradattr.files import atomic_path, one_line
         from gradattr.report import heatmap_grid
 
         network = load_model(model, weights)
         x = load_inputs(inputs, batched)
-        with torch.no_grad():
-            predicted = network(x).argmax(1)
+        scores = _scores(network, x, _input_name(inputs), per_sample=not batched)
+        predicted = scores.argmax(1) if scores.dim() == 2 else torch.zeros(len(x), dtype=torch.long)
         classes = predicted if target is None else torch.full_like(predicted, target)
         out.mkdir(parents=True, exist_ok=True)
-        maps, files = {}, []
+        maps, files, failed = {}, [], {}
         for name in names:
-            maps[name] = gradattr.attribute(network, x, method=name, target=classes, layer=layer)
+            try:
+                maps[name] = gradattr.attribute(network, x, method=name, target=classes, layer=layer)
+            except Exception as error:  # the other methods still run; every method failing is an error
+                failed[name] = error
+                continue
             with atomic_path(out / f"{name}.npy") as partial, partial.open("wb") as handle:
                 np.save(handle, maps[name].numpy())
             files.append(out / f"{name}.npy")
+        if debug and failed and len(failed) == len(names):
+            raise next(iter(failed.values()))
+        _check_failures({name: one_line(error) for name, error in failed.items()}, len(names))
         shown = x if layer is None or all(reads_layer) else LayerFunction.of(network, x, layer).layer_output
         labels = [f"{p.name}: class {int(c)}" for p, c in zip(_sample_names(inputs, len(x)), classes, strict=True)]
         files.insert(0, heatmap_grid(shown, maps, out / "heatmaps.png", row_labels=labels))
@@ -356,6 +366,8 @@ def evaluate(
             store.clear()
         network = load_model(model, weights)
         x, y = load_labelled(data)
+        _check_scores(_scores(network, x[: min(samples, batch_size)], f"input {data.name}", raw=True), data.name,
+                      y[:samples])  # fmt: skip
         study = user_study(
             network, x[:samples], y[:samples], model_name=model, data_name=data.name, methods=names, patch=patch,
             layer=layer, relu_only=relu_only, num_subsets=num_subsets, display=display, seed=seed,
@@ -363,13 +375,80 @@ def evaluate(
             checkpoint=store.path("evaluate"), evaluator=evaluator or in_process,
         )  # fmt: skip
         table = study.models[0].sensitivity
-        return (table.resumed if table is not None else 0), write_study(study, out)
+        return (table.resumed if table is not None else 0), write_study(study, out), study.models[0].unavailable
 
-    resumed, files = _guarded(debug, run, _resume_hint(progress_dir, "the finished batches"))
+    resumed, files, unavailable = _guarded(debug, run, _resume_hint(progress_dir, "the finished batches"))
     if resumed:
         finished = _count(resumed, "finished batch", "finished batches")
         console.print(f"resumed: {finished} reused from {progress_dir}", soft_wrap=True)
     console.print(f"wrote {files[0]} (and results.json, CSVs)")
+    _check_failures(unavailable, len(names))
+
+
+def _check_failures(failed: dict[str, str], total: int) -> None:
+    """After a command's methods ran: when every one of the ``total`` failed, exit 1 with the first reason;
+    when some failed, say which and why on stderr (the exit code stays 0: the others' results were written)."""
+    if not failed:
+        return
+    if len(failed) == total:
+        what, reason = next(iter(failed.items()))
+        every = "the method" if total == 1 else f"all {total} methods"
+        typer.echo(f"error: {every} failed; {what}: {reason}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"warning: {len(failed)} of {total} methods failed and are left out:", err=True)
+    for what, reason in failed.items():
+        typer.echo(f"  {what}: {reason}", err=True)
+
+
+def _input_name(paths: list[Path]) -> str:
+    """How a message names the inputs: ``input cat.png``, ``inputs cat.png, dog.png``."""
+    names = [p.name for p in paths]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"input{'s' * (len(names) > 1)} {shown}"
+
+
+def _scores(network: Any, x: Any, name: str, per_sample: bool = False, raw: bool = False) -> Any:
+    """The model's output on the user's own batch ``x``, read as gradattr reads it ((B, C) or (B,); a
+    (B, 1, C) output at its one position), or as it is with ``raw``. A model that refuses ``x`` is an error
+    naming the input, its shape and the shape the model expects (not torch's words from inside the model)."""
+    import torch
+
+    from gradattr.methods._mismatch import input_mismatch
+    from gradattr.methods._model_call import ModelCall
+
+    try:
+        with torch.no_grad():
+            out = network(x)
+    except Exception as error:
+        mismatch = input_mismatch(network, x, network, name=name, per_sample=per_sample)
+        if mismatch is None:
+            raise
+        raise mismatch from error
+    if raw:
+        return out
+    rows = torch.arange(len(x))
+    try:
+        return ModelCall.build(None, None, None, len(x)).read(network, out, rows)
+    except (ValueError, TypeError, IndexError) as error:
+        raise ValueError(f"{name}: {error}") from error
+
+
+def _check_scores(scores: Any, data: str, labels: Any) -> None:
+    import torch
+
+    """``evaluate``'s model must give one score per class, (B, C), and the labels must be among its classes."""
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"the model returns a {type(scores).__name__}; evaluate needs a tensor (B, C)")
+    if scores.dim() != 2:
+        raise ValueError(f"the model's output has shape {tuple(scores.shape)} for {len(scores)} samples of {data}; "
+                         f"evaluate needs one score per class, ({len(scores)}, C)")  # fmt: skip
+    classes = scores.shape[1]
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        where = int((labels == bad).nonzero()[0])
+        raise ValueError(f"{data}: label {bad} (sample {where}) is not a class of the model, which has {classes} "
+                         f"outputs (labels 0..{classes - 1})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from gradattr.evaluation import LayerFunction, SensitivityTable, evaluate
 from gradattr.experiments.results import Study
-from gradattr.experiments.study import Features, StudySettings, Subject, study_model
+from gradattr.experiments.study import Features, StudySettings, Subject, Training, study_model
 from gradattr.groups import patches
 
 
@@ -65,6 +65,10 @@ def user_study(
     classes = int(y.max()) + 1
     with torch.no_grad():
         classes = max(classes, int(model(x[:1]).shape[1]))
+    with torch.no_grad():  # the accuracy on the labelled samples (the majority rate: of the same labels)
+        predicted = torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    accuracy = float((predicted == y).double().mean())
+    majority = float((y == y.mode().values).double().mean())
     subject = Subject(
         dataset=data_name,
         model_name=model_name,
@@ -75,6 +79,7 @@ def user_study(
         features=user_features(model, x, patch, layer),
         relu_only=relu_only,
         tokens=(lambda ids: [str(int(i)) for i in ids]) if layer is not None else None,
+        training=Training(test_accuracy=accuracy, majority_rate=majority, seconds=0.0, epochs=0),  # not trained here
     )
     settings = StudySettings(
         methods=methods, num_subsets=num_subsets, display=display, seed=seed, batch_size=batch_size, progress=progress

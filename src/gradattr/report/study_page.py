@@ -68,7 +68,7 @@ def render_study(study: Study) -> str:
     )
     cards = [
         (str(len(study.models)), f"models on {len(datasets)} data set{'s' * (len(datasets) != 1)}"),
-        (f"{verdicts[HOLDS]} / {sum(verdicts.values())}", "paper claims hold"),
+        (f"{verdicts[HOLDS]} / {verdicts[HOLDS] + verdicts['does not hold']}", "paper claims hold"),  # checked ones
         (str(sum(v for k, v in verdicts.items() if k in ("does not hold",))), "claims that do not hold"),
         (f"{study.seconds / 60:.1f} min", "wall time, training included"),
     ]
@@ -110,7 +110,7 @@ def _summary(study: Study, claims: dict[int, list[Claim]]) -> str:
                 esc(m.subject.model_name),
                 _percent(training.test_accuracy) if training else "–",
                 _percent(training.majority_rate) if training else "–",
-                f"{training.seconds:.1f} s" if training else "–",
+                f"{training.seconds:.1f} s" if training and training.epochs else "–",  # epochs 0: not trained here
                 str(int(m.subject.inputs.shape[0])),
                 esc(m.subject.features.description),
                 f"{held} / {checked}",
