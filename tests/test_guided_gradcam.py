@@ -156,7 +156,7 @@ def test_gradcam_errors_name_the_problem() -> None:
     model = cnn()
     with pytest.raises(ValueError, match="pass layer="):
         gradattr.attribute(model, X, method="gradcam")
-    with pytest.raises(ValueError, match=r"channels and spatial dimensions.*\(6, 5\)"):
+    with pytest.raises(ValueError, match=r"channels first with spatial dimensions.*'8' \(Linear\) gives \(6, 5\)"):
         gradattr.attribute(model, X, method="gradcam", layer="8")
     with pytest.raises(ValueError, match="interpolation must be one of"):
         gradattr.attribute(model, X, method="gradcam", layer="3", interpolation="cubic")
@@ -170,3 +170,46 @@ def test_gradcam_errors_name_the_problem() -> None:
     tokens = torch.randint(1, 30, (2, 12))
     with pytest.raises(TypeError, match="floating input"):
         gradattr.attribute(text_cnn(30, 2), tokens, method="guided_gradcam", layer="convs.0", target=0)
+
+
+class Tokens(nn.Module):
+    """Token features (B, T, 4) -> Linear -> a transformer block -> mean over tokens -> 3 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 16)
+        self.block = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.block(self.embed(x)).mean(1))
+
+
+@pytest.mark.parametrize(("layer", "kind"), [("embed", "Linear"), ("block", "TransformerEncoderLayer")])
+@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam"])
+def test_gradcam_refuses_a_layer_without_spatial_dimensions_unless_reshaped(layer: str, kind: str, method: str) -> None:
+    """A (B, T, D) output was read as T channels of a D-long map (a meaningless map, constant over tokens);
+    now refused, naming the layer and its output shape; with reshape= the map is over the tokens."""
+    torch.manual_seed(0)
+    model, x = Tokens().eval(), torch.randn(2, 9, 4)
+    with pytest.raises(ValueError) as error:
+        gradattr.attribute(model, x, method, layer=layer, target=0)
+    assert str(error.value).startswith(
+        "Grad-CAM needs a layer whose output is channels first with spatial dimensions (B, K, *spatial); "
+        f"layer '{layer}' ({kind}) gives (2, 9, 16): tokens by features, features last, no spatial dimensions. "
+        "Choose a convolutional layer (e.g. the last one), or pass reshape="
+    )
+    if method == "guided_gradcam":
+        return
+    per_token = gradattr.attribute(model, x, "gradcam", layer=layer, target=0, upsample=False, relu=False,
+                                   reshape=lambda a: a.transpose(1, 2))  # fmt: skip
+    with torch.enable_grad():  # by hand: alpha_d = mean over tokens of dS/dA, map_t = sum_d alpha_d A_td
+        seen = {}
+        handle = getattr(model, layer).register_forward_hook(lambda m, i, o: seen.setdefault("a", o))
+        score = model(x)[:, 0].sum()
+        handle.remove()
+        (gradient,) = torch.autograd.grad(score, seen["a"])
+    expected = (gradient.mean(1, keepdim=True) * seen["a"]).sum(-1).detach()
+    torch.testing.assert_close(per_token.squeeze(1), expected)
+    with pytest.raises(ValueError, match=r"reshape must give \(B, K, \*spatial\) with B = 2; it gave \(2, 16\)"):
+        gradattr.attribute(model, x, "gradcam", layer=layer, target=0, reshape=lambda a: a[:, 0])
