@@ -217,11 +217,11 @@ def _message(
         ratio = float(rel[worst] / rel_half[worst].clamp_min(1e-30))
         # gap = C/m: C per sample as the mean of the two counts' estimates; the steps for the largest C.
         c = (rel_half * m_half + rel * m) / 2
-        fitted = math.ceil(float(c.max()) / tolerance)
         if ratio <= _SLOWER_THAN_1_OVER_M:
+            needed = max(math.ceil(float(c.max()) / tolerance), m + 1)
             estimate = (
                 f"the gap fell from {float(rel_half[worst]):.1%} at {m_half} steps to {float(rel[worst]):.1%} "
-                f"(like 1/m), so about {max(fitted, m + 1)} steps would be needed"
+                f"(like 1/m), so about {needed} steps would be needed"
             )
         else:
             estimate = (
