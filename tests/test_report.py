@@ -131,3 +131,22 @@ def test_token_colours_are_diverging_and_escaped() -> None:
     assert "&lt;b&gt;" in html and html.count('class="tok"') == 2
     with pytest.raises(ValueError, match="2 tokens but 1 scores"):
         token_spans(["a", "b"], [1.0], 1.0)
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_text() -> None:
+    """A class or file name such as "$\\frac{1$" went into matplotlib as mathtext and crashed the heatmap (or,
+    balanced, was typeset as math); it is drawn as the text it is."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from gradattr.report import heatmap_figure
+
+    labels = ["a.png: class $\\frac{1$", "price in $: class $x^2$"]
+    maps = {"saliency": torch.randn(2, 1, 8, 8)}
+    figure = heatmap_figure(torch.randn(2, 1, 8, 8), maps, row_labels=labels)
+    figure.savefig(io.BytesIO(), format="png")  # raised ParseSyntaxException: Expected \frac{num}{den}
+    drawn = [axis.yaxis.label for axis in figure.axes[::2]]
+    assert [text.get_text() for text in drawn] == labels
+    assert not any(text.get_parse_math() or text.get_usetex() for text in drawn)
+    plt.close(figure)

@@ -40,6 +40,10 @@ def row_scale(maps: Sequence[np.ndarray], percentile: float = 99.5) -> float:
     return float(np.percentile(np.abs(np.concatenate([m.ravel() for m in maps])), percentile)) or 1.0
 
 
+PLAIN_TEXT = {"parse_math": False, "usetex": False}
+"""Labels (file and class names) are drawn as the text they are: a ``$`` never starts mathtext or LaTeX."""
+
+
 def heatmap_figure(
     inputs: Tensor,
     maps: Mapping[str, Tensor],
@@ -75,11 +79,11 @@ def heatmap_figure(
         image, cmap = _input_image(inputs[i])
         axes[i, 0].imshow(image, cmap=cmap)
         if row_labels is not None:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7, **PLAIN_TEXT)
         for j, (image, scale) in enumerate(zip(images, scales, strict=True), start=1):
             axes[i, j].imshow(image, cmap="bwr", vmin=-scale, vmax=scale)
     for j, title in enumerate(["input", *(method_label(n) for n in names)]):
-        axes[0, j].set_title(title, fontsize=8)
+        axes[0, j].set_title(title, fontsize=8, **PLAIN_TEXT)
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
