@@ -38,7 +38,7 @@ X = torch.randn(5, 4)
         ({"baseline": float("nan")}, ValueError, "baseline is nan"),
         ({"baseline": torch.tensor([0.0, float("inf"), 0, 0])}, ValueError, "baseline contains 1 NaN or infinite"),
         ({"method": "integrated_gradients", "steps": 0}, ValueError, "steps must be an int >= 1"),
-        ({"method": "integrated_gradients", "steps": 2.5}, TypeError, "option steps must be an int, got float 2.5"),
+        ({"method": "integrated_gradients", "steps": 2.5}, TypeError, "steps must be an int or 'auto', got float 2.5"),
         ({"method": "saliency", "abs": "no"}, TypeError, "option abs must be True or False"),
         ({"method": "epsilon_lrp", "epsilon": "1e-4"}, TypeError, "option epsilon must be a number, got str"),
         ({"method": "epsilon_lrp", "epsilon": True}, TypeError, "option epsilon must be a number"),
@@ -270,4 +270,35 @@ def test_inference_mode_tensors_are_copied_and_inference_mode_itself_refused(mod
     assert str(error.value) == (
         "gradattr.attribute was called inside torch.inference_mode(), which turns off the gradients every method "
         "needs: call it outside that block (tensors made inside it are fine as inputs)"
+    )
+
+
+class ExtraDimension(nn.Module):
+    """Output (B, 1, C) with ``first=False``; (1, B, C) (not batch first) with ``first=True``."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__()
+        self.first = first
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(x).unsqueeze(0 if self.first else 1)
+
+
+def test_an_output_with_an_extra_dimension_is_read_or_reported_with_the_users_batch_size() -> None:
+    torch.manual_seed(0)
+    model = ExtraDimension(first=False)
+    r = gradattr.attribute(model, X, "saliency", target=1)  # (5, 1, 3): the one position is read
+    torch.testing.assert_close(r, model.fc.weight[1].abs().expand(5, 4))
+    model.first = True
+    with pytest.raises(ValueError) as error:
+        gradattr.attribute(model, X, "saliency", target=1)
+    assert str(error.value) == (
+        "model output has shape (1, 5, 3) for 5 inputs; expected (5, C), (5,) or (5, T, V) (a position per sample is "
+        "then explained): batch first"
+    )
+    with pytest.raises(ValueError) as error:  # an internal pass of 3 noisy copies per sample names the 5 inputs
+        gradattr.attribute(model, X, "smoothgrad", target=1, samples=3)
+    assert str(error.value).startswith(
+        "model output has shape (1, 15, 3) for a pass of 15 rows made from your 5 inputs"
     )

@@ -59,23 +59,26 @@ class ModelCall:
     """The keyword arguments a model is called with and the reading of its output.
 
     ``kwargs``: name -> value; the names in ``per_sample`` hold tensors with one row per sample.
-    ``output``: the :data:`OutputSelector`; ``position``: ``None``, an int, or LongTensor(B).
+    ``output``: the :data:`OutputSelector`; ``position``: ``None``, an int, or LongTensor(B); ``samples``:
+    the user's batch size B (0: unknown), for messages about passes of other sizes.
     """
 
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     per_sample: frozenset[str] = frozenset()
     output: OutputSelector = None
     position: int | Tensor | None = None
+    samples: int = 0
 
     @classmethod
     def build(cls, forward_kwargs: ForwardKwargs, output: OutputSelector, position: Position, batch: int) -> ModelCall:
         """Validated ``forward_kwargs``, ``output`` and ``position`` of a batch of ``batch`` samples."""
         kwargs, per_sample = _forward_kwargs(forward_kwargs, batch)
-        return cls(kwargs, per_sample, _selector(output), _position(position, batch))
+        return cls(kwargs, per_sample, _selector(output), _position(position, batch), batch)
 
     def rows(self, index: Tensor) -> ModelCall:
         """The call for the samples ``index`` (rows of a new batch): per-sample values and positions follow."""
-        return ModelCall(self.forward_kwargs(index), self.per_sample, self.output, _rows(self.position, index))
+        position = _rows(self.position, index)
+        return ModelCall(self.forward_kwargs(index), self.per_sample, self.output, position, self.samples)
 
     def as_options(self) -> dict[str, Any]:
         """``forward_kwargs``, ``output`` and ``position`` as keyword arguments of :func:`gradattr.attribute`."""
@@ -103,9 +106,11 @@ class ModelCall:
                 f"{tuple(value.shape)}"
             )
         if value.dim() == 0 or value.shape[0] != rows or value.dim() > 2:
+            given = f"{rows} inputs" if rows == self.samples or not self.samples else (
+                f"a pass of {rows} rows made from your {self.samples} inputs")  # fmt: skip
             raise ValueError(
-                f"model output has shape {tuple(value.shape)} for {rows} input rows; expected ({rows}, C), "
-                f"({rows},) or ({rows}, T, V) (a position per sample is then explained)"
+                f"model output has shape {tuple(value.shape)} for {given}; expected ({rows}, C), ({rows},) or "
+                f"({rows}, T, V) (a position per sample is then explained): batch first"
             )
         return value
 
