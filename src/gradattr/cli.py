@@ -3,6 +3,7 @@
 
 Exit codes: 0 success, 2 usage error (bad option or argument), 1 failure (a one-line reason on stderr; the
 traceback only with ``--debug``), 130 interrupted (Ctrl-C; ``reproduce`` and ``evaluate`` say how to resume).
+Every method failing is a failure (the first reason); some failing is a success that names them on stderr.
 """
 
 from __future__ import annotations
