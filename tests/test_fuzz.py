@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 import gradattr
 from gradattr.engine import UnsupportedOperationError
+from gradattr.metrics import CompletenessWarning
 
 from fuzz_models import ACTIVATIONS, BlockSpec, Case, FuzzNet, NetSpec, cases, net_specs, uses_baseline
 
@@ -225,11 +226,12 @@ def expected_shapes(case: Case) -> tuple[tuple[torch.Size, torch.dtype], ...]:
 @given(case=cases())
 def test_valid_calls_return_finite_attributions_shaped_like_the_inputs(case: Case) -> None:
     """Properties 1 and 2: any valid combination of model, inputs, method, options, target and baseline runs
-    without an exception or a warning (the models are in eval mode) and returns, per attributed tensor, a
-    finite tensor of its shape and dtype; a tuple exactly when the inputs are a tuple and no layer is
-    attributed."""
+    without an exception or a warning (the models are in eval mode; Integrated Gradients' completeness warning
+    at a few random steps is a true statement, not a fault) and returns, per attributed tensor, a finite tensor
+    of its shape and dtype; a tuple exactly when the inputs are a tuple and no layer is attributed."""
     result, error, caught = run_quietly(case.call)
     assert error is None, f"{type(error).__name__}: {error}"
+    caught = [w for w in caught if not issubclass(w.category, CompletenessWarning)]
     assert not [str(w.message) for w in caught if "gradattr" in (w.filename or "") or "gradattr" in str(w.message)]
     attributed = expected_shapes(case)
     tuple_out = isinstance(case.inputs, tuple) and (case.layer is None or case.method in gradattr.LAYER_METHODS)
