@@ -401,3 +401,35 @@ def test_evaluate_exit_codes_counts_and_accuracy(checked: dict[str, Path]) -> No
     accuracy = float((network(digits.test_x[:8]).argmax(1) == digits.test_y[:8]).double().mean())
     assert entry["training"]["test_accuracy"] == pytest.approx(accuracy)
     assert f"{100 * accuracy:.1f} %" in summary  # was "–" although labels were given
+
+
+def test_reproduce_exit_codes_when_methods_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reproduce: a method failing on a model is named on stderr with exit 0; every method failing on every
+    model exits 1 with the first reason."""
+    import gradattr.experiments.study as study
+
+    refused = set()
+    original = study._attribute
+
+    def failing(subject, x, y, method, options):  # type: ignore[no-untyped-def]
+        if method in refused:
+            raise RuntimeError(f"{method} refused by the test")
+        return original(subject, x, y, method, options)
+
+    monkeypatch.setattr(study, "_attribute", failing)
+    args = ["reproduce", "--datasets", "digits", "--models", "mlp-relu", "--samples", "4", "--num-subsets", "5",
+            "--display", "2", "--cache", str(tmp_path / "cache"), "--no-progress", "--no-robustness", "--methods",
+            "saliency,gradient_x_input"]  # fmt: skip
+    refused.add("saliency")
+    partial = invoke(*args, "--out", str(tmp_path / "partial"))
+    assert partial.exit_code == 0, partial.output
+    assert partial.stderr == (
+        "warning: 1 of 2 methods failed and are left out:\n"
+        "  MLP (ReLU) (Digits): saliency: RuntimeError: saliency refused by the test\n"
+    )
+    refused.add("gradient_x_input")
+    total = invoke(*args, "--out", str(tmp_path / "total"))
+    assert total.exit_code == 1
+    assert total.stderr == (
+        "error: all 2 methods failed; MLP (ReLU) (Digits): saliency: RuntimeError: saliency refused by the test\n"
+    )
