@@ -302,3 +302,16 @@ def test_an_output_with_an_extra_dimension_is_read_or_reported_with_the_users_ba
     assert str(error.value).startswith(
         "model output has shape (1, 15, 3) for a pass of 15 rows made from your 5 inputs"
     )
+
+
+def test_a_wrong_input_size_without_a_derivable_shape_keeps_torchs_reason() -> None:
+    """8x7 has no square reading of 64 features: the layer, what it was given and torch's words; still a
+    RuntimeError (as torch's error was) and a ValueError."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with pytest.raises(RuntimeError) as error:
+        gradattr.attribute(model, torch.randn(2, 1, 8, 7), "saliency", target=0)
+    assert isinstance(error.value, ValueError)
+    assert str(error.value) == (
+        "inputs has shape (2, 1, 8, 7), which the model does not accept: layer '1' (Linear with 64 input features) "
+        "was given (2, 56): mat1 and mat2 shapes cannot be multiplied (2x56 and 64x3)"
+    )

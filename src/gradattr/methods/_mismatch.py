@@ -22,8 +22,9 @@ from torch import Tensor, nn
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class InputShapeError(ValueError):
-    """The model does not accept an input of this shape (the message says which shape it expects)."""
+class InputShapeError(ValueError, RuntimeError):
+    """The model does not accept an input of this shape (the message says which shape it expects). A
+    RuntimeError too, as torch's own error about it was."""
 
 
 def shape_text(shape: tuple[int, ...] | torch.Size) -> str:
@@ -59,7 +60,9 @@ def input_mismatch(
     if not sized:  # the model failed for another reason: its own error says more
         return None
     got = f" was given {shape_text(given.shape)}" if given is not None else " failed"
-    return InputShapeError(f"{name} has shape {shape_text(shown)}, which the model does not accept: {where}{got}")
+    return InputShapeError(
+        f"{name} has shape {shape_text(shown)}, which the model does not accept: {where}{got}: {reason}"
+    )
 
 
 _SIZE_WORDS = ("shape", "size", "channels", "dimension", "mat1", "expected input", "out of range")
