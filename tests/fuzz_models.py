@@ -106,7 +106,7 @@ ROUTING_POOLS: frozenset[str] = frozenset({"max", "adaptive_max", "amax"})
 """Selections (max): they route the gradient to the maximum, so DeepLIFT's completeness does not hold."""
 FLATTENS: tuple[str, ...] = ("torch.flatten", "view", "reshape", "nn.Flatten")
 SCALES: tuple[str, ...] = ("none", "mul", "rmul", "div")
-MODERN: tuple[str, ...] = ("none", "layer_norm", "rms_norm", "gate", "softmax")
+MODERN: tuple[str, ...] = ("none", "gate", "softmax")
 """Ops of transformers and gated nets after the linear op: F.layer_norm over the last dimension, RMSNorm written
 by hand (x · rsqrt(mean(x²) + ε)), a sigmoid gate from a second linear op (z ⊙ σ(W' h)), softmax weights
 (z ⊙ softmax(z) · n) — each with its exact DeepLIFT rule, so completeness is still promised."""
