@@ -56,7 +56,8 @@ class Reference:
 
 
 class _RuleFunction(torch.autograd.Function):
-    """``out = f(z)`` forward (``value`` when already computed); ``rule.backward`` in place of ``f'(z)``."""
+    """``out = f(z)`` forward (``compute()`` instead when given: the call's own, cheaper evaluation of the same
+    value); ``rule.backward`` in place of ``f'(z)``."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -443,7 +444,7 @@ class RuleMode(TorchFunctionMode):
         if operation == "div" and dep_b and not self._same_source(a, b):  # a / b = a · (1/b)
             return self.expand(lambda: a * torch.reciprocal(b), (), {})
         dependent = [t for t in (a, b) if _depends(t)]
-        statistic = all(self.facts.is_statistic(t) for t in dependent)
+        statistic = self._all_statistics(a, b)
         if len(dependent) == 2 and not self._same_source(a, b):
             if operation == "mul":
                 stats = (self.facts.is_statistic(a), self.facts.is_statistic(b))
@@ -458,9 +459,8 @@ class RuleMode(TorchFunctionMode):
             return out
         # affine in one operand, or an elementwise function of one common source: extend the chain
         source = self.facts.chain(dependent[0]).source
-        masks = [t for t in (a, b) if self._mask(t) and self.facts.chain(t).source is source]
-        dependent += masks  # a mask of the same source (x * (x > 0)) is part of the function
-        dep_a, dep_b = dep_a or any(t is a for t in masks), dep_b or any(t is b for t in masks)
+        # a mask of the same source (x * (x > 0)) is part of the function
+        dependent += [t for t in (a, b) if self._mask(t) and self.facts.chain(t).source is source]
         chains = [self.facts.chain(t) for t in dependent]
         out_shape = torch.broadcast_shapes(_shape_of(a), _shape_of(b))
         if tuple(out_shape) != tuple(source.shape) or any(t.dtype != source.dtype for t in dependent if _depends(t)):
@@ -471,23 +471,27 @@ class RuleMode(TorchFunctionMode):
         pointwise = all(c.pointwise for c in chains) and not any(
             isinstance(t, Tensor) and not any(t is d for d in dependent) for t in (a, b)
         )
-        f_a = self.facts.chain(a).f if dep_a else None
-        f_b = self.facts.chain(b).f if dep_b else None
+        f_a, f_b = (self._lift(t) if any(t is d for d in dependent) else (lambda _, t=t: t) for t in (a, b))
 
         def composed(u: Tensor) -> Tensor:
-            return spec.compute(f_a(u) if f_a else a, f_b(u) if f_b else b, alpha)
+            return spec.compute(f_a(u), f_b(u), alpha)
 
         out = self._chain_rule(name, source, composed, pointwise, plain) if nonlinear else plain()
         self.facts.set(out, Facts(Chain(source, composed, nonlinear, pointwise), statistic))
         return out
 
+    def _lift(self, value: Any) -> Callable[[Tensor], Any]:
+        """An operand as a function of its chain's source: its chain for an input-dependent tensor or mask,
+        the constant itself otherwise."""
+        if _depends(value) or self._mask(value):
+            return self.facts.chain(value).f
+        return lambda _: value
+
     def _mask(self, value: Any) -> bool:
         """An input-dependent tensor without gradient (``x > 0``), known as an elementwise function of a source."""
         return isinstance(value, Tensor) and not value.requires_grad and self.facts.get(value).chain is not None
 
-    def _chain_without_gradient(
-        self, out: Any, compute: Callable[[Any, Any], Tensor], a: Any, b: Any, nonlinear: bool = True
-    ) -> None:
+    def _chain_without_gradient(self, out: Any, compute: Callable[[Any, Any], Tensor], a: Any, b: Any) -> None:
         """Record ``out = compute(a, b)`` (a mask or a function of masks) as an elementwise function of the
         operands' common source, when they have one and ``out`` has its shape."""
         members = [t for t in (a, b) if _depends(t) or self._mask(t)]
@@ -497,13 +501,12 @@ class RuleMode(TorchFunctionMode):
         source = self.facts.chain(members[0]).source
         if len(sources) != 1 or tuple(out.shape) != tuple(source.shape):
             return
-        f_a = self.facts.chain(a).f if any(t is a for t in members) else None
-        f_b = self.facts.chain(b).f if any(t is b for t in members) else None
+        f_a, f_b = self._lift(a), self._lift(b)
 
         def composed(u: Tensor) -> Tensor:
-            return compute(f_a(u) if f_a else a, f_b(u) if f_b else b)
+            return compute(f_a(u), f_b(u))
 
-        self.facts.set(out, Facts(Chain(source, composed, nonlinear, False)))
+        self.facts.set(out, Facts(Chain(source, composed, True, False)))
 
     def comparison(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -544,14 +547,10 @@ class RuleMode(TorchFunctionMode):
         return out
 
     def _select_function(self, mask: Tensor, branch: Any, other: Any) -> Callable[[Tensor], Tensor]:
-        f_mask = self.facts.chain(mask).f
-        f_branch = self.facts.chain(branch).f if _depends(branch) or self._mask(branch) else None
-        f_other = self.facts.chain(other).f if _depends(other) or self._mask(other) else None
+        f_mask, f_branch, f_other = self._lift(mask), self._lift(branch), self._lift(other)
 
         def composed(u: Tensor) -> Tensor:
-            chosen = f_branch(u) if f_branch else branch
-            alternative = f_other(u) if f_other else other
-            return torch.where(f_mask(u), chosen, alternative)
+            return torch.where(f_mask(u), f_branch(u), f_other(u))
 
         return composed
 
