@@ -323,3 +323,36 @@ def test_layer_deeplift_uses_each_samples_own_context() -> None:
         delta = head(embedded) - head(torch.zeros_like(embedded))
     torch.testing.assert_close(r.sum((1, 2)), delta, rtol=1e-9, atol=1e-12)
     assert torch.equal(r[1, :2], torch.zeros(2, 4, dtype=torch.float64))  # padding tokens get nothing
+
+
+class GatedInplace(nn.Module):
+    """A sigmoid gate whose product is then overwritten by an in-place ReLU (found by the fuzzer with the
+    attributed layer on the gate): the rule's saved output changed under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.linear, self.gate = nn.Linear(1, 2), nn.Linear(2, 2), nn.Linear(2, 2)
+        self.act, self.head = nn.ReLU(inplace=True), nn.Linear(2, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.stem(x))
+        return self.head(self.act(self.linear(h) * torch.sigmoid(self.gate(h))))
+
+
+@pytest.mark.parametrize("method", MODIFIED)
+def test_inplace_activation_after_a_rule_output(method: str) -> None:
+    torch.manual_seed(3)
+    model = GatedInplace().double()
+    x = torch.randn(4, 1, dtype=torch.float64)
+    for layer in (None, "gate"):
+        r = gradattr.attribute(model, x, method=method, target=0, layer=layer)
+        assert torch.isfinite(r).all()
+    r = gradattr.attribute(model, x, method="deeplift", target=0, layer="gate")  # complete despite the ReLU_
+    with torch.no_grad():
+        gate = model.gate(torch.relu(model.stem(x)))
+    outputs = [model(x)[:, 0]]
+    with torch.no_grad():
+        handle = model.gate.register_forward_hook(lambda *_: torch.zeros_like(gate))
+        outputs.append(model(x)[:, 0])
+        handle.remove()
+    torch.testing.assert_close(r.sum(1), outputs[0] - outputs[1], rtol=1e-10, atol=1e-12)

@@ -67,22 +67,29 @@ class _RuleFunction(torch.autograd.Function):
         rule: ElementwiseRule,
         z_ref: Tensor | None,
         inplace: bool,
-        value: Tensor | None,
+        compute: Callable[[], Tensor] | None,
     ) -> Tensor:
         z_in = z.clone() if inplace else z
-        out = op.f(z_in) if value is None else value
+        out = op.f(z_in) if compute is None else compute()  # made here, so autograd owns it as this op's output
         ctx.op, ctx.rule, ctx.z_ref = op, rule, z_ref
-        ctx.save_for_backward(z_in, out)
+        ctx.save_for_backward(z_in)
         if inplace:
             z.copy_(out)
             ctx.mark_dirty(z)
-            return z
+            out = z
+        # f(z) is needed backward; a model may overwrite it in place (an in-place ReLU after a gate), which the
+        # engine allows, so it is held weakly with its version and evaluated again when it changed or is gone
+        ctx.out, ctx.version = weakref.ref(out), out._version
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        z, out = ctx.saved_tensors
-        return ctx.rule.backward(ctx.op, z, out, ctx.z_ref, grad_out), None, None, None, None, None
+        (z,) = ctx.saved_tensors
+        out = ctx.out()
+        if out is None or out._version != ctx.version:
+            with torch.no_grad():
+                out = ctx.op.f(z)
+        return ctx.rule.backward(ctx.op, z, out.detach(), ctx.z_ref, grad_out), None, None, None, None, None
 
 
 def _depends(value: Any) -> bool:
@@ -352,12 +359,10 @@ class RuleMode(TorchFunctionMode):
         if self.recording:
             out = z.copy_(f(z.clone())) if inplace else f(z)
         else:
-            value = None
-            if fuse:
-                with torch.no_grad():
-                    value = f(z.detach())
+            compute = (lambda: f(z.detach())) if fuse else None
             rule = self.rule("elementwise")
-            out = _RuleFunction.apply(source, op, rule, None if references is None else references[0], inplace, value)
+            reference = None if references is None else references[0]
+            out = _RuleFunction.apply(source, op, rule, reference, inplace, compute)
         if inplace:
             self.facts.set(out, Facts(None, facts.statistic))
         else:
@@ -574,11 +579,9 @@ class RuleMode(TorchFunctionMode):
         references = self.site(name, (source,))
         if self.recording:
             return plain()
-        with torch.no_grad():
-            value = plain()
         op = Nonlinearity(f, False, pointwise)
         reference = None if references is None else references[0]
-        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, value)
+        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, plain)
 
     # -- products, softmax, layers ---------------------------------------------------------------------
     def product(
