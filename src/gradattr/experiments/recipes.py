@@ -46,7 +46,7 @@ TEXT_CNN_TRAINING = {"epochs": 30, "patience": 5, "batch_size": 16, "lr": 3e-3, 
 LSTM_TRAINING = {
     "epochs": 40, "patience": 8, "batch_size": 8, "lr": 1e-3, "monitor": "val_accuracy", "max_grad_norm": 1.0,
 }  # fmt: skip
-TEXT_TRANSFORMER_TRAINING = {"epochs": 40, "patience": 8, "batch_size": 16, "lr": 3e-3, "monitor": "val_accuracy"}
+TEXT_TRANSFORMER_TRAINING = {"epochs": 40, "patience": 5, "batch_size": 32, "lr": 3e-3, "monitor": "val_accuracy"}
 VIT_DIGITS = {"dim": 32, "depth": 2, "heads": 4}
 """The ViT on 8x8 digits: 2x2 patches (16 tokens and the class token), width 32, two blocks of four heads."""
 VIT_DIGITS_TRAINING = {"epochs": 100, "patience": 20, "batch_size": 32, "lr": 2e-3, "monitor": "val_accuracy"}

@@ -10,7 +10,9 @@ from collections.abc import Callable, Sequence
 
 from gradattr.experiments.architectures import PAIRS, ArchitectureComparison, ModelFacts, pair_key
 from gradattr.experiments.claims import COMPLETENESS_TOLERANCE
-from gradattr.report.html import esc, table
+from gradattr.report.curves import architecture_figure
+from gradattr.report.figures import data_uri
+from gradattr.report.html import esc, figure, table
 from gradattr.report.labels import method_label, short_label
 
 TITLE = "Transformers against the paper's models"
@@ -69,9 +71,8 @@ def findings(comparison: ArchitectureComparison, transformer: ModelFacts) -> lis
         lines.append(f"Every method of the study ran on the {esc(transformer.model)}.")
     best = transformer.best_method()
     if best is not None:
-        others = [(b.model, b.best_method()) for b in baselines]
-        listed = ", ".join(f"{esc(name)}: {esc(method_label(m))} {v:.2f}" for name, (m, v) in
-                           ((name, pair) for name, pair in others if pair is not None))  # fmt: skip
+        others = [(b.model, pair) for b in baselines if (pair := b.best_method()) is not None]
+        listed = ", ".join(f"{esc(name)}: {esc(method_label(m))} {v:.2f}" for name, (m, v) in others)
         lower = comparison.lower_sensitivity(transformer)
         measured = sum(math.isfinite(transformer.sensitivity_mean(m)) for m in comparison.methods)
         lines.append(
@@ -145,7 +146,13 @@ def architectures_section(comparisons: Sequence[ArchitectureComparison]) -> str:
         parts.append(f"<h3>{esc(comparison.dataset)}: {esc(' and '.join(t.model for t in comparison.transformers))} "
                      f"against {esc(', '.join(b.model for b in comparison.baselines))}</h3>")  # fmt: skip
         parts.append(f'<p class="muted">features: {esc(comparison.features)}</p>')
-        parts.append(_table(comparison))
+        curves = figure(
+            data_uri(architecture_figure(comparison), "svg"),
+            "Sensitivity-n of each method on each model of this data set: the transformer solid, the paper's "
+            "models dashed or dotted (mean Pearson correlation over the evaluation samples).",
+            f"Sensitivity-n, transformers against the paper's models, {comparison.dataset}",
+        )
+        parts.append(_table(comparison) + curves)
         for transformer in comparison.transformers:
             items = "".join(f"<li>{line}</li>" for line in findings(comparison, transformer))
             parts.append(f"<h4>What changes on the {esc(transformer.model)}</h4><ul class='findings'>{items}</ul>")

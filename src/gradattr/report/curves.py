@@ -1,5 +1,6 @@
 """Line charts: Sensitivity-n curves (Ancona et al., ICLR 2018, Fig. 3-4), correlation against n on a log
-axis; and sanity-check curves (Adebayo et al. 2018, Fig. 2), similarity against the randomised layers."""
+axis, per model and per method across models (transformers against the paper's models); and sanity-check
+curves (Adebayo et al. 2018, Fig. 2), similarity against the randomised layers."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from gradattr.evaluation import SensitivityTable
+from gradattr.experiments.architectures import ArchitectureComparison
 from gradattr.report.labels import METHOD_COLOURS, method_label
 from gradattr.robustness import SanityResult
 
@@ -73,4 +76,42 @@ def randomisation_figure(results: dict[str, SanityResult], *, measure: str = "sp
     axes[0, 0].set_ylim(-0.4, 1.05)
     axes[0, -1].legend(fontsize=7, frameon=False, loc="lower left")
     figure.tight_layout()
+    return figure
+
+
+MODEL_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+"""Line styles of the paper's models in :func:`architecture_figure` (the transformers are solid)."""
+
+
+def architecture_figure(comparison: ArchitectureComparison) -> Figure:
+    """Sensitivity-n of each method (one panel per method), one line per model: the transformers solid and
+    thick, the paper's models on the same data dashed; correlation against n on a log axis."""
+    methods = [m for m in comparison.methods if any(m in facts.sensitivity for facts in comparison.models)]
+    columns = min(3, max(1, len(methods)))
+    rows = max(1, math.ceil(len(methods) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, 2.4 * rows), squeeze=False, sharey=True)
+    styles = iter(MODEL_STYLES * len(comparison.baselines))
+    lines = [(facts, "-", 2.2) if facts.transformer else (facts, next(styles), 1.3) for facts in comparison.models]
+    for axis, method in zip(axes.flat, methods, strict=False):
+        for facts, style, width in lines:
+            if method in facts.sensitivity:
+                axis.plot(facts.ns, facts.sensitivity[method], linestyle=style, linewidth=width,
+                          color=METHOD_COLOURS.get(method), label=facts.model)  # fmt: skip
+        axis.set_title(method_label(method), fontsize=9)
+        axis.set_xscale("log")
+        axis.axhline(0, color="#bbbbbb", linewidth=0.8)
+        axis.grid(True, which="both", alpha=0.25)
+        axis.spines[["top", "right"]].set_visible(False)
+        axis.tick_params(labelsize=7)
+    for axis in axes.flat[len(methods) :]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("Pearson correlation", fontsize=8)
+    for axis in axes[-1]:
+        axis.set_xlabel(f"n ({comparison.features} removed)", fontsize=8)
+    axes.flat[0].set_ylim(-0.3, 1.05)
+    handles = [Line2D([], [], color="#444444", linestyle=style, linewidth=width, label=facts.model)
+               for facts, style, width in lines]  # fmt: skip
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
