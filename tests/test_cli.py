@@ -204,7 +204,7 @@ def test_evaluate_writes_the_same_report(user_model: tuple[Path, Path], tmp_path
     out = tmp_path / "eval"
     result = invoke(
         "evaluate", "--model", f"{source}:build", "--weights", str(weights), "--data", str(data), "--methods",
-        "gradient_x_input,deeplift,occlusion", "--num-subsets", "10", "--relu-only", "--out", str(out),
+        "gradient_x_input,deeplift,occlusion", "--num-subsets", "10", "--out", str(out),
         "--no-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output

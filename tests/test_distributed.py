@@ -44,7 +44,7 @@ def build():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
 """
 EVALUATE = ["--methods", "saliency,deeplift", "--samples", "24", "--batch-size", "8", "--num-subsets", "10",
-            "--relu-only", "--no-progress"]  # fmt: skip
+            "--no-progress"]  # fmt: skip
 TIMING = {"seconds", "started", "command", "environment", "seconds_per_sample"}
 
 

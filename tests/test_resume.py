@@ -40,7 +40,7 @@ from gradattr.training import TrainResult
 TINY = ["--datasets", "digits", "--models", "mlp-relu,cnn", "--samples", "16", "--num-subsets", "10", "--display", "2",
         "--no-robustness", "--no-progress"]  # fmt: skip
 EVALUATE_SAMPLES = 144
-EVALUATE = ["--batch-size", "4", "--samples", str(EVALUATE_SAMPLES), "--relu-only", "--no-progress"]
+EVALUATE = ["--batch-size", "4", "--samples", str(EVALUATE_SAMPLES), "--no-progress"]
 EVALUATE_BATCHES = EVALUATE_SAMPLES // 4  # 40 ms each: a window of over a second to kill the run between two
 MODEL_SOURCE = """
 import torch

@@ -299,12 +299,19 @@ def _sample_names(paths: list[Path], count: int) -> list[Path]:
     return [Path(f"sample {i}") for i in range(count)]
 
 
+RELU_ONLY_RETIRED = (
+    "--relu-only is deprecated and ignored (it goes in the next release): the nonlinearities the model calls "
+    "decide where Prop. 1 and 2 apply"
+)
+"""``gradattr evaluate --relu-only``: accepted for one release, hidden from the help, and ignored."""
+
+
 @app.command(
     epilog=(
         "Examples:\n\n"
         "  gradattr evaluate --model mymodels:build --weights net.pt --data test.npz --out eval\n\n"
         "  gradattr evaluate --model ./net.py:make --data testdir/ --methods deeplift,occlusion --patch 4\n\n"
-        "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding --relu-only\n\n"
+        "  gradattr evaluate --model mytext:model --data ids.npz --layer embedding\n\n"
         "  gradattr evaluate --model ./net.py:make --data test.npz --workers 2\n\n"
         "  gradattr evaluate --model ./net.py:make --data test.npz --ray-address auto --workers 32"
     )
@@ -319,7 +326,7 @@ def evaluate(
     num_subsets: NumSubsets = 100,
     patch: Annotated[int, typer.Option(min=0, help="Square patches as features (0: every feature alone).")] = 0,
     layer: Annotated[str | None, typer.Option(help="Attribute this submodule's output; features: positions.")] = None,
-    relu_only: Annotated[bool, typer.Option("--relu-only", help="The model's only nonlinearity is ReLU.")] = False,
+    relu_only: Annotated[bool, typer.Option("--relu-only", hidden=True, help=RELU_ONLY_RETIRED)] = False,
     display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown in the report.")] = 4,
     seed: Seed = 0,
     batch_size: Annotated[
@@ -343,7 +350,10 @@ def evaluate(
     data, written as the same report as `gradattr reproduce` (report.html, results.json, CSVs). The finished
     batches are kept in OUT/.progress: an interrupted run, started again with the same options, resumes at
     the first unfinished batch. With --workers or --ray-address the batches are evaluated by Ray workers
-    (gradattr.distributed), with the same results."""
+    (gradattr.distributed), with the same results. Which of the paper's claims apply (Prop. 1 and 2 on ReLU
+    networks) is read off the nonlinearities the model calls."""
+    if relu_only:
+        typer.echo(f"warning: {RELU_ONLY_RETIRED}", err=True)
     names = _methods(methods)
     progress_dir = out / PROGRESS_FOLDER
     evaluator: Callable[..., Any] | None = None
@@ -371,7 +381,7 @@ def evaluate(
                       y[:samples])  # fmt: skip
         study = user_study(
             network, x[:samples], y[:samples], model_name=model, data_name=data.name, methods=names, patch=patch,
-            layer=layer, relu_only=relu_only, num_subsets=num_subsets, display=display, seed=seed,
+            layer=layer, num_subsets=num_subsets, display=display, seed=seed,
             batch_size=batch_size, progress=progress, command=_command_line(context),
             checkpoint=store.path("evaluate"), evaluator=evaluator or in_process,
         )  # fmt: skip

@@ -5,6 +5,11 @@ baseline = Gradient*Input on ReLU networks *without biases*), completeness of De
 Gradients (Sec. 3), DeepLIFT ≈ Integrated Gradients (Sec. 4, correlations ≈ 1), and Occlusion-1 best at
 small n but not at large n in Sensitivity-n (Sec. 4.1, Fig. 3-4). Each check returns a :class:`Claim`
 with the measured number and a verdict; a check whose methods could not run says so.
+
+Where a claim applies is read off the ops the model called in the study (:class:`OpsMet`), not off flags: the
+propositions need ReLU as the only nonlinearity. A claim that fails, or holds only approximately, for a known
+reason carries it: max pooling routed to the arg-max (DeepLIFT), gates of a recurrent cell (DeepLIFT,
+Sec. 4.2), the Riemann sum's error (Integrated Gradients).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from gradattr.experiments.study import SMALL_EPSILON, ModelStudy
+from gradattr.experiments.study import SMALL_EPSILON, ModelStudy, OpsMet, op_counts
 
 HOLDS, FAILS, APPROXIMATE, NOT_APPLICABLE = "holds", "does not hold", "approximate", "not applicable"
 
@@ -28,19 +33,26 @@ AGREEMENT_THRESHOLD = 0.9
 
 @dataclass(frozen=True)
 class Claim:
-    """One row of the table: what the paper says, what we measured, and whether they agree."""
+    """One row of the table: what the paper says, what we measured, whether they agree, and why not where the
+    cause is known (``reason``: empty otherwise)."""
 
     claim: str
     expected: str
     measured: str
     verdict: str
     value: float | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict[str, str | float | None]:
         row = asdict(self)
         if isinstance(self.value, float) and not math.isfinite(self.value):
             row["value"] = None
         return row
+
+
+def _not_relu(ops: OpsMet) -> str:
+    """Why Prop. 1 and 2 do not apply: the ops met that are not ReLUs (or max pooling)."""
+    return f"not a ReLU network: nonlinearities met: {ops.summary()}"
 
 
 def _missing(study: ModelStudy, *methods: str) -> str | None:
@@ -60,9 +72,9 @@ def prop1(study: ModelStudy) -> Claim:
     if missing:
         return Claim(claim, "equal as ε → 0", missing, missing)
     default = study.equalities["epsilon_lrp vs gradient_x_input"]
-    if not study.subject.relu_only:
+    if not study.ops.rectifiers_only:
         measured = f"rel. difference {default:.1e}"
-        return Claim(claim, "applies to ReLU-only networks", measured, NOT_APPLICABLE, default)
+        return Claim(claim, "applies to ReLU-only networks", measured, NOT_APPLICABLE, default, _not_relu(study.ops))
     value = study.equalities[f"epsilon_lrp with epsilon {SMALL_EPSILON:g} vs gradient_x_input"]
     measured = f"rel. difference {default:.1e} at ε = 1e-4, {value:.1e} at ε = {SMALL_EPSILON:g}"
     return Claim(claim, "equal as ε → 0", measured, HOLDS if value < EQUALITY_TOLERANCE else FAILS, value)
@@ -75,9 +87,10 @@ def prop2(study: ModelStudy) -> Claim:
     if missing:
         return Claim(claim, "equal without biases", missing, missing)
     with_biases = study.equalities["deeplift vs gradient_x_input"]
-    if not study.subject.relu_only:
+    if not study.ops.rectifiers_only:
         measured = f"rel. difference {with_biases:.1e}"
-        return Claim(claim, "applies to ReLU-only networks", measured, NOT_APPLICABLE, with_biases)
+        reason = _not_relu(study.ops)
+        return Claim(claim, "applies to ReLU-only networks", measured, NOT_APPLICABLE, with_biases, reason)
     free = study.equalities["deeplift vs gradient_x_input, biases zeroed"]
     measured = f"rel. difference {free:.1e} with biases zeroed; {with_biases:.1e} as trained (biases)"
     verdict = HOLDS if free < EQUALITY_TOLERANCE else FAILS
@@ -85,27 +98,58 @@ def prop2(study: ModelStudy) -> Claim:
 
 
 def deeplift_completeness(study: ModelStudy) -> Claim:
-    """DeepLIFT (Rescale) is complete: Σ R = S_c(x) - S_c(x̄), exactly for elementwise nonlinearities."""
+    """DeepLIFT (Rescale) is complete: Σ R = S_c(x) - S_c(x̄), exactly for elementwise nonlinearities.
+
+    Known causes of a gap: gate products inside recurrent cells (Ancona et al., Sec. 4.2: approximate), and max
+    pooling routed to the arg-max (``max_pooling="route"``, the paper's code): the gradient of the max, not
+    (max(x) − max(x̄)) spread over its inputs; ``max_pooling="exact"`` (a tree of a + relu(b − a)) is complete.
+    """
     claim = "DeepLIFT is complete: Σ R = S_c(x) − S_c(0)"
     missing = _missing(study, "deeplift")
     if missing:
         return Claim(claim, "exact", missing, missing)
     value = study.completeness["deeplift"]
     measured = f"relative gap {value:.1e}"
-    if study.subject.gated:
-        return Claim(claim, "approximate (multiplicative gates, Sec. 4.2)", measured, APPROXIMATE, value)
-    return Claim(claim, "exact", measured, HOLDS if value < COMPLETENESS_TOLERANCE else FAILS, value)
+    if study.ops.gated:
+        reason = (
+            f"multiplicative gates in {op_counts(study.ops.inventory.of_kind('recurrent'))}: the Rescale rule does not "
+            "split a gate's product exactly (Ancona et al., Sec. 4.2)"
+        )
+        return Claim(claim, "approximate (multiplicative gates, Sec. 4.2)", measured, APPROXIMATE, value, reason)
+    if value < COMPLETENESS_TOLERANCE:
+        return Claim(claim, "exact", measured, HOLDS, value)
+    reason = ""
+    max_pooling = study.method_options.get("deeplift", {}).get("max_pooling", "route")
+    if study.ops.max_pooling and max_pooling == "route":
+        reason = (
+            f"max pooling ({op_counts(study.ops.max_pooling)}) routes the difference through the arg-max (gradient "
+            "rule), which is not complete; max_pooling='exact' is"
+        )
+    return Claim(claim, "exact", measured, FAILS, value, reason)
 
 
 def ig_completeness(study: ModelStudy) -> Claim:
-    """Integrated Gradients is complete up to the error of its Riemann sum."""
+    """Integrated Gradients is complete up to the error of its Riemann sum.
+
+    A gap above the tolerance is the Riemann error of the m-step sum; it falls like 1/m once the steps resolve
+    the path, so about ⌈m · gap / tolerance⌉ steps are needed (the estimate of
+    :class:`~gradattr.methods.integrated_gradients.CompletenessWarning` from one count of steps).
+    """
     claim = "Integrated Gradients is complete (up to the Riemann error)"
     missing = _missing(study, "integrated_gradients")
     if missing:
         return Claim(claim, "≈ 0 gap", missing, missing)
     value = study.completeness["integrated_gradients"]
-    verdict = HOLDS if value < RIEMANN_TOLERANCE else FAILS
-    return Claim(claim, f"gap < {RIEMANN_TOLERANCE:g}", f"relative gap {value:.1e}", verdict, value)
+    expected, measured = f"gap < {RIEMANN_TOLERANCE:g}", f"relative gap {value:.1e}"
+    if value < RIEMANN_TOLERANCE:
+        return Claim(claim, expected, measured, HOLDS, value)
+    steps = study.method_options.get("integrated_gradients", {}).get("steps")
+    if isinstance(steps, int) and math.isfinite(value):
+        needed = math.ceil(steps * value / RIEMANN_TOLERANCE)
+        reason = f"Riemann error of {steps} steps; about {needed} steps needed (the error falls like 1/m)"
+    else:
+        reason = f"Riemann error of the sum with steps={steps!r}"
+    return Claim(claim, expected, measured, FAILS, value, reason)
 
 
 def deeplift_vs_ig(study: ModelStudy) -> Claim:

@@ -67,8 +67,6 @@ class ModelRecipe:
         architecture: name in :data:`gradattr.models.MODELS`.
         options: factory options (activation, dropout).
         training: options of :func:`gradattr.train`.
-        relu_only: only ReLU (and max pooling) nonlinearities: Prop. 1 and 2 apply.
-        gated: multiplicative gates (LSTM).
         transformer: softmax attention and layer norms (a transformer), compared with the paper's models in the
             report.
         quick_samples: evaluation samples with ``--quick`` (None: the count for its kind of feature,
@@ -81,8 +79,6 @@ class ModelRecipe:
     architecture: str
     options: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
-    relu_only: bool = True
-    gated: bool = False
     transformer: bool = False
     quick_samples: int | None = None
 
@@ -123,25 +119,24 @@ def _image_models(
 ) -> tuple[ModelRecipe, ...]:
     models = (
         ModelRecipe("mlp-relu", "MLP (ReLU)", "mnist_mlp", {"activation": "relu"}, training_mlp),
-        ModelRecipe("mlp-tanh", "MLP (Tanh)", "mnist_mlp", {"activation": "tanh"}, training_mlp, relu_only=False),
+        ModelRecipe("mlp-tanh", "MLP (Tanh)", "mnist_mlp", {"activation": "tanh"}, training_mlp),
         ModelRecipe("cnn", "CNN (ReLU)", "mnist_cnn", {}, training_cnn),
     )
     if vit is None:
         return models
-    return (*models, ModelRecipe("vit", "ViT", "vision_transformer", vit, training_vit or {}, relu_only=False,
-                                 transformer=True, quick_samples=VIT_QUICK_SAMPLES))  # fmt: skip
+    return (*models, ModelRecipe("vit", "ViT", "vision_transformer", vit, training_vit or {}, transformer=True,
+                                 quick_samples=VIT_QUICK_SAMPLES))  # fmt: skip
 
 
 TEXT_MODELS = (
     ModelRecipe("text-cnn", "Text CNN", "text_cnn", {"dropout": 0.5}, TEXT_CNN_TRAINING),
-    ModelRecipe("lstm", "LSTM", "text_lstm", {"dropout": 0.5}, LSTM_TRAINING, relu_only=False, gated=True),
+    ModelRecipe("lstm", "LSTM", "text_lstm", {"dropout": 0.5}, LSTM_TRAINING),
     ModelRecipe(
         "text-transformer",
         "Text transformer",
         "text_transformer",
         {"embedding_dim": 64, "depth": 1, "heads": 4, "dropout": 0.3},
         TEXT_TRANSFORMER_TRAINING,
-        relu_only=False,
         transformer=True,
         quick_samples=TEXT_TRANSFORMER_QUICK_SAMPLES,
     ),

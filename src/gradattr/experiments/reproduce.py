@@ -264,8 +264,6 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         class_names=data.class_names,
         features=features,
         training=Training(trained.test_accuracy, trained.majority_rate, trained.seconds, len(trained.history)),
-        relu_only=model_recipe.relu_only,
-        gated=model_recipe.gated,
         transformer=model_recipe.transformer,
         tokens=data.vocab.decode if isinstance(data, TextDataset) else None,
     )

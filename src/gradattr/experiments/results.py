@@ -113,6 +113,7 @@ class Study:
             "correlation": {"methods": study.methods, "pearson": study.correlation},
             "completeness_relative_gap": study.completeness,
             "equalities_max_relative_difference": study.equalities,
+            "ops_met": study.ops.to_dict(),
             "seconds_per_sample": study.seconds_per_sample,
             "claims": [claim.to_dict() for claim in self.claims(study)],
         }

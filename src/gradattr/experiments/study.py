@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradattr.engine.inventory import Inventory, inventory
 from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate
 from gradattr.files import one_line
 from gradattr.methods import PAPER_METHODS, attribute
@@ -28,6 +29,66 @@ from gradattr.progress import as_floats, as_tensor, fingerprint
 
 SMALL_EPSILON = 1e-8
 """ε of the second ε-LRP run that shows Prop. 1's limit ε → 0 (the study itself uses the default ε)."""
+INVENTORY_SAMPLES = 2
+"""Evaluation samples of the forward pass in which the ops the model calls are recorded (:class:`OpsMet`)."""
+
+
+def op_counts(calls: Mapping[str, int]) -> str:
+    """``"relu x3, max_pool2d x1"``: ops by the last part of their resolved names, with their call counts."""
+    return ", ".join(f"{name.rsplit('.', 1)[-1]} x{count}" for name, count in calls.items())
+
+
+@dataclass(frozen=True)
+class OpsMet:
+    """The ops the engine met in one forward pass of the model on its evaluation samples
+    (:func:`gradattr.engine.inventory.inventory`), and what they decide about the paper's claims.
+
+    Attributes:
+        calls: resolved op name -> calls in the pass (``{"torch.relu": 3, "torch.nn.functional.max_pool2d": 1}``).
+        kinds: resolved op name -> its kind (:mod:`gradattr.engine.ops`: ``"elementwise"``, ``"routing"``, ...).
+    """
+
+    calls: dict[str, int]
+    kinds: dict[str, str]
+
+    @classmethod
+    def of(cls, model: nn.Module, inputs: Tensor, layer: str | None = None) -> OpsMet:
+        """The ops ``model`` calls on ``inputs`` (attributed at ``layer``'s output when given)."""
+        found = inventory(model, inputs, layer=layer)
+        return cls(dict(found.calls), dict(found.kinds))
+
+    @property
+    def inventory(self) -> Inventory:
+        return Inventory(self.calls, self.kinds)
+
+    @property
+    def rectifiers_only(self) -> bool:
+        """The only nonlinearities are ReLUs (max pooling allowed): Prop. 1 and Prop. 2 apply (Ancona et al.,
+        ICLR 2018, Sec. 3)."""
+        return self.inventory.rectifiers_only
+
+    @property
+    def gated(self) -> bool:
+        """Recurrent kernels (LSTM/GRU): products of gates and signals inside the cell, which DeepLIFT's Rescale
+        rule does not split exactly, so Σ R = S_c(x) − S_c(x̄) holds only approximately (Sec. 4.2). Other
+        products of two input-dependent factors (attention) get the exact Shapley split and stay complete."""
+        return bool(self.inventory.of_kind("recurrent"))
+
+    @property
+    def max_pooling(self) -> dict[str, int]:
+        """Max pooling and max over a dimension (routing ops) -> calls: with ``max_pooling="route"`` the
+        gradient, hence DeepLIFT's difference, goes to the arg-max alone."""
+        return self.inventory.of_kind("routing")
+
+    def summary(self) -> str:
+        """``"relu x3, max_pool2d x1"``: every op with a rule or a routing, by its short name, in call order."""
+        return op_counts(self.calls) or "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls), "kinds": dict(self.kinds), "summary": self.summary(),
+            "rectifiers_only": self.rectifiers_only, "gated": self.gated, "max_pooling": self.max_pooling,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,8 +139,6 @@ class Subject:
         class_names: names of the classes, for figure labels.
         features: see :class:`Features`.
         training: accuracy and training cost, when known.
-        relu_only: the only nonlinearities are ReLU (and max pooling): Prop. 1 and Prop. 2 apply.
-        gated: multiplicative gates (LSTM/GRU): completeness holds only approximately (Sec. 4.2).
         tokens: token ids -> token strings, for text models.
         transformer: softmax attention and layer norms (a ViT or a transformer text classifier), compared with
             the paper's models in the report.
@@ -93,8 +152,6 @@ class Subject:
     class_names: Sequence[str]
     features: Features
     training: Training | None = None
-    relu_only: bool = False
-    gated: bool = False
     tokens: Callable[[Tensor], list[str]] | None = None
     transformer: bool = False
 
@@ -142,6 +199,8 @@ class ModelStudy:
             the first samples, ``"epsilon_lrp with epsilon 1e-08 vs gradient_x_input"`` (Prop. 1 holds as
             ε → 0) and ``"deeplift vs gradient_x_input, biases zeroed"`` (Prop. 2).
         seconds_per_sample: method -> attribution time per sample; ``"sensitivity-n"``: forward passes.
+        ops: the ops the engine met in the model's forward pass, which decide where the propositions apply.
+        method_options: method -> the options it ran with (e.g. Integrated Gradients' ``steps``).
         display_inputs, display_maps, display_targets, display_predictions: the first samples, for figures
             (maps per token for text).
     """
@@ -158,6 +217,8 @@ class ModelStudy:
     display_maps: dict[str, Tensor]
     display_targets: Tensor
     display_predictions: Tensor
+    ops: OpsMet
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
         """What was measured, as plain values (tensors, numbers, strings) for a progress entry; the subject is
@@ -169,6 +230,8 @@ class ModelStudy:
             "equalities": dict(self.equalities), "seconds_per_sample": dict(self.seconds_per_sample),
             "display_inputs": self.display_inputs, "display_maps": dict(self.display_maps),
             "display_targets": self.display_targets, "display_predictions": self.display_predictions,
+            "ops": {"calls": dict(self.ops.calls), "kinds": dict(self.ops.kinds)},
+            "method_options": {name: dict(values) for name, values in self.method_options.items()},
         }  # fmt: skip
 
     @classmethod
@@ -201,6 +264,11 @@ class ModelStudy:
             display_maps=maps,
             display_targets=as_tensor(state["display_targets"], "displayed targets"),
             display_predictions=as_tensor(state["display_predictions"], "displayed predictions"),
+            ops=OpsMet(
+                {str(k): int(v) for k, v in state["ops"]["calls"].items()},
+                {str(k): str(v) for k, v in state["ops"]["kinds"].items()},
+            ),
+            method_options={str(k): dict(v) for k, v in state["method_options"].items()},
         )
 
 
@@ -211,7 +279,7 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
     return fingerprint({
         "study": "model", "dataset": subject.dataset, "model": subject.model_name, "settings": settings.to_dict(),
         "architecture": repr(subject.model), "weights": subject.model.state_dict(), "inputs": subject.inputs,
-        "labels": subject.labels, "relu_only": subject.relu_only, "gated": subject.gated,
+        "labels": subject.labels, "state": "with the ops met",  # entries before the ops were recorded are stale
         **({"transformer": True} if subject.transformer else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
                      "method_options": features.method_options},
@@ -338,6 +406,7 @@ def study_model(
         A :class:`ModelStudy`. Methods that fail on the model are in ``unavailable`` with the reason.
     """
     options = _method_options(subject, settings)
+    ops = OpsMet.of(subject.model, subject.inputs[:INVENTORY_SAMPLES], subject.features.layer)
     unavailable = _failures(subject, settings.methods, options, settings.batch_size, limit=2)
     methods = [m for m in settings.methods if m not in unavailable]
     table, collector = None, None
@@ -354,10 +423,10 @@ def study_model(
         collector.display_inputs = subject.inputs[: settings.display]
         collector.display_targets = subject.labels[: settings.display]
     equalities = dict(collector.equalities)
-    if subject.relu_only and {"epsilon_lrp", "gradient_x_input"} <= set(methods):
+    if ops.rectifiers_only and {"epsilon_lrp", "gradient_x_input"} <= set(methods):
         small = options | {"epsilon_lrp": options.get("epsilon_lrp", {}) | {"epsilon": SMALL_EPSILON}}
         equalities[f"epsilon_lrp with epsilon {SMALL_EPSILON:g} vs gradient_x_input"] = _gap(subject, small)
-    if subject.relu_only and {"deeplift", "gradient_x_input"} <= set(methods):
+    if ops.rectifiers_only and {"deeplift", "gradient_x_input"} <= set(methods):
         bias_free = Subject(
             subject.dataset, subject.model_name, without_biases(subject.model), subject.inputs, subject.labels,
             subject.class_names, subject.features,
@@ -383,6 +452,8 @@ def study_model(
         display_maps=collector.display_maps,
         display_targets=collector.display_targets,
         display_predictions=predictions,
+        ops=ops,
+        method_options={name: values for name, values in options.items() if name in methods},
     )
 
 

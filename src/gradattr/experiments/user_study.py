@@ -43,7 +43,6 @@ def user_study(
     methods: tuple[str, ...],
     patch: int = 0,
     layer: str | None = None,
-    relu_only: bool = False,
     num_subsets: int = 100,
     display: int = 4,
     seed: int = 0,
@@ -54,6 +53,9 @@ def user_study(
     evaluator: Callable[..., SensitivityTable] = evaluate,
 ) -> Study:
     """Study ``model`` on ``(x, y)`` (Sensitivity-n, agreement, completeness, the paper's claims).
+
+    Which claims apply is read off the ops the model calls (:class:`~gradattr.experiments.study.OpsMet`):
+    Prop. 1 and 2 where its only nonlinearities are ReLUs, whatever its modules are named.
 
     With ``checkpoint``, the batches measured so far are saved in that file after each batch of
     ``batch_size`` samples, and a call with the same model, data and settings resumes after them with the same
@@ -77,7 +79,6 @@ def user_study(
         labels=y,
         class_names=[str(i) for i in range(classes)],
         features=user_features(model, x, patch, layer),
-        relu_only=relu_only,
         tokens=(lambda ids: [str(int(i)) for i in ids]) if layer is not None else None,
         training=Training(test_accuracy=accuracy, majority_rate=majority, seconds=0.0, epochs=0),  # not trained here
     )
@@ -91,7 +92,7 @@ def user_study(
         settings=settings,
         models=[studied],
         datasets={data_name: f"{x.shape[0]} samples of shape {tuple(x.shape[1:])}"},
-        options={"patch": patch, "layer": layer, "relu_only": relu_only, "evaluation_samples": {data_name: len(x)}},
+        options={"patch": patch, "layer": layer, "evaluation_samples": {data_name: len(x)}},
         started=started,
         seconds=time.perf_counter() - start,
     )

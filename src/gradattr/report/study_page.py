@@ -126,11 +126,17 @@ def _summary(study: Study, claims: dict[int, list[Claim]]) -> str:
     )
 
 
+def _verdict(claim: Claim) -> str:
+    """The verdict's badge, and beside it why, where the cause is known."""
+    reason = f" <span class='muted'>({esc(claim.reason)})</span>" if claim.reason else ""
+    return badge(claim.verdict) + reason
+
+
 def _claims_overview(study: Study, claims: dict[int, list[Claim]]) -> str:
     names = [c.claim for c in claims[id(study.models[0])]] if study.models else []
     headers = ["paper claim", *(f"{m.subject.dataset} · {m.subject.model_name}" for m in study.models)]
     rows = [
-        [esc(name), *(f"{badge(claims[id(m)][i].verdict)}<br><span class='muted'>{esc(claims[id(m)][i].measured)}"
+        [esc(name), *(f"{_verdict(claims[id(m)][i])}<br><span class='muted'>{esc(claims[id(m)][i].measured)}"
                       "</span>" for m in study.models)]
         for i, name in enumerate(names)
     ]  # fmt: skip
@@ -180,8 +186,9 @@ def _model_block(m: ModelStudy, claims: list[Claim]) -> str:
     parts.append('<div class="figures"><div>')
     parts.append("<h4>Method agreement</h4>" + _correlation_table(m))
     parts.append("</div><div><h4>Timings</h4>" + _timings_table(m) + "</div></div>")
-    rows = [[esc(c.claim), esc(c.expected), esc(c.measured), badge(c.verdict)] for c in claims]
-    parts.append("<h4>Paper claims</h4>" + table(["claim", "paper", "measured", "verdict"], rows))
+    rows = [[esc(c.claim), esc(c.expected), esc(c.measured), _verdict(c)] for c in claims]
+    met = f'<p class="muted">nonlinearities met: {esc(m.ops.summary())}</p>'
+    parts.append("<h4>Paper claims</h4>" + met + table(["claim", "paper", "measured", "verdict"], rows))
     return "".join(parts)
 
 
