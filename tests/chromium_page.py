@@ -10,6 +10,8 @@ from pathlib import Path
 
 CHROMIUM = ("chromium", "chromium-browser")
 CHROMEDRIVER = ("chromedriver", "chromium-driver")
+WIDTH = 1400
+"""The window's width in CSS pixels: a laptop's browser, where the report must not overflow sideways."""
 FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -18,8 +20,24 @@ FLAGS = (
     "--disable-component-update",
     "--no-first-run",
     "--disable-dev-shm-usage",
-    "--window-size=1280,2000",
+    f"--window-size={WIDTH},2000",
 )
+OVERFLOW = """
+const width = document.documentElement.clientWidth;
+const wide = [];
+for (const element of document.querySelectorAll('body *')) {
+  const box = element.getBoundingClientRect();
+  if ((box.width > 0 || box.height > 0) && (box.right > width + 0.5 || box.left < -0.5)) {
+    wide.push(`${element.tagName.toLowerCase()}.${element.className} ${Math.round(box.left)}-${Math.round(box.right)}`);
+  }
+}
+const scrolled = Array.from(document.querySelectorAll('body *'))
+  .filter(element => element.scrollWidth > element.clientWidth + 1 && element.clientWidth > 0
+          && ['auto', 'scroll'].includes(getComputedStyle(element).overflowX))
+  .map(element => `${element.tagName.toLowerCase()}.${element.className} ${element.scrollWidth}>`
+                  + `${element.clientWidth}`);
+return {scrollWidth: document.documentElement.scrollWidth, clientWidth: width, wide: wide, scrolled: scrolled};
+"""
 
 
 def _which(names: tuple[str, ...]) -> str | None:
@@ -58,11 +76,14 @@ def chromium() -> Iterator[object]:
 
 def page_facts(driver: object, page: Path, screenshot: Path) -> dict[str, object]:
     """Open ``page``, save a full-height screenshot, and return what the test asserts on: the headings,
-    each image's natural size and whether it loaded, and the browser console's errors."""
+    each image's natural size and whether it loaded (``images``), its displayed width and the start of its ``src``
+    (``shown``), the browser console's errors, and what is wider than the window (``overflow``: the page's scroll
+    and client widths, every element that reaches past the window's edge, and every box whose content the reader
+    must scroll sideways)."""
     driver.get(page.resolve().as_uri())
     driver.execute_script("return document.readyState")  # type: ignore[attr-defined]
     height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
-    driver.set_window_size(1280, min(int(height), 16000))  # type: ignore[attr-defined]
+    driver.set_window_size(WIDTH, min(int(height), 16000))  # type: ignore[attr-defined]
     driver.save_screenshot(str(screenshot))  # type: ignore[attr-defined]
     headings = driver.execute_script(  # type: ignore[attr-defined]
         "return Array.from(document.querySelectorAll('h1,h2,h3')).map(h => h.textContent.trim())"
@@ -70,10 +91,15 @@ def page_facts(driver: object, page: Path, screenshot: Path) -> dict[str, object
     images = driver.execute_script(  # type: ignore[attr-defined]
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.alt])"
     )
+    shown = driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.images).map(i => [i.getBoundingClientRect().width, i.src.slice(0, 20)])"
+    )
     errors = [
         entry["message"]
         for entry in driver.get_log("browser")  # type: ignore[attr-defined]
         if entry.get("level") in ("SEVERE", "ERROR")
     ]
     spans = driver.execute_script("return document.querySelectorAll('span.tok').length")  # type: ignore[attr-defined]
-    return {"headings": headings, "images": images, "errors": errors, "token_spans": spans}
+    overflow = driver.execute_script(OVERFLOW)  # type: ignore[attr-defined]
+    return {"headings": headings, "images": images, "shown": shown, "errors": errors, "token_spans": spans,
+            "overflow": overflow}  # fmt: skip

@@ -49,8 +49,14 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
     images = facts["images"]
     # digits heatmaps, two Sensitivity-n curves (text samples are HTML); robustness heatmaps and sanity curves
     assert len(images) == 5
-    for complete, width, height, alt in images:
+    for (complete, width, height, alt), (shown, source) in zip(images, facts["shown"], strict=True):
         assert complete and width > 100 and height > 100, alt
+        # figures label in 9 pt or more: 9 px or more on screen where a figure point is a pixel or more
+        natural_points = width * (72 / 110 if source.startswith("data:image/png") else 3 / 4)  # 110 dpi; SVG in pt
+        assert shown / natural_points >= 1.0, (alt, shown, width)
+    overflow = facts["overflow"]
+    assert overflow["scrollWidth"] <= overflow["clientWidth"] and overflow["wide"] == [], overflow
+    assert overflow["scrolled"] == [], overflow  # nothing to scroll sideways either (the command line wraps)
     assert facts["token_spans"] >= 2 * 6 * 64  # two text samples, six methods, 64 tokens each
     assert facts["errors"] == []
     assert screenshot.stat().st_size > 50_000
@@ -141,12 +147,85 @@ def test_class_names_with_dollar_signs_are_drawn_as_text() -> None:
     import matplotlib.pyplot as plt
 
     from gradattr.report import heatmap_figure
+    from gradattr.report.heatmaps import COLORBAR
 
     labels = ["a.png: class $\\frac{1$", "price in $: class $x^2$"]
     maps = {"saliency": torch.randn(2, 1, 8, 8)}
     figure = heatmap_figure(torch.randn(2, 1, 8, 8), maps, row_labels=labels)
     figure.savefig(io.BytesIO(), format="png")  # raised ParseSyntaxException: Expected \frac{num}{den}
-    drawn = [axis.yaxis.label for axis in figure.axes[::2]]
-    assert [text.get_text() for text in drawn] == labels
+    drawn = [axis.yaxis.label for axis in figure.axes if axis.get_ylabel() and axis.get_label() != COLORBAR]
+    assert [" ".join(text.get_text().split("\n")) for text in drawn] == labels  # long labels wrap onto lines
     assert not any(text.get_parse_math() or text.get_usetex() for text in drawn)
     plt.close(figure)
+
+
+def _figure_extent(artist: object, figure: object) -> object:
+    """``artist``'s drawn bounding box (display coordinates) after ``figure`` is drawn."""
+    return artist.get_window_extent(figure.canvas.get_renderer())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("shared_scale", [True, False])
+def test_heatmaps_have_a_colorbar_per_row_and_legible_labels(shared_scale: bool) -> None:
+    """Each row of a heatmap grid has its colorbar (the colour scale is per row), spanning the row's real range
+    when the methods share it, −1 to 1 of each map's own scale otherwise; every label is 9 pt or more."""
+    import matplotlib.pyplot as plt
+
+    from gradattr.report import heatmap_figure
+    from gradattr.report.heatmaps import COLORBAR, row_scale
+
+    torch.manual_seed(0)
+    methods = ["saliency", "gradient_x_input", "integrated_gradients", "epsilon_lrp", "deeplift", "occlusion"]
+    maps = {name: torch.randn(3, 1, 8, 8) * (k + 1) for k, name in enumerate(methods)}
+    labels = ["true 3, predicted 3", "true 8, predicted 1", "true 0, predicted 0"]
+    figure = heatmap_figure(torch.randn(3, 1, 8, 8), maps, row_labels=labels, shared_scale=shared_scale)
+    figure.canvas.draw()
+    bars = [axis for axis in figure.axes if axis.get_label() == COLORBAR]
+    assert len(bars) == 3
+    for i, bar in enumerate(bars):
+        limit = row_scale([maps[name][i, 0].double().numpy() for name in methods]) if shared_scale else 1.0
+        assert bar.get_ylim() == pytest.approx((-limit, limit))
+    texts = [t for axis in figure.axes for t in (axis.title, axis.xaxis.label, axis.yaxis.label) if t.get_text()]
+    texts += [t for bar in bars for t in bar.get_yticklabels() if t.get_text()]
+    assert len(texts) >= 7 + 3 + 3 * 3 and min(t.get_fontsize() for t in texts) >= 9
+    plt.close(figure)
+
+
+def _comparison() -> object:
+    """A transformer beside two of the paper's models on one data set, five methods (two rows of panels)."""
+    from gradattr.experiments.architectures import ArchitectureComparison, ModelFacts
+
+    ns = [1, 2, 4, 8, 16, 32]
+    methods = ["saliency", "gradient_x_input", "integrated_gradients", "epsilon_lrp", "deeplift"]
+
+    def facts(model: str, transformer: bool, start: float) -> ModelFacts:
+        curve = [start - 0.12 * k for k in range(len(ns))]
+        return ModelFacts(model, transformer, 0.9, 0.1, 12, {}, ns, dict.fromkeys(methods, curve), {}, {})
+
+    return ArchitectureComparison("Digits", "pixels", methods, [facts("ViT", True, 0.95)],
+                                  [facts("MLP (ReLU)", False, 0.9), facts("CNN", False, 0.8)])  # fmt: skip
+
+
+def test_curve_legends_sit_outside_the_plots() -> None:
+    """The Sensitivity-n legend used to sit on the curves (high at small n, inside the axes): it, and the
+    legend of the transformers' panels, are drawn outside every axes; the figures are 7 in wide or more."""
+    import matplotlib.pyplot as plt
+
+    from gradattr.evaluation import SensitivityTable
+    from gradattr.metrics.sensitivity import SensitivityResult
+    from gradattr.report import sensitivity_figure
+    from gradattr.report.curves import architecture_figure
+
+    ns = [1, 2, 4, 8, 16, 32, 64]
+    curve = torch.tensor([1.0 - 0.15 * k for k in range(len(ns))], dtype=torch.float64)
+    methods = ["saliency", "gradient_x_input", "integrated_gradients", "epsilon_lrp", "deeplift", "occlusion"]
+    table = SensitivityTable({name: SensitivityResult(ns, torch.stack([curve, curve - 0.05 * k]), 20, 64, 0)
+                              for k, name in enumerate(methods)})  # fmt: skip
+    for figure in (sensitivity_figure(table, features="pixels"), architecture_figure(_comparison())):
+        figure.canvas.draw()
+        legends = [*figure.legends, *(axis.get_legend() for axis in figure.axes if axis.get_legend())]
+        assert len(legends) == 1 and figure.get_size_inches()[0] >= 7
+        box = _figure_extent(legends[0], figure)
+        for axis in figure.axes:
+            if axis.get_visible():
+                assert not box.overlaps(_figure_extent(axis.patch, figure)), axis.get_title()
+        plt.close(figure)

@@ -19,6 +19,10 @@ from gradattr.experiments.architectures import ArchitectureComparison
 from gradattr.report.labels import METHOD_COLOURS, method_label
 from gradattr.robustness import SanityResult
 
+FONT_SIZE = 10
+"""Points, of the axis labels and legends: legible when a page shows the figure at its natural size or a little
+smaller (tick labels one point less)."""
+
 
 def sensitivity_figure(table: SensitivityTable, *, features: str = "features", title: str | None = None) -> Figure:
     """One line per method: mean Pearson correlation over samples against n (log scale), ±1 s.e. band.
@@ -30,23 +34,24 @@ def sensitivity_figure(table: SensitivityTable, *, features: str = "features", t
     """
     methods, ns, means = table.pivot("mean")
     stds, counts = table.pivot("std")[2], table.pivot("count")[2]
-    figure, axis = plt.subplots(figsize=(5.6, 3.4))
+    figure, axis = plt.subplots(figsize=(7.6, 3.8))
     for method, mean, std, count in zip(methods, means, stds, counts, strict=True):
         colour = METHOD_COLOURS.get(method)
         axis.plot(ns, mean, marker="o", markersize=3, linewidth=1.6, color=colour, label=method_label(method))
         error = np.where(count > 1, std / np.sqrt(np.maximum(count, 1)), np.nan)
         axis.fill_between(ns, mean - error, mean + error, color=colour, alpha=0.15, linewidth=0)
     axis.set_xscale("log")
-    axis.set_xlabel(f"n ({features} removed)")
-    axis.set_ylabel("Pearson correlation")
+    axis.set_xlabel(f"n ({features} removed)", fontsize=FONT_SIZE)
+    axis.set_ylabel("Pearson correlation", fontsize=FONT_SIZE)
+    axis.tick_params(labelsize=FONT_SIZE - 1)
     low = np.nanmin(means) if np.isfinite(means).any() else 0.0
     axis.set_ylim(min(-0.05, math.floor(low * 10) / 10), 1.05)
     axis.axhline(0, color="#bbbbbb", linewidth=0.8)
     axis.grid(True, which="both", alpha=0.25)
     axis.spines[["top", "right"]].set_visible(False)
     if title:
-        axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7, frameon=False, loc="lower left")
+        axis.set_title(title, fontsize=FONT_SIZE + 1)
+    axis.legend(fontsize=FONT_SIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
     return figure
 
@@ -59,22 +64,23 @@ def randomisation_figure(results: dict[str, SanityResult], *, measure: str = "sp
         results: panel title (e.g. "standard") -> cascading :func:`~gradattr.robustness.model_randomisation`.
         measure: the similarity plotted (default Spearman of the absolute maps, as Adebayo et al.).
     """
-    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.3), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results) + 1.6, 3.6), squeeze=False, sharey=True)
     for axis, (title, result) in zip(axes[0], results.items(), strict=True):
         steps = ["none", *result.steps]
         for method in result.methods:
             values = [1.0, *result.mean(method, measure).tolist()]
             axis.plot(steps, values, marker="o", markersize=3, linewidth=1.6, color=METHOD_COLOURS.get(method),
                       label=method_label(method))  # fmt: skip
-        axis.set_title(title, fontsize=10)
-        axis.set_xlabel("randomised up to layer (top first)")
-        axis.tick_params(axis="x", labelsize=8)
+        axis.set_title(title, fontsize=FONT_SIZE + 1)
+        axis.set_xlabel("randomised up to layer (top first)", fontsize=FONT_SIZE)
+        axis.tick_params(labelsize=FONT_SIZE - 1)
         axis.axhline(0, color="#bbbbbb", linewidth=0.8)
         axis.grid(True, alpha=0.25)
         axis.spines[["top", "right"]].set_visible(False)
-    axes[0, 0].set_ylabel("Spearman |R| to original" if measure == "spearman_abs" else measure)
+    axes[0, 0].set_ylabel("Spearman |R| to original" if measure == "spearman_abs" else measure, fontsize=FONT_SIZE)
     axes[0, 0].set_ylim(-0.4, 1.05)
-    axes[0, -1].legend(fontsize=7, frameon=False, loc="lower left")
+    axes[0, -1].legend(fontsize=FONT_SIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       borderaxespad=0)  # fmt: skip
     figure.tight_layout()
     return figure
 
@@ -89,7 +95,8 @@ def architecture_figure(comparison: ArchitectureComparison) -> Figure:
     methods = [m for m in comparison.methods if any(m in facts.sensitivity for facts in comparison.models)]
     columns = min(3, max(1, len(methods)))
     rows = max(1, math.ceil(len(methods) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.1 * columns, 2.4 * rows), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.7 * rows + 0.5), squeeze=False, sharey=True,
+                                layout="constrained")  # fmt: skip
     styles = iter(MODEL_STYLES * len(comparison.baselines))
     lines = [(facts, "-", 2.2) if facts.transformer else (facts, next(styles), 1.3) for facts in comparison.models]
     for axis, method in zip(axes.flat, methods, strict=False):
@@ -97,21 +104,20 @@ def architecture_figure(comparison: ArchitectureComparison) -> Figure:
             if method in facts.sensitivity:
                 axis.plot(facts.ns, facts.sensitivity[method], linestyle=style, linewidth=width,
                           color=METHOD_COLOURS.get(method), label=facts.model)  # fmt: skip
-        axis.set_title(method_label(method), fontsize=9)
+        axis.set_title(method_label(method), fontsize=FONT_SIZE + 1)
         axis.set_xscale("log")
         axis.axhline(0, color="#bbbbbb", linewidth=0.8)
         axis.grid(True, which="both", alpha=0.25)
         axis.spines[["top", "right"]].set_visible(False)
-        axis.tick_params(labelsize=7)
+        axis.tick_params(labelsize=FONT_SIZE - 1)
     for axis in axes.flat[len(methods) :]:
         axis.set_visible(False)
     for axis in axes[:, 0]:
-        axis.set_ylabel("Pearson correlation", fontsize=8)
-    for axis in axes[-1]:
-        axis.set_xlabel(f"n ({comparison.features} removed)", fontsize=8)
+        axis.set_ylabel("Pearson correlation", fontsize=FONT_SIZE)
+    for axis in axes.flat[max(0, len(methods) - columns) : len(methods)]:  # the lowest panel of each column
+        axis.set_xlabel(f"n ({comparison.features} removed)", fontsize=FONT_SIZE)
     axes.flat[0].set_ylim(-0.3, 1.05)
     handles = [Line2D([], [], color="#444444", linestyle=style, linewidth=width, label=facts.model)
                for facts, style, width in lines]  # fmt: skip
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.07, 1, 1))
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=FONT_SIZE, frameon=False)
     return figure

@@ -30,14 +30,18 @@ h2 { font-size: 21px; margin: 16px 0 6px; }
 h3 { font-size: 17px; margin: 22px 0 6px; padding-top: 12px; border-top: 1px solid var(--line); }
 h4 { font-size: 14px; margin: 14px 0 6px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
 p.note, .muted { color: var(--muted); font-size: 13.5px; }
+.figures > div { min-width: 0; }
+.table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13.5px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+td { overflow-wrap: break-word; }
 th { background: #f0f2f8; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafbfd; }
 .figures { display: grid; grid-template-columns: minmax(0, 1.25fr) minmax(0, 1fr); gap: 16px; align-items: start; }
 @media (max-width: 900px) { .figures { grid-template-columns: 1fr; } }
 figure { margin: 0; }
+img, svg { max-width: 100%; height: auto; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 8px; background: #fff; }
 figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 .badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 12px; font-weight: 600;
@@ -51,7 +55,8 @@ figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 .tokens td { font-size: 13px; }
 .tokens td:first-child { white-space: nowrap; font-weight: 600; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
-pre { background: #f0f2f8; padding: 10px 12px; border-radius: 8px; overflow-x: auto; }
+pre { background: #f0f2f8; padding: 10px 12px; border-radius: 8px; max-width: 100%; overflow-x: auto;
+  white-space: pre-wrap; overflow-wrap: anywhere; }
 ul.findings li { margin: 4px 0; font-size: 14px; }
 .unavailable { background: #fff8e6; border-left: 4px solid #f0a500; padding: 6px 10px; font-size: 13.5px; }
 footer { color: var(--muted); font-size: 12.5px; padding: 10px 0 30px; }
@@ -66,8 +71,9 @@ def esc(value: object) -> str:
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: Sequence[bool] | None = None, css: str = ""
 ) -> str:
-    """An HTML table. Header cells are escaped; body cells are inserted as given (escape them with
-    :func:`esc`, or pass markup such as badges). ``numeric[j]`` right-aligns column j."""
+    """An HTML table in a wrapper that scrolls it sideways when it is wider than the page. Header cells are
+    escaped; body cells are inserted as given (escape them with :func:`esc`, or pass markup such as badges).
+    ``numeric[j]`` right-aligns column j."""
     numeric = list(numeric or [False] * len(headers))
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
@@ -77,7 +83,7 @@ def table(
         for row in rows
     )
     cls = f' class="{css}"' if css else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-wrap"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 VERDICT_CLASSES = {

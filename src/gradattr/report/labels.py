@@ -41,7 +41,7 @@ METHOD_COLOURS: dict[str, str] = {
     "smoothgrad": "#17becf",
     "guided_backprop": "#e377c2",
     "deconvnet": "#bcbd22",
-    "gradcam": "#7f7f7f",
+    "gradcam": "#000000",
     "guided_gradcam": "#393b79",
 }
 

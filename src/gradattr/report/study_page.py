@@ -182,10 +182,10 @@ def _model_block(m: ModelStudy, claims: list[Claim]) -> str:
             f"removed {subject.features.description} and the output drop (band: ±1 s.e.).",
             f"Sensitivity-n curves, {subject.dataset}, {subject.model_name}",
         )
-    parts.append(f'<div class="figures"><div>{attributions}</div><div>{curves}</div></div>')
-    parts.append('<div class="figures"><div>')
+    parts.append(attributions)  # the page's full width: its labels stay legible
+    parts.append(f'<div class="figures"><div>{curves}</div><div>')
     parts.append("<h4>Method agreement</h4>" + _correlation_table(m))
-    parts.append("</div><div><h4>Timings</h4>" + _timings_table(m) + "</div></div>")
+    parts.append("<h4>Timings</h4>" + _timings_table(m) + "</div></div>")
     rows = [[esc(c.claim), esc(c.expected), esc(c.measured), _verdict(c)] for c in claims]
     met = f'<p class="muted">nonlinearities met: {esc(m.ops.summary())}</p>'
     parts.append("<h4>Paper claims</h4>" + met + table(["claim", "paper", "measured", "verdict"], rows))
@@ -207,7 +207,7 @@ def _heatmaps(m: ModelStudy) -> str:
     return figure(
         data_uri(image, "png"),
         "Rows: test samples; columns: the input, then each method. Red positive, blue negative, white 0; one "
-        "colour scale per row (99.5th percentile of |R| over its maps).",
+        "colour scale per row (±the 99.5th percentile of |R| over its maps), shown by the row's colorbar.",
         f"Attribution heatmaps, {m.subject.dataset}, {m.subject.model_name}",
     )
 
