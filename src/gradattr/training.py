@@ -211,9 +211,7 @@ def train_or_load(
     """
     torch.manual_seed(seed)
     model = factory()
-    directory = Path(cache) if cache is not None else cache_dir()
-    stem = f"{_slug(name)}-{_config_hash(model, data, seed, train_options)}"
-    weights, record = directory / f"{stem}.pt", directory / f"{stem}.json"
+    weights, record = _entry(name, model, data, seed, cache, train_options)
     if not retrain and weights.is_file() and record.is_file():
         cached = _load_cached(model, weights, record)
         if cached is not None:
@@ -222,6 +220,25 @@ def train_or_load(
     save_checkpoint(model, weights)
     write_text(record, result.to_json())
     return model, result
+
+
+def is_cached(
+    name: str, factory: Callable[[], nn.Module], data: Dataset, *, seed: int = 0, cache: str | Path | None = None,
+    **train_options: Any,
+) -> bool:
+    """Whether :func:`train_or_load` with these arguments would find a cache entry (it may still turn out
+    damaged, and be trained again)."""
+    weights, record = _entry(name, factory(), data, seed, cache, train_options)
+    return weights.is_file() and record.is_file()
+
+
+def _entry(
+    name: str, model: nn.Module, data: Dataset, seed: int, cache: str | Path | None, train_options: dict[str, Any]
+) -> tuple[Path, Path]:
+    """The weights and record files of ``model``'s cache entry."""
+    directory = Path(cache) if cache is not None else cache_dir()
+    stem = f"{_slug(name)}-{_config_hash(model, data, seed, train_options)}"
+    return directory / f"{stem}.pt", directory / f"{stem}.json"
 
 
 def _load_cached(model: nn.Module, weights: Path, record: Path) -> tuple[nn.Module, TrainResult] | None:

@@ -20,10 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from torch import nn
 
 from gradattr.data import Dataset, TextDataset
-from gradattr.experiments.recipes import DATASETS, DatasetRecipe, ModelRecipe, evaluation_set, features_of
+from gradattr.experiments.recipes import (
+    DATASETS,
+    DatasetRecipe,
+    ModelRecipe,
+    evaluation_set,
+    feature_kind,
+    features_of,
+)
 from gradattr.experiments.results import Study
 from gradattr.experiments.robustness_study import (
     RobustnessSettings,
@@ -31,9 +38,10 @@ from gradattr.experiments.robustness_study import (
     measure_robustness,
     robustness_models,
 )
-from gradattr.experiments.study import ModelStudy, StudySettings, Subject, Training, study_key, study_model
+from gradattr.experiments.schedule import ROBUSTNESS_SECONDS, Schedule, Stage, model_stages
+from gradattr.experiments.study import Features, ModelStudy, StudySettings, Subject, Training, study_key, study_model
 from gradattr.progress import ProgressStore
-from gradattr.training import train_or_load
+from gradattr.training import is_cached, train_or_load
 
 ROBUSTNESS_DATASET = "digits"
 """The data set of the robustness study: adversarial training costs several times a normal training, and on
@@ -124,14 +132,13 @@ def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRec
     return selection
 
 
-def samples_for(features: str, options: ReproduceOptions, quick: int | None = None) -> int:
-    """Evaluation samples for a model whose features are ``features`` (pixels, tokens, 4x4 patches); ``quick``:
-    the model's own count with ``--quick`` (:attr:`ModelRecipe.quick_samples`), if it has one."""
+def samples_for(kind: str, options: ReproduceOptions, quick: int | None = None) -> int:
+    """Evaluation samples for a model whose features are of ``kind`` (:func:`feature_kind`: pixels, tokens,
+    patches); ``quick``: the model's own count with ``--quick`` (:attr:`ModelRecipe.quick_samples`), if any."""
     if options.samples is not None:
         return options.samples
     if options.quick and quick is not None:
         return quick
-    kind = "patches" if "patches" in features else features
     return (QUICK_SAMPLES if options.quick else FULL_SAMPLES)[kind]
 
 
@@ -148,29 +155,33 @@ def reproduce(options: ReproduceOptions) -> Study:
     store = ProgressStore(options.progress_dir) if options.progress_dir is not None else None
     if store is not None and options.fresh:
         store.clear()
+    plan = [(recipe, model_recipe, recipe.load(options.directories.get(recipe.key)))
+            for recipe, models in selection for model_recipe in models]  # fmt: skip
+    per_model = [_stages(recipe, model_recipe, data, options) for recipe, model_recipe, data in plan]
+    stages = [stage for pair in per_model for stage in pair]
+    robust = options.robustness and any(recipe.key == ROBUSTNESS_DATASET for recipe, _ in selection)
+    if robust:
+        stages.append(Stage("robustness study", ROBUSTNESS_SECONDS))
+    schedule = Schedule(stages, progress=settings.progress)
     studies, reused = [], []
     samples: dict[str, int] = {}
-    bar = tqdm(total=sum(len(models) for _, models in selection), desc="reproduce", unit="model",
-               disable=not settings.progress)  # fmt: skip
-    try:
-        for recipe, models in selection:
-            bar.set_description(f"reproduce: loading {recipe.key}")
-            data = recipe.load(options.directories.get(recipe.key))
-            for model_recipe in models:
-                name = f"{recipe.key}-{model_recipe.key}"
-                bar.set_description(f"reproduce: {recipe.key} {model_recipe.key}")
-                subject = _subject(recipe, model_recipe, data, options)
-                samples[f"{recipe.title} / {model_recipe.title}"] = int(subject.inputs.shape[0])
-                study, loaded = _model_study(subject, name, settings, store)
-                studies.append(study)
-                reused += [name] if loaded else []
-                bar.update()
-    finally:
-        bar.close()
     robustness = None
-    if options.robustness and any(recipe.key == ROBUSTNESS_DATASET for recipe, _ in selection):
-        robustness, loaded = _robustness_study(options, store)
-        reused += ["robustness"] if loaded else []
+    try:
+        for (recipe, model_recipe, data), (train, study) in zip(plan, per_model, strict=True):
+            name = f"{recipe.key}-{model_recipe.key}"
+            with schedule.stage(train.label):
+                subject = _subject(recipe, model_recipe, data, options)
+            samples[f"{recipe.title} / {model_recipe.title}"] = int(subject.inputs.shape[0])
+            with schedule.stage(study.label):
+                model_study, loaded = _model_study(subject, name, settings, store)
+            studies.append(model_study)
+            reused += [name] if loaded else []
+        if robust:
+            with schedule.stage("robustness study"):
+                robustness, loaded = _robustness_study(options, store)
+            reused += ["robustness"] if loaded else []
+    finally:
+        schedule.close()
     run_options: dict[str, Any] = {
         "quick": options.quick,
         "datasets": [recipe.key for recipe, _ in selection],
@@ -241,6 +252,27 @@ def _robustness_settings(options: ReproduceOptions) -> RobustnessSettings:
     )
 
 
+def _stages(
+    recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, options: ReproduceOptions
+) -> tuple[Stage, Stage]:
+    """Training (or loading) and studying one model, with their expected costs (:mod:`.schedule`)."""
+    settings = options.settings
+    cached = not options.retrain and is_cached(
+        f"{recipe.key}-{model_recipe.key}", lambda: model_recipe.build(data), data, seed=settings.seed,
+        cache=options.cache, **model_recipe.training,
+    )  # fmt: skip
+    count = samples_for(feature_kind(data), options, model_recipe.quick_samples)
+    return model_stages(recipe.key, model_recipe.key, count, cached=cached, subsets=settings.num_subsets)
+
+
+def model_features(data: Dataset, model: nn.Module, model_recipe: ModelRecipe) -> Features:
+    """The features of ``data`` (:func:`features_of`), their method options joined by the recipe's own."""
+    features = features_of(data, model)
+    own, extra = features.method_options, model_recipe.method_options
+    merged = {name: {**own.get(name, {}), **extra.get(name, {})} for name in (*own, *extra)}
+    return replace(features, method_options=merged)
+
+
 def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, options: ReproduceOptions) -> Subject:
     settings = options.settings
     model, trained = train_or_load(
@@ -253,8 +285,8 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         progress=settings.progress,
         **model_recipe.training,
     )
-    features = features_of(data, model)
-    inputs, labels = evaluation_set(data, samples_for(features.description, options, model_recipe.quick_samples))
+    features = model_features(data, model, model_recipe)
+    inputs, labels = evaluation_set(data, samples_for(feature_kind(data), options, model_recipe.quick_samples))
     return Subject(
         dataset=recipe.title,
         model_name=model_recipe.title,

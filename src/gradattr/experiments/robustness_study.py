@@ -79,8 +79,12 @@ class RobustnessSettings:
         return asdict(self)
 
     def method_options(self) -> dict[str, dict[str, Any]]:
-        """Per-method options of :func:`gradattr.attribute` (the Grad-CAM layer)."""
-        return {m: {"layer": self.cam_layer} for m in self.methods if m in LAYER_METHODS}
+        """Per-method options of :func:`gradattr.attribute`: the Grad-CAM layer; Integrated Gradients without its
+        completeness check (robustness compares maps; the study of each model reports the gap)."""
+        options = {m: {"layer": self.cam_layer} for m in self.methods if m in LAYER_METHODS}
+        if "integrated_gradients" in self.methods:
+            options["integrated_gradients"] = {"gap_tolerance": None}
+        return options
 
 
 @dataclass(eq=False)

@@ -459,8 +459,9 @@ def study_model(
 
 def _method_options(subject: Subject, settings: StudySettings) -> dict[str, dict[str, Any]]:
     options = {name: dict(subject.features.method_options.get(name, {})) for name in settings.methods}
-    if "integrated_gradients" in options:
+    if "integrated_gradients" in options:  # the study measures and reports the completeness gap itself
         options["integrated_gradients"].setdefault("steps", settings.ig_steps)
+        options["integrated_gradients"].setdefault("gap_tolerance", None)
     return {name: values for name, values in options.items() if values}
 
 
