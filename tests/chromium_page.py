@@ -40,6 +40,17 @@ return {scrollWidth: document.documentElement.scrollWidth, clientWidth: width, w
 """
 
 
+PROTOCOLS = """
+return Array.from(document.images).filter(image => image.alt.startsWith('Sensitivity-n curves')).map(image => {
+  const next = image.closest('figure').nextElementSibling;
+  const box = next ? next.getBoundingClientRect() : null;
+  return {alt: image.alt, protocol: next && next.classList.contains('protocol') ? next.textContent.trim() : null,
+          visible: !!box && box.width > 0 && box.height > 0};
+});
+"""
+"""Each Sensitivity-n figure, the protocol line right under it (None when absent) and whether it is drawn."""
+
+
 def _which(names: tuple[str, ...]) -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
@@ -79,7 +90,8 @@ def page_facts(driver: object, page: Path, screenshot: Path) -> dict[str, object
     each image's natural size and whether it loaded (``images``), its displayed width and the start of its ``src``
     (``shown``), the browser console's errors, and what is wider than the window (``overflow``: the page's scroll
     and client widths, every element that reaches past the window's edge, and every box whose content the reader
-    must scroll sideways)."""
+    must scroll sideways), the protocol line under each Sensitivity-n figure (``protocols``, see
+    :data:`PROTOCOLS`) and the items of the differences from the paper (``differences``)."""
     driver.get(page.resolve().as_uri())
     driver.execute_script("return document.readyState")  # type: ignore[attr-defined]
     height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
@@ -101,5 +113,23 @@ def page_facts(driver: object, page: Path, screenshot: Path) -> dict[str, object
     ]
     spans = driver.execute_script("return document.querySelectorAll('span.tok').length")  # type: ignore[attr-defined]
     overflow = driver.execute_script(OVERFLOW)  # type: ignore[attr-defined]
+    protocols = driver.execute_script(PROTOCOLS)  # type: ignore[attr-defined]
+    differences = driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.querySelectorAll('ul.differences li')).map(li => li.textContent.trim())"
+    )
     return {"headings": headings, "images": images, "shown": shown, "errors": errors, "token_spans": spans,
-            "overflow": overflow}  # fmt: skip
+            "overflow": overflow, "protocols": protocols, "differences": differences}  # fmt: skip
+
+
+def element_screenshots(driver: object, selector: str, directory: Path) -> list[Path]:
+    """Save a screenshot of each element matching the CSS ``selector`` (at the window's width) into
+    ``directory`` as ``<n>.png``; return their paths."""
+    from selenium.webdriver.common.by import By
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, element in enumerate(driver.find_elements(By.CSS_SELECTOR, selector)):  # type: ignore[attr-defined]
+        path = directory / f"{i}.png"
+        element.screenshot(str(path))
+        paths.append(path)
+    return paths

@@ -42,9 +42,12 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
     screenshot = out / "screenshot.png"
     with chromium_page.chromium() as driver:
         facts = chromium_page.page_facts(driver, out / "report.html", screenshot)
+        shots = chromium_page.element_screenshots(driver, "section:has(ul.differences), div:has(> p.protocol)",
+                                                  out / "new-parts")  # fmt: skip
+    assert len(shots) == 3 and all(shot.stat().st_size > 5_000 for shot in shots)
     headings = facts["headings"]
-    for heading in ("Summary", "Paper claims vs our measurement", "Digits", "MLP (ReLU)", "Drug reviews", "Text CNN",
-                    "Robustness of explanations", "Settings"):  # fmt: skip
+    for heading in ("Summary", "Differences from the paper", "Paper claims vs our measurement", "Digits", "MLP (ReLU)",
+                    "Drug reviews", "Text CNN", "Robustness of explanations", "Settings"):  # fmt: skip
         assert heading in headings, headings
     images = facts["images"]
     # digits heatmaps, two Sensitivity-n curves (text samples are HTML); robustness heatmaps and sanity curves
@@ -57,6 +60,15 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
     overflow = facts["overflow"]
     assert overflow["scrollWidth"] <= overflow["clientWidth"] and overflow["wide"] == [], overflow
     assert overflow["scrolled"] == [], overflow  # nothing to scroll sideways either (the command line wraps)
+    # under each Sensitivity-n figure the protocol it was measured with, shown
+    protocols = {p["alt"]: p for p in facts["protocols"]}
+    assert len(protocols) == 2 and all(p["visible"] for p in protocols.values()), protocols
+    digits = protocols["Sensitivity-n curves, Digits, MLP (ReLU)"]["protocol"]
+    assert digits.startswith("Protocol: N = 64 pixels; n = 1,"), digits
+    text = protocols["Sensitivity-n curves, Drug reviews, Text CNN"]["protocol"]
+    assert f"{SUBSETS} subsets per n; {SAMPLES} test samples" in text and "removed tokens:" in text
+    assert any("MNIST is replaced by" in item for item in facts["differences"]), facts["differences"]
+    assert any("IMDB is replaced by drug reviews" in item for item in facts["differences"])
     assert facts["token_spans"] >= 2 * 6 * 64  # two text samples, six methods, 64 tokens each
     assert facts["errors"] == []
     assert screenshot.stat().st_size > 50_000

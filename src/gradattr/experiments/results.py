@@ -16,6 +16,7 @@ import torch
 
 from gradattr.experiments.architectures import ArchitectureComparison, compare_architectures
 from gradattr.experiments.claims import Claim, paper_claims
+from gradattr.experiments.protocol import Protocol, paper_differences
 from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
 from gradattr.files import write_csv, write_text
@@ -76,6 +77,14 @@ class Study:
         :mod:`gradattr.experiments.architectures`); empty when the run has no transformer."""
         return compare_architectures(self.models, self.settings.methods)
 
+    def protocol(self, study: ModelStudy) -> Protocol:
+        """The Sensitivity-n protocol one model of this study was measured with."""
+        return Protocol.of(study, self.settings.num_subsets)
+
+    def differences(self) -> list[str]:
+        """How this run differs from the paper's study, in plain sentences (see :func:`paper_differences`)."""
+        return paper_differences(self.models, self.settings.num_subsets)
+
     def to_dict(self) -> dict[str, Any]:
         """Everything the report shows, as JSON-ready values (NaN as None)."""
         return _finite(
@@ -88,6 +97,7 @@ class Study:
                 "options": self.options,
                 "environment": self.environment,
                 "datasets": self.datasets,
+                "differences_from_paper": self.differences(),
                 "models": [self._model_dict(m) for m in self.models],
                 "transformers_vs_paper_models": [c.to_dict() for c in self.architectures()],
                 "robustness": self.robustness.to_dict() if self.robustness is not None else None,
@@ -102,6 +112,7 @@ class Study:
             "model": subject.model_name,
             "training": subject.training.to_dict() if subject.training else None,
             "evaluation_samples": int(subject.inputs.shape[0]),
+            "protocol": self.protocol(study).to_dict(),
             "features": {
                 "description": features.description,
                 "layer": features.layer,

@@ -57,7 +57,8 @@ figcaption { color: var(--muted); font-size: 12.5px; margin-top: 4px; }
 code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 pre { background: #f0f2f8; padding: 10px 12px; border-radius: 8px; max-width: 100%; overflow-x: auto;
   white-space: pre-wrap; overflow-wrap: anywhere; }
-ul.findings li { margin: 4px 0; font-size: 14px; }
+ul.findings li, ul.differences li { margin: 4px 0; font-size: 14px; }
+p.protocol { color: var(--muted); font-size: 13px; margin: 6px 0 0; overflow-wrap: anywhere; }
 .unavailable { background: #fff8e6; border-left: 4px solid #f0a500; padding: 6px 10px; font-size: 13.5px; }
 footer { color: var(--muted); font-size: 12.5px; padding: 10px 0 30px; }
 """

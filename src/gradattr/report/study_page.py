@@ -1,9 +1,11 @@
 """The study report: one self-contained HTML page per :class:`~gradattr.experiments.results.Study`.
 
-Layout: a header with the run's summary; a table of models (accuracy against the majority rate); the paper's
+Layout: a header with the run's summary; a table of models (accuracy against the majority rate); how the run
+differs from the paper's study (data sets, models, samples, the n grid, method options), read off the run; the paper's
 claims against our measurements for every model; the transformers against the paper's models on the same data
 (when the run has a transformer); one section per data set with, per model, the heatmap grid
-(or text samples with tokens coloured by attribution), the Sensitivity-n curves, the method-agreement
+(or text samples with tokens coloured by attribution), the Sensitivity-n curves with the protocol they were
+measured with, the method-agreement
 table, the claims and the timings; the robustness section (standard vs adversarially trained CNN) when it
 was run; and the settings, versions and command line to rerun it.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gradattr.experiments.claims import HOLDS, Claim
+from gradattr.experiments.protocol import Protocol
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import ModelStudy
 from gradattr.files import write_text
@@ -34,6 +37,7 @@ PAPER = (
     "Ancona, Ceolini, Öztireli, Gross: Towards better understanding of gradient-based attribution methods for "
     "Deep Neural Networks (ICLR 2018)"
 )
+DIFFERENCES = "Differences from the paper"
 PROP2_NOTE = (
     "Prop. 2 holds only for networks without additive biases: the trained models have biases, so DeepLIFT and "
     "Gradient*Input differ on them; the check zeroes every bias of the same trained weights, where the two must "
@@ -58,12 +62,13 @@ def render_study(study: Study) -> str:
     """The report of ``study`` as one HTML string (figures embedded as base64 PNG/SVG)."""
     datasets = list(dict.fromkeys(m.subject.dataset for m in study.models))
     comparisons = study.architectures()
-    sections = ["Summary", "Paper claims", *(["Transformers"] if comparisons else []), *datasets,
+    sections = ["Summary", DIFFERENCES, "Paper claims", *(["Transformers"] if comparisons else []), *datasets,
                 *(["Robustness"] if study.robustness else []), "Settings"]  # fmt: skip
     claims = {id(m): study.claims(m) for m in study.models}
     verdicts = Counter(c.verdict for rows in claims.values() for c in rows)
     header = (
-        f"<h1>{esc(study.title)}</h1><p>{esc(PAPER)}</p>"
+        f"<h1>{esc(study.title)}</h1><p>The Sensitivity-n study and propositions of {esc(PAPER)}, measured "
+        "again on the data and models below, with the differences listed under their heading.</p>"
         "<nav>" + "".join(f'<a href="#{anchor(t)}">{esc(t)}</a>' for t in sections) + "</nav>"
     )
     cards = [
@@ -77,6 +82,7 @@ def render_study(study: Study) -> str:
              for b, t in cards]  # fmt: skip
     body.append("</div>")
     body.append(_summary(study, claims))
+    body.append(_differences(study))
     body.append(_claims_overview(study, claims))
     if comparisons:
         body.append(architectures_section(comparisons))
@@ -126,6 +132,16 @@ def _summary(study: Study, claims: dict[int, list[Claim]]) -> str:
     )
 
 
+def _differences(study: Study) -> str:
+    """The section listing how this run differs from the paper's study, in plain sentences."""
+    items = "".join(f"<li>{esc(line)}</li>" for line in study.differences())
+    return (
+        f'<section><h2 id="{anchor(DIFFERENCES)}">{DIFFERENCES}</h2><ul class="differences">{items}</ul>'
+        '<p class="note">Read off this run: its data sets, models and each model\'s Sensitivity-n protocol '
+        "(printed under its curves and in results.json, models[].protocol).</p></section>"
+    )
+
+
 def _verdict(claim: Claim) -> str:
     """The verdict's badge, and beside it why, where the cause is known."""
     reason = f" <span class='muted'>({esc(claim.reason)})</span>" if claim.reason else ""
@@ -155,12 +171,12 @@ def _dataset_section(study: Study, dataset: str, claims: dict[int, list[Claim]])
         parts.append(f'<p class="note">{esc(study.datasets[dataset])}</p>')
     for m in study.models:
         if m.subject.dataset == dataset:
-            parts.append(_model_block(m, claims[id(m)]))
+            parts.append(_model_block(m, claims[id(m)], study.protocol(m)))
     parts.append("</section>")
     return "".join(parts)
 
 
-def _model_block(m: ModelStudy, claims: list[Claim]) -> str:
+def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
     subject = m.subject
     training = subject.training
     title = f"{subject.model_name}"
@@ -176,11 +192,14 @@ def _model_block(m: ModelStudy, claims: list[Claim]) -> str:
     attributions = _token_samples(m) if subject.is_text else _heatmaps(m)
     curves = ""
     if m.sensitivity is not None:
-        curves = figure(
-            data_uri(sensitivity_figure(m.sensitivity, features=subject.features.description), "svg"),
-            f"Sensitivity-n: mean Pearson correlation over {m.sensitivity.samples} samples between Σ R over n "
-            f"removed {subject.features.description} and the output drop (band: ±1 s.e.).",
-            f"Sensitivity-n curves, {subject.dataset}, {subject.model_name}",
+        curves = (
+            figure(
+                data_uri(sensitivity_figure(m.sensitivity, features=subject.features.description), "svg"),
+                f"Sensitivity-n: mean Pearson correlation over {m.sensitivity.samples} samples between Σ R over n "
+                f"removed {subject.features.description} and the output drop (band: ±1 s.e.).",
+                f"Sensitivity-n curves, {subject.dataset}, {subject.model_name}",
+            )
+            + f'<p class="protocol"><b>Protocol:</b> {esc(protocol.summary())}</p>'
         )
     parts.append(attributions)  # the page's full width: its labels stay legible
     parts.append(f'<div class="figures"><div>{curves}</div><div>')
@@ -282,7 +301,8 @@ def _settings(study: Study) -> str:
         + table(["", "version"], environment)
         + "</div></div>"
         '<p class="note">Seeds fix the data split, the initial weights, training and the Sensitivity-n subsets '
-        "(the same subsets for every method and sample). Sensitivity-n: n on a log grid from 1 to 80 % of the "
-        "features, removed features set to the baseline 0; Pearson correlation per sample, then the mean. "
+        "(the same subsets for every method and sample). Sensitivity-n: the Pearson correlation per sample, "
+        "then the mean; each model's features, n grid, subsets, samples and removal are printed under its "
+        "curves. "
         "Models are cached; rerun the command above to reproduce every number in results.json.</p></section>"
     )
