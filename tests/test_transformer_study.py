@@ -83,9 +83,10 @@ def test_the_comparison_is_read_off_the_studies(study: Study) -> None:
     i, j = measured.methods.index("deeplift"), measured.methods.index("integrated_gradients")
     assert vit.agreement["deeplift vs integrated_gradients"] == measured.correlation[i][j]
     methods, ns, means = measured.sensitivity.pivot("mean")
-    assert vit.ns == ns and vit.sensitivity_mean("deeplift") == pytest.approx(
-        float(means[methods.index("deeplift")].mean())
-    )
+    assert vit.ns == ns and ns[-1] == measured.sensitivity.results["deeplift"].num_features
+    deeplift = means[methods.index("deeplift")]
+    assert math.isnan(deeplift[-1])  # n = N: every subset is the whole input, Sensitivity-N is completeness
+    assert vit.sensitivity_mean("deeplift") == pytest.approx(float(deeplift[:-1].mean()))
 
 
 def test_results_and_report_have_the_transformer_rows(study: Study, tmp_path: Path) -> None:

@@ -47,14 +47,15 @@ from tqdm.auto import tqdm
 from gradattr.evaluation import (
     EvaluatedBatch,
     LayerFunction,
+    Methods,
     ResumableObserver,
     SensitivityTable,
     check_method_options,
-    check_methods,
+    method_rows,
 )
 from gradattr.evaluation import evaluate as evaluate_locally
 from gradattr.memory import MemoryLimit, budget, parse_memory, set_max_memory
-from gradattr.metrics.sensitivity import SensitivityResult
+from gradattr.metrics.sensitivity import SensitivityResult, check_fraction
 from gradattr.progress import fingerprint, load_entry, save_entry
 
 RAY_EXTRA = 'pip install "gradattr[ray]"'
@@ -130,7 +131,7 @@ class _Worker:
         self.model = None
 
     def run(
-        self, x: Tensor, y: Tensor | None, methods: list[str], options: dict[str, Any], record: bool
+        self, x: Tensor, y: Tensor | None, methods: dict[str, str], options: dict[str, Any], record: bool
     ) -> _ShardResult:
         """:func:`gradattr.evaluate` on the shard ``(x, y)`` with ``options``; the maps too if ``record``."""
         if self.model is None:
@@ -175,7 +176,7 @@ class WorkerSettings:
 def evaluate(
     model: nn.Module,
     data: Tensor | tuple[Tensor, Tensor],
-    methods: Sequence[str] | None = None,
+    methods: Methods | None = None,
     *,
     workers: int | None = None,
     address: str | None = None,
@@ -196,6 +197,7 @@ def evaluate(
     layer: str | nn.Module | None = None,
     on_batch: Callable[[EvaluatedBatch], None] | None = None,
     checkpoint: str | Path | None = None,
+    max_fraction: float = 1.0,
 ) -> SensitivityTable:
     """:func:`gradattr.evaluate` (every method's attributions and Sensitivity-n over a data set) on Ray workers.
 
@@ -208,7 +210,8 @@ def evaluate(
             ``__main__``). It is serialised once and sent once to each worker; this object is not changed.
             The workers are kept for later calls (:func:`release_workers`); they drop the model after the call.
         data: ``(x, y)`` tensors on the CPU, or ``x`` alone with ``target="predicted"``.
-        methods: names from :data:`gradattr.METHODS`; default the paper's six.
+        methods: names from :data:`gradattr.METHODS` or label -> method name, as in :func:`gradattr.evaluate`;
+            default the paper's six.
         workers: Ray actors to run; default one per CPU (of this machine, or of the cluster at ``address``).
         address: a Ray cluster to connect to (``"ray://host:10001"``, ``"auto"``); default a local Ray on this
             machine. A Ray already initialised in this process (``ray.init`` called by you) is used as it is.
@@ -220,7 +223,7 @@ def evaluate(
             local Ray this process's budget (:func:`gradattr.memory.budget`) divided by ``workers``, on a
             cluster each worker's own default (a quarter of its node's available RAM).
         target, ns, num_subsets, baseline, batch_size, feature_groups, method_options, seed, max_samples,
-            max_elements, layer: as in :func:`gradattr.evaluate`.
+            max_elements, layer, max_fraction: as in :func:`gradattr.evaluate`.
         progress: a progress bar over the samples, advanced as shards finish.
         on_batch: called on this process with an :class:`~gradattr.evaluation.EvaluatedBatch` per computed
             batch, in data order (the workers send the maps back for it); with ``checkpoint`` it must be a
@@ -243,9 +246,10 @@ def evaluate(
         >>> table = distributed.evaluate(model, (x, y), ["saliency", "deeplift"], workers=4)
         >>> table = distributed.evaluate(model, (x, y), address="ray://head:10001", workers=32)
     """
-    names = check_methods(methods)
+    rows = method_rows(methods)
+    names = list(rows)
     settings = WorkerSettings(workers, address, threads_per_worker, shards, max_memory)
-    _check_evaluation(target, batch_size, max_samples, method_options, names)
+    _check_evaluation(target, batch_size, max_samples, method_options, names, max_fraction)
     x, y = _tensors(data, target, max_samples)
     if on_batch is not None and checkpoint is not None and not isinstance(on_batch, ResumableObserver):
         raise TypeError(
@@ -261,9 +265,9 @@ def evaluate(
     options = {
         "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline, "batch_size": batch_size,
         "feature_groups": feature_groups, "method_options": method_options, "seed": seed,
-        "max_elements": max_elements, "layer": layer,
+        "max_elements": max_elements, "layer": layer, "max_fraction": max_fraction,
     }  # fmt: skip
-    finished = _Progress.open(checkpoint, model, x, y, names, options, on_batch)
+    finished = _Progress.open(checkpoint, model, x, y, rows, options, on_batch)
     if finished.done == x.shape[0]:  # everything came from the checkpoint
         return finished.merged(batch_size)
 
@@ -279,7 +283,7 @@ def evaluate(
         pool.load(model, max_memory)
         options_ref = ray.put(options)
         record = on_batch is not None
-        for shard, result in pool.map(todo, lambda s: (_piece(x, s), _piece(y, s), names, options_ref, record)):
+        for shard, result in pool.map(todo, lambda s: (_piece(x, s), _piece(y, s), rows, options_ref, record)):
             bar.update(shard.stop - shard.start)
             if on_batch is not None:
                 _replay(model, x[shard.start : shard.stop], result, layer, on_batch)
@@ -313,6 +317,7 @@ def _check_evaluation(
     max_samples: int | None,
     method_options: Mapping[str, Any] | None,
     names: list[str],
+    max_fraction: float,
 ) -> None:
     """The checks of :func:`gradattr.evaluate`'s arguments that need neither the model nor the data."""
     _positive("batch_size", batch_size, optional=False)
@@ -320,6 +325,7 @@ def _check_evaluation(
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
     check_method_options(method_options, names)
+    check_fraction(max_fraction, "max_fraction")
 
 
 def _tensors(data: Any, target: str, max_samples: int | None) -> tuple[Tensor, Tensor | None]:
@@ -522,7 +528,7 @@ class _Progress:
         model: nn.Module,
         x: Tensor,
         y: Tensor | None,
-        names: list[str],
+        rows: dict[str, str],
         options: dict[str, Any],
         on_batch: Callable[[EvaluatedBatch], None] | None,
     ) -> _Progress:
@@ -535,8 +541,9 @@ class _Progress:
         initial = observer.state_dict() if observer is not None else None
         key = fingerprint({
             "runner": "gradattr.distributed", "model": repr(model), "weights": model.state_dict(), "x": x, "y": y,
-            "methods": names, "options": options, "observer": initial,
+            "methods": rows, "options": options, "observer": initial,
         })  # fmt: skip
+        names = list(rows)
 
         def decode(payload: Mapping[str, Any]) -> tuple[int, SensitivityTable]:
             done, table = int(payload["done"]), SensitivityTable.from_state(payload["table"])

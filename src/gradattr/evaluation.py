@@ -8,6 +8,10 @@ for all methods; only the attribution sums differ. Memory stays bounded by one b
 correlations (a few numbers per sample) are all that is kept; a caller that wants more of each batch (the
 maps, to measure agreement or completeness) passes ``on_batch``.
 
+Methods are rows under labels: a list of names labels each row by its method, and a mapping label -> method
+name runs one method under several labels with their own ``method_options`` (occlusion of 4x4 patches and of
+single pixels, say); the table, the checkpoint and the maps handed to ``on_batch`` use the labels.
+
 Text models take token ids, which have no gradient: with ``layer="embedding"`` the attributions are those of
 the layer's output (as ``gradattr.attribute(..., layer=...)``), and Sensitivity-n removes features of that
 output (e.g. whole tokens, ``feature_groups=torch.arange(L)``) by setting them to the baseline there, with
@@ -40,10 +44,13 @@ from gradattr.groups import as_grouping
 from gradattr.methods import METHODS, PAPER_METHODS, attribute
 from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, build_problem
-from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, measure
+from gradattr.methods.labelled import labelled_entries
+from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, check_fraction, measure
 from gradattr.progress import as_floats, fingerprint, load_entry, save_entry
 
 Data = Tensor | tuple[Tensor, Tensor] | Iterable[Any]
+Methods = Sequence[str] | Mapping[str, str]
+"""Method names (each labels its own row) or label -> method name (:func:`method_rows`)."""
 COLUMNS: tuple[str, ...] = ("method", "n", "mean", "std", "count")
 
 
@@ -52,8 +59,8 @@ class SensitivityTable:
     """Sensitivity-n of several methods on the same samples and subsets.
 
     Attributes:
-        results: method -> :class:`SensitivityResult` over all evaluated samples (per-sample values kept).
-        seconds: wall-clock time spent per method on attributions (``"attribute <method>"``) and on the
+        results: method label -> :class:`SensitivityResult` over all evaluated samples (per-sample values kept).
+        seconds: wall-clock time spent per method label on attributions (``"attribute <label>"``) and on the
             forward passes of Sensitivity-n (``"sensitivity-n"``), also of batches computed before a resume.
         resumed: batches taken from :func:`evaluate`'s checkpoint instead of computed.
     """
@@ -211,7 +218,7 @@ class EvaluatedBatch:
     Attributes:
         inputs: the attributed tensor (B, ...): the model inputs, or the layer's output with ``layer``.
         targets: LongTensor(B), the attributed and scored class of each sample.
-        maps: method -> attributions of ``inputs``' shape.
+        maps: method label -> attributions of ``inputs``' shape.
         function: the model as a function of ``inputs`` (the model itself, or a :class:`LayerFunction`).
         model_inputs: the batch as the model takes it (token ids for a text model).
     """
@@ -244,7 +251,7 @@ class _Partial:
 
     Attributes:
         digests: per finished batch, the :func:`~gradattr.progress.fingerprint` of its inputs and labels.
-        per_sample: method -> per finished batch, Tensor(B, len(ns)) of per-sample correlations.
+        per_sample: method label -> per finished batch, Tensor(B, len(ns)) of per-sample correlations.
         seconds: accumulated timings, as :attr:`SensitivityTable.seconds`.
         num_features: N of the subset plan (None before the first batch).
     """
@@ -298,7 +305,7 @@ class _Partial:
 def evaluate(
     model: nn.Module,
     data: Data,
-    methods: Sequence[str] | None = None,
+    methods: Methods | None = None,
     *,
     target: Literal["label", "predicted"] = "label",
     ns: Iterable[int] | None = None,
@@ -317,6 +324,7 @@ def evaluate(
     forward_kwargs: ForwardKwargs = None,
     output: OutputSelector = None,
     position: Position = None,
+    max_fraction: float = 1.0,
 ) -> SensitivityTable:
     """Sensitivity-n of each method's attributions over a data set (Ancona et al., ICLR 2018, Sec. 4.1).
 
@@ -328,14 +336,18 @@ def evaluate(
         model: the classifier (pre-softmax outputs); its modes are restored afterwards.
         data: ``(x, y)`` tensors (cut into batches of ``batch_size``), an iterable of ``(x, y)`` batches (e.g.
             a ``DataLoader``, used as it batches), or a tensor ``x`` alone with ``target="predicted"``.
-        methods: names from :data:`gradattr.METHODS`; default the paper's six (:data:`gradattr.PAPER_METHODS`).
+        methods: names from :data:`gradattr.METHODS`, each the label of its row, or a mapping label -> method
+            name, e.g. ``{"occlusion": "occlusion", "occlusion_pixels": "occlusion"}`` (one method under several
+            labels, each with its own ``method_options``); default the paper's six (:data:`gradattr.PAPER_METHODS`).
         target: ``"label"`` attributes and scores the true class y, ``"predicted"`` the model's argmax.
-        ns, num_subsets, baseline, feature_groups, seed, max_elements: as in :func:`gradattr.sensitivity_n`;
+        ns, num_subsets, baseline, feature_groups, seed, max_elements, max_fraction: as in
+            :func:`gradattr.sensitivity_n` (the default grid runs up to n = N, where the correlation is NaN
+            with no valid sample: Sensitivity-N is completeness; ``max_fraction=0.8`` gives the older grid);
             ``baseline`` is the value removed features are set to (each method keeps its own default baseline,
             zero, unless ``method_options`` say otherwise).
         batch_size: samples per batch for tensor data.
-        method_options: method -> keyword arguments of :func:`gradattr.attribute`, e.g.
-            ``{"integrated_gradients": {"steps": 50}, "occlusion": {"window": 2}}``.
+        method_options: method label -> keyword arguments of :func:`gradattr.attribute`, e.g.
+            ``{"integrated_gradients": {"steps": 50}, "occlusion": {"window": (4, 4), "stride": (4, 4)}}``.
         progress: show a progress bar over the samples.
         max_samples: stop after this many samples.
         layer: attribute this submodule's output instead of the inputs (``"embedding"`` for the text models);
@@ -371,9 +383,15 @@ def evaluate(
     Example:
         >>> table = gradattr.evaluate(model, (data.test_x, data.test_y), ["deeplift", "occlusion"])
         >>> table.to_csv("sensitivity.csv")
+        >>> rows = {"occlusion": "occlusion", "occlusion_pixels": "occlusion"}
+        >>> patches = {"window": (4, 4), "stride": (4, 4)}
+        >>> table = gradattr.evaluate(model, data, rows, method_options={"occlusion": patches},
+        ...                           feature_groups=gradattr.patches((1, 28, 28), 4))
     """
-    names = check_methods(methods)
+    rows = method_rows(methods)
+    names = list(rows)
     options = check_method_options(method_options, names)
+    check_fraction(max_fraction, "max_fraction")
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
     if max_samples is not None and (
@@ -384,11 +402,11 @@ def evaluate(
         ns = list(ns)  # an iterator is read once: for the checkpoint key and for the subset plan
     resume = _Resume.open(
         checkpoint, names, on_batch,
-        {"model": repr(model), "weights": model.state_dict(), "data": _fixed(data), "methods": names,
+        {"model": repr(model), "weights": model.state_dict(), "data": _fixed(data), "methods": rows,
          "options": options, "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline,
          "batch_size": batch_size, "feature_groups": feature_groups, "seed": seed, "max_samples": max_samples,
          "max_elements": max_elements, "layer": layer, "forward_kwargs": forward_kwargs,
-         "output": _named(output), "position": position},
+         "output": _named(output), "position": position, "max_fraction": max_fraction},
     )  # fmt: skip
     partial = resume.partial
     plan: SubsetPlan | None = None
@@ -406,14 +424,14 @@ def evaluate(
                 attributed = x if layer is None else function.layer_output
                 grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
                 if plan is None:
-                    plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
+                    plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed, max_fraction=max_fraction)
                     partial.num_features = plan.num_features
                 classes = _targets(model, x, y if target == "label" else None, call)
                 maps = {}
                 for name in names:
                     start = time.perf_counter()
                     maps[name] = attribute(
-                        model, x, method=name, target=classes, layer=layer, **call, **options.get(name, {})
+                        model, x, method=rows[name], target=classes, layer=layer, **call, **options.get(name, {})
                     )
                     partial.seconds[f"attribute {name}"] += time.perf_counter() - start
                 start = time.perf_counter()
@@ -437,7 +455,7 @@ def evaluate(
     if partial.num_features is None:
         raise ValueError("data yielded no samples")
     if plan is None:  # every batch came from the checkpoint
-        plan = SubsetPlan.draw(partial.num_features, ns, num_subsets, seed)
+        plan = SubsetPlan.draw(partial.num_features, ns, num_subsets, seed, max_fraction=max_fraction)
     results = {
         name: SensitivityResult(list(plan.ns), torch.cat(values), plan.num_subsets, plan.num_features, seed)
         for name, values in partial.per_sample.items()
@@ -559,25 +577,36 @@ def _measure_per_sample(
     return {name: torch.cat([row[name] for row in rows]) for name in maps}
 
 
-def check_methods(methods: Sequence[str] | None) -> list[str]:
-    """The methods as a list (default the paper's six), each known and listed once."""
+def method_rows(methods: Methods | str | None) -> dict[str, str]:
+    """Label -> method name of each row (default the paper's six, each under its own name).
+
+    A name, or each name of a sequence, labels its own row (:func:`~gradattr.methods.labelled.labelled_entries`,
+    the convention of the robustness checks); a mapping gives the labels.
+
+    Raises:
+        ValueError: no methods, an unknown method (named with its label), a name listed twice, an empty label.
+        TypeError: a label or method that is not a string.
+    """
     if methods is None:
-        return list(PAPER_METHODS)
-    if isinstance(methods, str):
-        methods = [methods]
-    names = list(methods)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown or not names:
-        raise ValueError(f"unknown or no methods {unknown}; choose from {', '.join(METHODS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods are listed twice: {names}")
-    return names
+        return {name: name for name in PAPER_METHODS}
+    rows = labelled_entries(methods)
+    for label, name in rows.items():
+        if not isinstance(label, str) or not isinstance(name, str):
+            raise TypeError(f"methods must map labels to method names (strings), got {label!r}: {name!r}")
+        if not label:
+            raise ValueError(f"an empty label for method {name!r}")
+    unknown = {label: name for label, name in rows.items() if name not in METHODS}
+    if unknown or not rows:
+        labels = [label for label, name in unknown.items() if label != name]
+        under = f" (under the labels {labels})" if labels else ""
+        raise ValueError(f"unknown or no methods {list(unknown.values())}{under}; choose from {', '.join(METHODS)}")
+    return rows
 
 
 def check_method_options(
     options: Mapping[str, Mapping[str, Any]] | None, names: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """Per-method options as dicts, only for methods among ``names``."""
+    """Per-row options as dicts, only for the method labels among ``names``."""
     if options is None:
         return {}
     stray = sorted(set(options) - set(names))

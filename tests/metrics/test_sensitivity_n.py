@@ -34,9 +34,9 @@ def test_linear_model_with_gradient_x_input_is_exact_at_every_n(bias: bool) -> N
     target = torch.arange(16) % 5
     attributions = gradattr.attribute(model, x, method="gradient_x_input", target=target)
     result = gradattr.sensitivity_n(model, x, attributions, target=target)
-    assert result.ns == default_ns(40)
-    assert (result.valid == 16).all()
-    assert (result.per_sample > 0.999).all(), result.correlation
+    assert result.ns == default_ns(40) and result.ns[-1] == 40
+    assert (result.valid[:-1] == 16).all() and result.valid[-1] == 0  # n = N: every subset is all features
+    assert (result.per_sample[:, :-1] > 0.999).all(), result.correlation
 
 
 def test_linear_model_exact_with_patches_and_a_single_output() -> None:
@@ -55,7 +55,8 @@ def test_random_attributions_score_near_zero() -> None:
     x = inputs(300, 20)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     result = gradattr.sensitivity_n(model, x, noise, target=0, num_subsets=50)
-    assert result.correlation.abs().max() < 0.1, result.correlation
+    assert result.ns[-1] == 20 and result.correlation[-1].isnan()
+    assert result.correlation[:-1].abs().max() < 0.1, result.correlation
 
 
 # -- the batched implementation against a plain one ------------------------------------------------------------
@@ -122,8 +123,8 @@ def test_same_seed_same_subsets_and_result_different_seed_different() -> None:
     first = gradattr.sensitivity_n(model, x, r, target=1, seed=4)
     again = gradattr.sensitivity_n(model, x, r, target=1, seed=4)
     other = gradattr.sensitivity_n(model, x, r, target=1, seed=5)
-    assert torch.equal(first.per_sample, again.per_sample)
-    assert not torch.allclose(first.per_sample, other.per_sample)
+    assert torch.equal(first.per_sample.nan_to_num(7.0), again.per_sample.nan_to_num(7.0))
+    assert not torch.allclose(first.per_sample[:, :-1], other.per_sample[:, :-1])  # n = N is NaN for any seed
 
 
 def test_subsets_of_one_n_do_not_depend_on_the_other_ns() -> None:
@@ -141,8 +142,8 @@ def test_result_does_not_depend_on_batch_split_or_memory_budget() -> None:
         [gradattr.sensitivity_n(model, x[s], r[s], target=target[s]) for s in (slice(0, 3), slice(3, 10))]
     )
     tiny_passes = gradattr.sensitivity_n(model, x, r, target=target, max_elements=12 * 7)
-    assert torch.allclose(whole.per_sample, halves.per_sample, atol=1e-6, rtol=0)
-    assert torch.allclose(whole.per_sample, tiny_passes.per_sample, atol=1e-6, rtol=0)
+    assert torch.allclose(whole.per_sample, halves.per_sample, atol=1e-6, rtol=0, equal_nan=True)
+    assert torch.allclose(whole.per_sample, tiny_passes.per_sample, atol=1e-6, rtol=0, equal_nan=True)
 
 
 def test_target_forms_agree() -> None:
@@ -229,9 +230,13 @@ def test_result_rows_dict_and_std() -> None:
 
 
 def test_default_grid_matches_the_protocol() -> None:
-    assert default_ns(784) == sorted({round(v) for v in torch.logspace(0, math.log10(0.8 * 784), 20).tolist()})
+    assert default_ns(784) == sorted({round(v) for v in torch.logspace(0, math.log10(784), 20).tolist()})
+    assert default_ns(784, fraction=0.8) == sorted(
+        {round(v) for v in torch.logspace(0, math.log10(0.8 * 784), 20).tolist()}
+    )
     assert default_ns(1) == [1]
-    assert default_ns(64)[-1] == 51
+    assert default_ns(64)[-1] == 64
+    assert default_ns(64, fraction=0.8)[-1] == 51
 
 
 # -- errors ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ same subsets for every sample), and for each sample take the Pearson correlation
 the attribution sums and the output drops; then average over samples. Features may be groups (4x4 patches
 in the paper's MNIST experiments), with R of a group the sum over its features.
 
+The default grid of n runs over the whole range, unique(round(geomspace(1, N, 20))), ending at n = N
+(``max_fraction`` cuts it at a fraction of N; 0.8 gives the grid of SPEC.md and earlier versions). At n = N
+all subsets coincide (every feature removed): the attribution sums and output drops are the same for every
+subset, the correlation is undefined (NaN, counted in ``valid`` as 0), and Sensitivity-N is completeness,
+Σ_i R_i = S_c(x) - S_c(x̄), measured by :func:`gradattr.metrics.completeness_gap`.
+
 This is not Quantus' ``SensitivityN``, which removes the top-n features by attribution value in nested
 steps and correlates per-step sums with cumulative drops.
 
@@ -48,12 +54,33 @@ ZERO_VARIANCE_ULPS = 64
 epsilons (of the inputs' dtype) times its largest magnitude: variation float rounding alone can produce."""
 
 
-def default_ns(num_features: int, points: int = 20, fraction: float = 0.8) -> list[int]:
-    """The log grid of n: unique(round(geomspace(1, fraction · N, points))), within 1..N."""
+def default_ns(num_features: int, points: int = 20, fraction: float = 1.0) -> list[int]:
+    """The log grid of n: unique(round(geomspace(1, fraction · N, points))), within 1..N.
+
+    The default runs up to n = N, where Sensitivity-n is undefined as a correlation (all subsets coincide)
+    and is completeness instead; ``fraction=0.8`` gives the grid of SPEC.md ("Sensitivity-n").
+
+    Raises:
+        ValueError: ``num_features`` below 1, ``fraction`` outside (0, 1].
+    """
     if num_features < 1:
         raise ValueError(f"num_features must be at least 1, got {num_features}")
+    check_fraction(fraction)
     grid = np.unique(np.round(np.geomspace(1.0, max(1.0, fraction * num_features), points)).astype(np.int64))
     return [int(n) for n in grid if 1 <= n <= num_features]
+
+
+def check_fraction(fraction: float, name: str = "fraction") -> float:
+    """``fraction`` as a float in (0, 1]: the largest n of the default grid, as a fraction of N.
+
+    Raises:
+        TypeError / ValueError: not a real number, or outside (0, 1].
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise TypeError(f"{name} must be a number in (0, 1], got {fraction!r}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"{name} must lie in (0, 1] (the largest n of the grid as a fraction of N), got {fraction}")
+    return float(fraction)
 
 
 def _subset_seed(seed: int, n: int) -> int:
@@ -116,11 +143,16 @@ class SubsetPlan:
     seed: int
 
     @classmethod
-    def draw(cls, num_features: int, ns: Iterable[int] | None, num_subsets: int, seed: int) -> SubsetPlan:
-        """Validate ``ns`` (``None``: :func:`default_ns`) and draw the subsets of every n."""
+    def draw(
+        cls, num_features: int, ns: Iterable[int] | None, num_subsets: int, seed: int, *, max_fraction: float = 1.0
+    ) -> SubsetPlan:
+        """Validate ``ns`` (``None``: :func:`default_ns` up to ``max_fraction`` · N) and draw the subsets of
+        every n. The subsets of one n depend on (N, n, num_subsets, seed) only, so the grid can grow or shrink
+        without changing the subsets of the ns it keeps."""
         _check_int("num_subsets", num_subsets, 2)
+        check_fraction(max_fraction, "max_fraction")
         if ns is None:
-            sizes = default_ns(num_features)
+            sizes = default_ns(num_features, fraction=max_fraction)
         else:
             if isinstance(ns, int) or (isinstance(ns, Tensor) and ns.dim() == 0):
                 raise TypeError(f"ns must be a sequence of ints (e.g. [1, 10, 100]), got {ns!r}")
@@ -142,7 +174,8 @@ class SensitivityResult:
     Attributes:
         ns: the subset sizes n (features, or groups when feature groups were used).
         per_sample: Tensor(B, len(ns)), float64: each sample's Pearson correlation over the subsets; NaN where
-            it is undefined (attribution sums or output drops constant over the subsets).
+            it is undefined (attribution sums or output drops constant over the subsets, always so at n = N,
+            where every subset is the whole feature set).
         num_subsets: subsets drawn per n.
         num_features: N, the number of features (or groups) n counts.
         seed: the seed of the subsets.
@@ -222,6 +255,7 @@ def sensitivity_n(
     forward_kwargs: ForwardKwargs = None,
     output: OutputSelector = None,
     position: Position = None,
+    max_fraction: float = 1.0,
 ) -> SensitivityResult:
     """Sensitivity-n of ``attributions`` (Ancona et al., ICLR 2018, Sec. 4.1, Def. 4).
 
@@ -236,7 +270,9 @@ def sensitivity_n(
         attributions: R, same shape as ``inputs``.
         target: class index c: an int, a sequence or LongTensor of length B, or ``None`` (the argmax, or the
             output itself for a one-output model). The target output is taken before any softmax.
-        ns: subset sizes n (each in 1..N); ``None``: unique(round(geomspace(1, 0.8 N, 20))).
+        ns: subset sizes n (each in 1..N); ``None``: unique(round(geomspace(1, max_fraction · N, 20))). At
+            n = N all subsets coincide: Sensitivity-N is completeness (see
+            :func:`gradattr.metrics.completeness_gap`), and its correlation is NaN with ``valid`` 0.
         num_subsets: subsets per n (at least 2), the same for every sample.
         baseline: x̄, what a removed feature is set to: a number or a tensor broadcastable to ``inputs``.
         feature_groups: integer mask of group ids over a sample's features (e.g. ``gradattr.patches((1, 28,
@@ -247,16 +283,19 @@ def sensitivity_n(
         forward_kwargs, output, position: as in :func:`gradattr.attribute`: extra keyword arguments of the
             model's forward (per-sample tensors follow each perturbed copy's sample), the tensor of a
             structured output that is explained, the position of a (B, T, V) output.
+        max_fraction: where the default grid (``ns=None``) ends, as a fraction of N, in (0, 1]; 0.8 gives the
+            grid of earlier versions (SPEC.md). Ignored when ``ns`` is given.
 
     Returns:
         A :class:`SensitivityResult` with ``ns``, ``correlation`` (len(ns)), ``per_sample`` (B, len(ns)),
         ``valid`` (samples with a defined correlation per n) and ``std``. A sample whose attribution sums or
-        output drops do not vary over the subsets has NaN there and is left out of the mean.
+        output drops do not vary over the subsets has NaN there and is left out of the mean (every sample, at
+        n = N).
 
     Raises:
         ValueError / TypeError: attributions of another shape or not finite, n outside 1..N, num_subsets < 2,
-            feature groups that do not fit or cover the features, and the checks of :func:`gradattr.attribute`
-            on inputs, target and baseline.
+            feature groups that do not fit or cover the features, ``max_fraction`` outside (0, 1], and the
+            checks of :func:`gradattr.attribute` on inputs, target and baseline.
 
     Example:
         >>> import torch, gradattr
@@ -268,7 +307,7 @@ def sensitivity_n(
         True
     """
     grouping = _grouping(inputs, feature_groups)
-    plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed)
+    plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed, max_fraction=max_fraction)
     per_sample = measure(
         model,
         inputs,
@@ -401,6 +440,7 @@ __all__ = [
     "ELEMENTS_PER_FORWARD",
     "SensitivityResult",
     "SubsetPlan",
+    "check_fraction",
     "default_ns",
     "draw_subsets",
     "forwards_per_sample",

@@ -1,10 +1,16 @@
 """Line charts: Sensitivity-n curves (Ancona et al., ICLR 2018, Fig. 3-4), correlation against n on a log
 axis, per model and per method across models (transformers against the paper's models); and sanity-check
-curves (Adebayo et al. 2018, Fig. 2), similarity against the randomised layers."""
+curves (Adebayo et al. 2018, Fig. 2), similarity against the randomised layers.
+
+A Sensitivity-n curve ends at its last defined point: at n = N (the default grid's end) every subset is the
+whole feature set, the correlation is NaN (Sensitivity-N is completeness), and a NaN is neither drawn nor
+counted in the axis limits."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import matplotlib
 
@@ -24,20 +30,30 @@ FONT_SIZE = 10
 smaller (tick labels one point less)."""
 
 
-def sensitivity_figure(table: SensitivityTable, *, features: str = "features", title: str | None = None) -> Figure:
-    """One line per method: mean Pearson correlation over samples against n (log scale), ±1 s.e. band.
+def sensitivity_figure(
+    table: SensitivityTable,
+    *,
+    features: str = "features",
+    title: str | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Figure:
+    """One line per method: mean Pearson correlation over samples against n (log scale), ±1 s.e. band; a line
+    ends at its last defined n (NaN at n = N).
 
     Args:
         table: the :func:`gradattr.evaluate` result.
         features: what n counts, for the axis label (e.g. "4x4 patches", "tokens").
         title: optional figure title.
+        method_options: the rows' ``method_options`` of :func:`gradattr.evaluate`, for the legend
+            (:func:`~gradattr.report.labels.method_label`: "Occlusion (4x4 patch)").
     """
     methods, ns, means = table.pivot("mean")
     stds, counts = table.pivot("std")[2], table.pivot("count")[2]
     figure, axis = plt.subplots(figsize=(7.6, 3.8))
     for method, mean, std, count in zip(methods, means, stds, counts, strict=True):
         colour = METHOD_COLOURS.get(method)
-        axis.plot(ns, mean, marker="o", markersize=3, linewidth=1.6, color=colour, label=method_label(method))
+        label = method_label(method, (method_options or {}).get(method))
+        axis.plot(ns, mean, marker="o", markersize=3, linewidth=1.6, color=colour, label=label)
         error = np.where(count > 1, std / np.sqrt(np.maximum(count, 1)), np.nan)
         axis.fill_between(ns, mean - error, mean + error, color=colour, alpha=0.15, linewidth=0)
     axis.set_xscale("log")
@@ -91,7 +107,8 @@ MODEL_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
 
 def architecture_figure(comparison: ArchitectureComparison) -> Figure:
     """Sensitivity-n of each method (one panel per method), one line per model: the transformers solid and
-    thick, the paper's models on the same data dashed; correlation against n on a log axis."""
+    thick, the paper's models on the same data dashed; correlation against n on a log axis, each line ending at
+    its last defined n (NaN at n = N)."""
     methods = [m for m in comparison.methods if any(m in facts.sensitivity for facts in comparison.models)]
     columns = min(3, max(1, len(methods)))
     rows = max(1, math.ceil(len(methods) / columns))

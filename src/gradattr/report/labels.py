@@ -1,6 +1,13 @@
-"""How methods are named and coloured in tables and figures."""
+"""How methods are named and coloured in tables and figures.
+
+A row of :func:`gradattr.evaluate` is named by its label: a method name, or a label of the study's own such as
+``"occlusion_pixels"`` (per-pixel occlusion summed per patch, beside ``"occlusion"`` of whole patches).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 METHOD_LABELS: dict[str, str] = {
     "saliency": "Saliency",
@@ -9,6 +16,7 @@ METHOD_LABELS: dict[str, str] = {
     "epsilon_lrp": "ε-LRP",
     "deeplift": "DeepLIFT",
     "occlusion": "Occlusion-1",
+    "occlusion_pixels": "Occlusion-1 (pixels, summed per patch)",
     "shapley_sampling": "Shapley sampling",
     "smoothgrad": "SmoothGrad",
     "guided_backprop": "Guided Backprop",
@@ -23,6 +31,7 @@ SHORT_LABELS: dict[str, str] = {
     "epsilon_lrp": "ε-LRP",
     "deeplift": "DeepLIFT",
     "occlusion": "Occ-1",
+    "occlusion_pixels": "Occ-1 px",
     "shapley_sampling": "Shapley",
     "smoothgrad": "SG",
     "guided_backprop": "GBP",
@@ -37,6 +46,7 @@ METHOD_COLOURS: dict[str, str] = {
     "epsilon_lrp": "#9467bd",
     "deeplift": "#d62728",
     "occlusion": "#ff7f0e",
+    "occlusion_pixels": "#f5c242",
     "shapley_sampling": "#8c564b",
     "smoothgrad": "#17becf",
     "guided_backprop": "#e377c2",
@@ -46,11 +56,32 @@ METHOD_COLOURS: dict[str, str] = {
 }
 
 
-def method_label(method: str) -> str:
-    """The readable name of a method (the method's own name when it has none)."""
+def method_label(method: str, options: Mapping[str, Any] | None = None) -> str:
+    """The readable name of a method or row label (the label itself, spaced, when it has none).
+
+    With ``options`` (the row's ``method_options``), occlusion with a window larger than one feature is named by
+    its window, "Occlusion (4x4 patch)": each patch's attribution is then the output drop when that patch alone
+    is removed (Zeiler & Fergus 2014), not Occlusion-1 of the paper (Ancona et al., 2018, Sec. 2).
+    """
+    window = _occlusion_window(method, options)
+    if window is not None:
+        return f"Occlusion ({window} patch)"
     return METHOD_LABELS.get(method, method.replace("_", " "))
 
 
-def short_label(method: str) -> str:
-    """A short column header for a method."""
+def short_label(method: str, options: Mapping[str, Any] | None = None) -> str:
+    """A short column header for a method or row label (with ``options`` as in :func:`method_label`)."""
+    window = _occlusion_window(method, options)
+    if window is not None:
+        return f"Occ {window}"
     return SHORT_LABELS.get(method, method)
+
+
+def _occlusion_window(method: str, options: Mapping[str, Any] | None) -> str | None:
+    """The window as "4x4" for occlusion (``method`` "occlusion") with ``options`` of a window over more than
+    one feature; None otherwise."""
+    window = (options or {}).get("window", 1)
+    sides = (window,) if isinstance(window, int) else tuple(window)
+    if method != "occlusion" or all(side == 1 for side in sides):
+        return None
+    return "x".join(str(side) for side in sides)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from gradattr.engine import preserved_model
 from gradattr.methods import METHODS, attribute
 from gradattr.methods._problem import Target
+from gradattr.methods.labelled import labelled_entries as _entries
 
 Explainer = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
 """``explainer(model, inputs (B, ...), target LongTensor(B) or None) -> maps (B, ...)``."""
@@ -46,20 +47,6 @@ def resolve_explainers(
             f"method_options for {', '.join(stray)}, which are not among the named methods {sorted(named)}"
         )
     return {label: _explainer(label, entry, options.get(label, {})) for label, entry in entries.items()}
-
-
-def _entries(methods: Methods) -> dict[str, str | Explainer]:
-    """Normalise ``methods`` to label -> entry, rejecting duplicate labels."""
-    if isinstance(methods, str):
-        return {methods: methods}
-    if isinstance(methods, Mapping):
-        return dict(methods)
-    if not isinstance(methods, Sequence):
-        raise TypeError(f"methods must be a name, a sequence of names or a mapping, got {type(methods).__name__}")
-    names = list(methods)
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods are listed twice: {names}")
-    return {name: name for name in names}
 
 
 def _explainer(label: str, entry: str | Explainer, options: dict[str, Any]) -> Explainer:
