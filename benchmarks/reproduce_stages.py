@@ -2,7 +2,7 @@
 and the robustness study. Its output is the table :data:`gradattr.experiments.schedule.EXPECTED` (the ETA of
 the progress line).
 
-    python benchmarks/reproduce_stages.py [--full] [--datasets digits,drugreview] [--threads 1]
+    python benchmarks/reproduce_stages.py [--full] [--datasets digits,drugreview] [--threads 1] [--samples N]
 
 Measures ``user + sys`` of this process (every thread), on a fresh cache in a temporary folder, one intra-op
 thread by default as ``reproduce`` runs; per-sample study costs are at the run's samples and 100 subsets per n.
@@ -35,12 +35,14 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the full run's data sets and samples")
     parser.add_argument("--datasets", help="comma-separated data set keys (default: those of the run)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples", type=int, help="evaluation samples per model (default: the run's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as cache:
         options = reproduce.ReproduceOptions(
-            quick=not args.full, datasets=args.datasets.split(",") if args.datasets else None, cache=Path(cache)
+            quick=not args.full, datasets=args.datasets.split(",") if args.datasets else None, cache=Path(cache),
+            samples=args.samples,
         )
         options = replace(options, settings=replace(options.settings, progress=False))
         rows = []

@@ -411,10 +411,10 @@ def test_reproduce_exit_codes_when_methods_fail(tmp_path: Path, monkeypatch: pyt
     refused = set()
     original = study._attribute
 
-    def failing(subject, x, y, method, options):  # type: ignore[no-untyped-def]
-        if method in refused:
-            raise RuntimeError(f"{method} refused by the test")
-        return original(subject, x, y, method, options)
+    def failing(subject, x, y, label, options, method=None):  # type: ignore[no-untyped-def]
+        if label in refused:
+            raise RuntimeError(f"{label} refused by the test")
+        return original(subject, x, y, label, options, method)
 
     monkeypatch.setattr(study, "_attribute", failing)
     args = ["reproduce", "--datasets", "digits", "--models", "mlp-relu", "--samples", "4", "--num-subsets", "5",

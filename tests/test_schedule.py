@@ -58,8 +58,8 @@ def test_the_lstm_is_studied_with_gate_constant_lrp_and_its_token_occlusion_wind
     """eps-LRP through the LSTM's sigmoid gates overflowed on the trained drug-review LSTM (a method "failed"
     in the newcomer's first run); the study uses the LRP-for-LSTM rule of Arras et al. and says so."""
     from gradattr.data import load_drugreview
-    from gradattr.experiments.reproduce import model_features
     from gradattr.experiments.recipes import dataset_recipe
+    from gradattr.experiments.reproduce import model_features
 
     data = load_drugreview()
     lstm = next(m for m in dataset_recipe("drugreview").models if m.key == "lstm")

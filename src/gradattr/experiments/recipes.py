@@ -39,6 +39,9 @@ from gradattr.models import build_model
 TEXT_WINDOW = 64
 """Text samples are studied on their last ``TEXT_WINDOW`` tokens (reviews at least that long), so every
 position is a real token and n counts tokens, not padding."""
+TOKEN_REMOVAL = "its embedding vector set to 0 (the pad token's embedding: the pad row of each text model is 0)"
+"""How Sensitivity-n removes a token: at the embedding, where the attributions are; the text transformer
+additionally masks pad ids in attention, which a zeroed embedding does not trigger."""
 PATCH = 4
 """Patch side of the feature groups on images larger than 8x8 (4x4 patches, as in the paper)."""
 
@@ -196,13 +199,19 @@ def dataset_recipe(key: str) -> DatasetRecipe:
     raise ValueError(f"unknown data set {key!r}; choose from {', '.join(DATASET_KEYS)}")
 
 
-def evaluation_set(data: Dataset, samples: int) -> tuple[Tensor, Tensor]:
-    """The first ``samples`` test samples (inputs, labels); for text, the test reviews with at least
-    :data:`TEXT_WINDOW` tokens, cut to their last :data:`TEXT_WINDOW` token ids."""
+def evaluation_set(data: Dataset, samples: int, seed: int | None = 0) -> tuple[Tensor, Tensor]:
+    """``samples`` test samples (inputs, labels) drawn at random without replacement (seeded; all of them when
+    the test split has fewer), as [A] evaluated 1000 random test samples; ``seed=None`` takes the first ones.
+    For text, from the test reviews with at least :data:`TEXT_WINDOW` tokens, cut to their last
+    :data:`TEXT_WINDOW` token ids."""
+    x, y = data.test_x, data.test_y
     if isinstance(data, TextDataset):
-        long_enough = (data.test_x != data.vocab.pad_id).sum(1) >= TEXT_WINDOW
-        return data.test_x[long_enough][:samples, -TEXT_WINDOW:], data.test_y[long_enough][:samples]
-    return data.test_x[:samples], data.test_y[:samples]
+        long_enough = (x != data.vocab.pad_id).sum(1) >= TEXT_WINDOW
+        x, y = x[long_enough][:, -TEXT_WINDOW:], y[long_enough]
+    if seed is None:
+        return x[:samples], y[:samples]
+    chosen = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:samples]
+    return x[chosen], y[chosen]
 
 
 def feature_kind(data: Dataset) -> str:
@@ -217,14 +226,20 @@ def feature_kind(data: Dataset) -> str:
 def features_of(data: Dataset, model: nn.Module) -> Features:
     """The features of :func:`feature_kind`: tokens at ``model.embedding``, 4x4 patches, or pixels.
 
-    Occlusion-1 on text occludes one whole token: a window of (1, embedding width)."""
+    Occlusion occludes one feature as Sensitivity-n removes it: on text one whole token (a window of (1,
+    embedding width)); on patch features one whole patch (window = stride = patch), with per-pixel occlusion
+    summed over each patch as a second row, ``occlusion_pixels``."""
     kind = feature_kind(data)
     if kind == "tokens":
         width = int(model.embedding.embedding_dim)
         return Features(
             "tokens", groups=torch.arange(TEXT_WINDOW), layer="embedding",
-            method_options={"occlusion": {"window": (1, width)}},
+            method_options={"occlusion": {"window": (1, width)}}, removal=TOKEN_REMOVAL,
         )  # fmt: skip
     if kind == "pixels":
         return Features("pixels")
-    return Features(f"{PATCH}x{PATCH} patches", groups=patches(data.input_shape, PATCH))
+    patch = {"window": (PATCH, PATCH), "stride": (PATCH, PATCH)}
+    return Features(
+        f"{PATCH}x{PATCH} patches", groups=patches(data.input_shape, PATCH), method_options={"occlusion": patch},
+        extra_rows={"occlusion_pixels": "occlusion"},
+    )  # fmt: skip

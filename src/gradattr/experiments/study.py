@@ -100,12 +100,23 @@ class Features:
         groups: integer group mask over the attributed tensor (``gradattr.patches``), or None (each feature).
         layer: attribute this submodule's output (``"embedding"`` for text), or None (the inputs).
         method_options: method -> options for :func:`gradattr.attribute` (e.g. an occlusion window of a token).
+        removal: how Sensitivity-n removes a feature, in words (for the report's protocol).
+        extra_rows: further rows of the study, label -> method name, each with its own ``method_options`` (e.g.
+            ``{"occlusion_pixels": "occlusion"}``: per-pixel occlusion beside the patch occlusion of patch
+            features); a row joins when its method is among the study's methods.
     """
 
     description: str
     groups: Tensor | None = None
     layer: str | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removal: str = "set to 0 (the zero baseline)"
+    extra_rows: dict[str, str] = field(default_factory=dict)
+
+    def rows(self, methods: Sequence[str]) -> dict[str, str]:
+        """The study's rows for ``methods``: label -> method name, ``methods`` themselves first."""
+        extra = {label: method for label, method in self.extra_rows.items() if method in methods}
+        return {**{method: method for method in methods}, **extra}
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,7 @@ class Subject:
         features: see :class:`Features`.
         training: accuracy and training cost, when known.
         tokens: token ids -> token strings, for text models.
+        sample_seed: the seed the evaluation samples were drawn with at random (None: the first ones).
         transformer: softmax attention and layer norms (a ViT or a transformer text classifier), compared with
             the paper's models in the report.
     """
@@ -154,6 +166,7 @@ class Subject:
     training: Training | None = None
     tokens: Callable[[Tensor], list[str]] | None = None
     transformer: bool = False
+    sample_seed: int | None = None
 
     @property
     def is_text(self) -> bool:
@@ -282,7 +295,7 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
         "labels": subject.labels, "state": "with the ops met",  # entries before the ops were recorded are stale
         **({"transformer": True} if subject.transformer else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
-                     "method_options": features.method_options},
+                     "method_options": features.method_options, "extra_rows": features.extra_rows},
     })  # fmt: skip
 
 
@@ -407,14 +420,15 @@ def study_model(
     """
     options = _method_options(subject, settings)
     ops = OpsMet.of(subject.model, subject.inputs[:INVENTORY_SAMPLES], subject.features.layer)
-    unavailable = _failures(subject, settings.methods, options, settings.batch_size, limit=2)
-    methods = [m for m in settings.methods if m not in unavailable]
+    rows = subject.features.rows(settings.methods)
+    unavailable = _failures(subject, rows, options, settings.batch_size, limit=2)
+    methods = [m for m in rows if m not in unavailable]
     table, collector = None, None
     if methods:
         try:
             table, collector = _evaluate(subject, methods, options, settings, checkpoint, evaluator)
         except Exception:  # a method failed on a later batch: find which, measure the others
-            unavailable |= _failures(subject, methods, options, settings.batch_size)
+            unavailable |= _failures(subject, {m: rows[m] for m in methods}, options, settings.batch_size)
             methods = [m for m in methods if m not in unavailable]
             if methods:
                 table, collector = _evaluate(subject, methods, options, settings, checkpoint, evaluator)
@@ -458,35 +472,40 @@ def study_model(
 
 
 def _method_options(subject: Subject, settings: StudySettings) -> dict[str, dict[str, Any]]:
-    options = {name: dict(subject.features.method_options.get(name, {})) for name in settings.methods}
+    rows = subject.features.rows(settings.methods)
+    options = {label: dict(subject.features.method_options.get(label, {})) for label in rows}
     if "integrated_gradients" in options:  # the study measures and reports the completeness gap itself
         options["integrated_gradients"].setdefault("steps", settings.ig_steps)
         options["integrated_gradients"].setdefault("gap_tolerance", None)
     return {name: values for name, values in options.items() if values}
 
 
-def _attribute(subject: Subject, x: Tensor, y: Tensor, method: str, options: dict[str, dict[str, Any]]) -> Tensor:
-    return attribute(subject.model, x, method=method, target=y, layer=subject.features.layer, **options.get(method, {}))
+def _attribute(
+    subject: Subject, x: Tensor, y: Tensor, label: str, options: dict[str, dict[str, Any]], method: str | None = None
+) -> Tensor:
+    """Row ``label``'s attributions (``method``: its method, default the label itself)."""
+    layer = subject.features.layer
+    return attribute(subject.model, x, method=method or label, target=y, layer=layer, **options.get(label, {}))
 
 
 def _failures(
     subject: Subject,
-    methods: Sequence[str],
+    rows: Mapping[str, str],
     options: dict[str, dict[str, Any]],
     batch_size: int,
     limit: int | None = None,
 ) -> dict[str, str]:
-    """Methods that raise on the first ``limit`` evaluation samples (default: all) with the one-line reason:
-    an op without a rule, or non-finite attributions (``attribute`` raises on NaN/inf)."""
+    """Rows (label -> method) that raise on the first ``limit`` evaluation samples (default: all) with the
+    one-line reason: an op without a rule, or non-finite attributions (``attribute`` raises on NaN/inf)."""
     total = subject.inputs.shape[0] if limit is None else min(limit, subject.inputs.shape[0])
     failed = {}
-    for method in methods:
+    for label, method in rows.items():
         try:
             for start in range(0, total, batch_size):
-                rows = slice(start, min(start + batch_size, total))
-                _attribute(subject, subject.inputs[rows], subject.labels[rows], method, options)
+                batch = slice(start, min(start + batch_size, total))
+                _attribute(subject, subject.inputs[batch], subject.labels[batch], label, options, method)
         except Exception as error:
-            failed[method] = one_line(error)
+            failed[label] = one_line(error)
     return failed
 
 
@@ -499,10 +518,11 @@ def _evaluate(
     evaluator: Callable[..., SensitivityTable],
 ) -> tuple[SensitivityTable, _Collector]:
     collector = _Collector(methods, settings.display, subject.is_text)
+    rows = subject.features.rows(settings.methods)
     table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),
-        methods,
+        {label: rows[label] for label in methods},
         num_subsets=settings.num_subsets,
         batch_size=settings.batch_size,
         feature_groups=subject.features.groups,

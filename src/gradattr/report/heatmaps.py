@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -69,6 +70,7 @@ def heatmap_figure(
     percentile: float = 99.5,
     cell: float | None = None,
     shared_scale: bool = True,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Figure:
     """A matplotlib figure of attribution heatmaps (rows = samples, columns = input then methods), with one
     colorbar per row at the right.
@@ -85,6 +87,8 @@ def heatmap_figure(
             of the logit); the row's colorbar shows R in that unit. ``False``: each map divided by its own scale,
             for methods on different scales (Grad-CAM, Guided Backprop); the colorbar then shows R / scale from -1
             to 1 and each map's scale is written under it.
+        method_options: row label -> its options, naming the column as :func:`method_label` does with them
+            (patch occlusion as "Occlusion (4x4 patch)").
     """
     names = list(maps)
     rows, columns = inputs.shape[0], len(names) + 1
@@ -116,7 +120,8 @@ def heatmap_figure(
         bar.ax.set_label(COLORBAR)
         bar.ax.tick_params(labelsize=FONT_SIZE - 1)
         bar.set_label("R" if shared_scale else "R / scale", fontsize=FONT_SIZE - 1)
-    for j, title in enumerate(["input", *(method_label(n) for n in names)]):
+    titles = [method_label(n, (method_options or {}).get(n)) for n in names]
+    for j, title in enumerate(["input", *titles]):
         axes[0, j].set_title(_wrap(title, characters), fontsize=FONT_SIZE, **PLAIN_TEXT)
     for axis in axes[:, :-1].flat:
         axis.set_xticks([])

@@ -16,6 +16,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -187,14 +188,15 @@ def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
     ) + f"{int(subject.inputs.shape[0])} evaluation samples; features: {subject.features.description}"
     parts = [f'<h3 id="{anchor(subject.dataset + "-" + title)}">{esc(title)}</h3><p class="muted">{esc(line)}</p>']
     if m.unavailable:
-        items = "".join(f"<li><b>{esc(method_label(k))}</b>: n/a: {esc(v)}</li>" for k, v in m.unavailable.items())
+        items = "".join(f"<li><b>{esc(_label(m, k))}</b>: n/a: {esc(v)}</li>" for k, v in m.unavailable.items())
         parts.append(f'<div class="unavailable">Not measured on this model:<ul>{items}</ul></div>')
     attributions = _token_samples(m) if subject.is_text else _heatmaps(m)
     curves = ""
     if m.sensitivity is not None:
         curves = (
             figure(
-                data_uri(sensitivity_figure(m.sensitivity, features=subject.features.description), "svg"),
+                data_uri(sensitivity_figure(m.sensitivity, features=subject.features.description,
+                                            method_options=_label_options(m)), "svg"),
                 f"Sensitivity-n: mean Pearson correlation over {m.sensitivity.samples} samples between Σ R over n "
                 f"removed {subject.features.description} and the output drop (band: ±1 s.e.).",
                 f"Sensitivity-n curves, {subject.dataset}, {subject.model_name}",
@@ -219,10 +221,25 @@ def _row_labels(m: ModelStudy) -> list[str]:
     ]
 
 
+def _label_options(m: ModelStudy) -> dict[str, dict[str, Any]]:
+    """The row options that name a row (patch occlusion) where features are patches; on tokens an occlusion
+    window of (1, width) is one token, Occlusion-1 of the paper, and keeps that name."""
+    return m.method_options if "patches" in m.subject.features.description else {}
+
+
+def _label(m: ModelStudy, name: str) -> str:
+    return method_label(name, _label_options(m).get(name))
+
+
+def _short(m: ModelStudy, name: str) -> str:
+    return short_label(name, _label_options(m).get(name))
+
+
 def _heatmaps(m: ModelStudy) -> str:
     if not m.display_maps:
         return '<p class="note">No attribution maps (no method ran on this model).</p>'
-    image = heatmap_figure(m.display_inputs, m.display_maps, row_labels=_row_labels(m))
+    image = heatmap_figure(m.display_inputs, m.display_maps, row_labels=_row_labels(m),
+                           method_options=_label_options(m))  # fmt: skip
     return figure(
         data_uri(image, "png"),
         "Rows: test samples; columns: the input, then each method. Red positive, blue negative, white 0; one "
@@ -240,7 +257,7 @@ def _token_samples(m: ModelStudy) -> str:
         maps = {name: r[i].double().numpy() for name, r in m.display_maps.items()}
         scale = row_scale(list(maps.values()))
         rows = [
-            [esc(short_label(name)), token_spans(tokens, list(r[-len(tokens) :] if tokens else r[:0]), scale)]
+            [esc(_short(m, name)), token_spans(tokens, list(r[-len(tokens) :] if tokens else r[:0]), scale)]
             for name, r in maps.items()
         ]
         blocks.append(
@@ -264,16 +281,16 @@ def _correlation_table(m: ModelStudy) -> str:
         shade = max(0.0, min(1.0, value))
         return f'<span class="shade" style="background:rgba(59,91,219,{0.06 + 0.44 * shade:.2f})">{value:.2f}</span>'
 
-    rows = [[esc(short_label(a)), *(cell(v) for v in row)] for a, row in zip(m.methods, matrix, strict=True)]
+    rows = [[esc(_short(m, a)), *(cell(v) for v in row)] for a, row in zip(m.methods, matrix, strict=True)]
     unit = "per-token " if m.subject.is_text else ""
-    return table(["", *(short_label(a) for a in m.methods)], rows, numeric=[False] + [True] * len(m.methods)) + (
+    return table(["", *(_short(m, a) for a in m.methods)], rows, numeric=[False] + [True] * len(m.methods)) + (
         f'<p class="note">Mean Pearson correlation of the {unit}maps over samples.</p>'
     )
 
 
 def _timings_table(m: ModelStudy) -> str:
     rows = [
-        [esc(method_label(name) if name in m.methods else name), f"{1e3 * seconds:.2f}"]
+        [esc(_label(m, name) if name in m.methods else name), f"{1e3 * seconds:.2f}"]
         for name, seconds in m.seconds_per_sample.items()
     ]
     return table(["method", "ms per sample"], rows, numeric=[False, True]) + (

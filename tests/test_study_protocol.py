@@ -1,0 +1,66 @@
+"""The study on the paper's protocol (issue 18): patch occlusion on patch features beside per-pixel occlusion
+summed per patch, samples drawn at random (seeded), the n grid up to N, the protocol on record."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from gradattr.data import load_digits
+from gradattr.experiments.claims import occlusion_small_vs_large_n
+from gradattr.experiments.protocol import Protocol
+from gradattr.experiments.recipes import evaluation_set, features_of
+from gradattr.experiments.reproduce import FULL_SAMPLES
+from gradattr.experiments.study import StudySettings, Subject, study_model
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 14 * 14, 3)
+    ).eval()
+
+
+def test_patch_features_study_patch_occlusion_and_per_pixel_occlusion_as_two_rows() -> None:
+    model = small_cnn()
+    features = features_of(SimpleNamespace(input_shape=(1, 28, 28)), model)
+    assert features.method_options["occlusion"] == {"window": (4, 4), "stride": (4, 4)}
+    torch.manual_seed(1)
+    inputs = torch.rand(5, 1, 28, 28) * 2 - 1
+    subject = Subject("toy", "CNN", model, inputs, torch.zeros(5, dtype=torch.long), ["a", "b", "c"], features,
+                      sample_seed=3)  # fmt: skip
+    settings = StudySettings(methods=("deeplift", "occlusion"), num_subsets=20, display=1, progress=False)
+    study = study_model(subject, settings)
+    assert study.methods == ["deeplift", "occlusion", "occlusion_pixels"]
+    methods, ns, means = study.sensitivity.pivot("mean")
+    assert ns[0] == 1 and ns[-1] == 49  # the grid reaches N = 49 patches
+    at_one = dict(zip(methods, means[:, 0], strict=True))
+    assert at_one["occlusion"] == pytest.approx(1.0, abs=1e-6)  # a patch's relevance is its own removal's drop
+    assert at_one["occlusion_pixels"] < 0.999
+    assert all(v != v for v in means[:, -1])  # n = N: every subset is the whole set, no correlation
+    claim = occlusion_small_vs_large_n(study)
+    assert "n=1: 1.000" in claim.measured and "n=49" not in claim.measured  # read at the last defined n
+    protocol = Protocol.of(study).to_dict()
+    assert protocol["feature_count"] == 49 and protocol["n_grid"][-1] == 49 and protocol["sample_seed"] == 3
+    assert protocol["num_samples"] == 5 and protocol["num_subsets"] == 20
+
+
+def test_evaluation_samples_are_drawn_at_random_with_a_seed() -> None:
+    data = load_digits(seed=0)
+    first, _ = evaluation_set(data, 50, seed=None)
+    assert torch.equal(first, data.test_x[:50])
+    drawn, labels = evaluation_set(data, 50, seed=0)
+    again, _ = evaluation_set(data, 50, seed=0)
+    other, _ = evaluation_set(data, 50, seed=1)
+    assert torch.equal(drawn, again) and not torch.equal(drawn, other) and not torch.equal(drawn, first)
+    rows = [int((data.test_x == x).flatten(1).all(1).nonzero()[0]) for x in drawn]
+    assert len(set(rows)) == 50 and torch.equal(labels, data.test_y[rows])  # without replacement, with its label
+    everything, _ = evaluation_set(data, 10_000, seed=0)
+    assert everything.shape[0] == data.test_x.shape[0]  # fewer in the split: all of them
+
+
+def test_the_full_run_uses_the_papers_1000_samples() -> None:
+    assert set(FULL_SAMPLES.values()) == {1000}
