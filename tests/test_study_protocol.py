@@ -64,3 +64,48 @@ def test_evaluation_samples_are_drawn_at_random_with_a_seed() -> None:
 
 def test_the_full_run_uses_the_papers_1000_samples() -> None:
     assert set(FULL_SAMPLES.values()) == {1000}
+
+
+def text_model(architecture: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor, int]:
+    from gradattr.data import load_drugreview
+    from gradattr.models import build_model
+
+    data = load_drugreview()
+    torch.manual_seed(0)
+    options = {"embedding_dim": 16, "depth": 1, "heads": 2} if architecture == "text_transformer" else {}
+    model = build_model(architecture, data, **options).eval()
+    ids, labels = evaluation_set(data, 4, seed=0)
+    return model, ids, labels, data.vocab.pad_id
+
+
+@pytest.mark.parametrize("architecture", ["text_cnn", "text_transformer"])
+def test_token_removal_by_pad_id_beside_the_zero_embedding(architecture: str) -> None:
+    """Removing a token by its pad id equals zeroing its embedding where the pad row is 0 and nothing else
+    reads the ids (the text CNN); the transformer also masks pad ids in attention, so there they differ."""
+    import gradattr
+
+    model, ids, labels, pad = text_model(architecture)
+    common = {"ns": [1, 3, 8], "num_subsets": 12, "progress": False, "layer": "embedding"}
+    methods = ["gradient_x_input", "deeplift"]
+    zeroed = gradattr.evaluate(model, (ids, labels), methods, feature_groups=torch.arange(64), **common)
+    padded = gradattr.evaluate(model, (ids, labels), methods, removal="input", baseline=pad, **common)
+    for method in methods:
+        same = torch.allclose(zeroed.results[method].per_sample, padded.results[method].per_sample, atol=1e-5)
+        assert same == (architecture == "text_cnn"), method
+
+
+def test_the_study_says_which_token_removal_it_used() -> None:
+    from gradattr.data import load_drugreview
+
+    data = load_drugreview()
+    model, ids, labels, pad = text_model("text_transformer")
+    settings = StudySettings(methods=("gradient_x_input",), num_subsets=8, display=1, progress=False)
+    protocols = {}
+    for removal in ("embedding", "pad"):
+        features = features_of(data, model, removal)
+        assert features.input_baseline == (pad if removal == "pad" else None)
+        subject = Subject("Drug reviews", "T", model, ids, labels, data.class_names, features, sample_seed=0)
+        protocols[removal] = Protocol.of(study_model(subject, settings)).to_dict()
+    assert "embedding vector set to 0" in protocols["embedding"]["removal"]
+    assert "pad id" in protocols["pad"]["removal"]
+    assert protocols["pad"]["feature_count"] == protocols["embedding"]["feature_count"] == 64

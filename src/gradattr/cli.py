@@ -12,6 +12,7 @@ import shlex
 import time
 import warnings
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -35,6 +36,14 @@ Fresh = Annotated[
     bool, typer.Option("--fresh", help="Discard the finished work kept in OUT/.progress and compute everything.")
 ]
 PROGRESS_FOLDER = ".progress"
+
+
+class TokenRemovalChoice(str, Enum):
+    """``reproduce --token-removal``: :data:`gradattr.experiments.recipes.TOKEN_REMOVALS`."""
+
+    embedding = "embedding"
+    pad = "pad"
+
 """The folder inside ``--out`` where ``reproduce`` and ``evaluate`` keep finished work for resuming."""
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
@@ -162,6 +171,13 @@ def reproduce(
             "(two threads cut the wall time by a quarter for 40 % more CPU); more only on an idle machine.",
         ),
     ] = 1,
+    token_removal: Annotated[
+        TokenRemovalChoice,
+        typer.Option(
+            help="How Sensitivity-n removes a token: 'embedding' (its embedding vector set to 0) or 'pad' (its "
+            "id replaced by the pad id, so the model sees padding, attention masks included).",
+        ),
+    ] = TokenRemovalChoice.embedding,
     fresh: Fresh = False,
     debug: Debug = False,
 ) -> None:
@@ -192,6 +208,7 @@ def reproduce(
         robustness=robustness,
         progress_dir=out / PROGRESS_FOLDER,
         fresh=fresh,
+        token_removal=token_removal.value,
     )
     try:
         select(options)

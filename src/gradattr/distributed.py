@@ -51,6 +51,7 @@ from gradattr.evaluation import (
     ResumableObserver,
     SensitivityTable,
     check_method_options,
+    check_removal,
     method_rows,
 )
 from gradattr.evaluation import evaluate as evaluate_locally
@@ -198,6 +199,7 @@ def evaluate(
     on_batch: Callable[[EvaluatedBatch], None] | None = None,
     checkpoint: str | Path | None = None,
     max_fraction: float = 1.0,
+    removal: Literal["layer", "input"] = "layer",
 ) -> SensitivityTable:
     """:func:`gradattr.evaluate` (every method's attributions and Sensitivity-n over a data set) on Ray workers.
 
@@ -223,7 +225,7 @@ def evaluate(
             local Ray this process's budget (:func:`gradattr.memory.budget`) divided by ``workers``, on a
             cluster each worker's own default (a quarter of its node's available RAM).
         target, ns, num_subsets, baseline, batch_size, feature_groups, method_options, seed, max_samples,
-            max_elements, layer, max_fraction: as in :func:`gradattr.evaluate`.
+            max_elements, layer, max_fraction, removal: as in :func:`gradattr.evaluate`.
         progress: a progress bar over the samples, advanced as shards finish.
         on_batch: called on this process with an :class:`~gradattr.evaluation.EvaluatedBatch` per computed
             batch, in data order (the workers send the maps back for it); with ``checkpoint`` it must be a
@@ -249,7 +251,7 @@ def evaluate(
     rows = method_rows(methods)
     names = list(rows)
     settings = WorkerSettings(workers, address, threads_per_worker, shards, max_memory)
-    _check_evaluation(target, batch_size, max_samples, method_options, names, max_fraction)
+    _check_evaluation(target, batch_size, max_samples, method_options, names, max_fraction, removal)
     x, y = _tensors(data, target, max_samples)
     if on_batch is not None and checkpoint is not None and not isinstance(on_batch, ResumableObserver):
         raise TypeError(
@@ -266,6 +268,7 @@ def evaluate(
         "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline, "batch_size": batch_size,
         "feature_groups": feature_groups, "method_options": method_options, "seed": seed,
         "max_elements": max_elements, "layer": layer, "max_fraction": max_fraction,
+        **({"removal": removal} if removal != "layer" else {}),
     }  # fmt: skip
     finished = _Progress.open(checkpoint, model, x, y, rows, options, on_batch)
     if finished.done == x.shape[0]:  # everything came from the checkpoint
@@ -318,6 +321,7 @@ def _check_evaluation(
     method_options: Mapping[str, Any] | None,
     names: list[str],
     max_fraction: float,
+    removal: str,
 ) -> None:
     """The checks of :func:`gradattr.evaluate`'s arguments that need neither the model nor the data."""
     _positive("batch_size", batch_size, optional=False)
@@ -326,6 +330,7 @@ def _check_evaluation(
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
     check_method_options(method_options, names)
     check_fraction(max_fraction, "max_fraction")
+    check_removal(removal)
 
 
 def _tensors(data: Any, target: str, max_samples: int | None) -> tuple[Tensor, Tensor | None]:

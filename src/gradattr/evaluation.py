@@ -325,6 +325,7 @@ def evaluate(
     output: OutputSelector = None,
     position: Position = None,
     max_fraction: float = 1.0,
+    removal: Literal["layer", "input"] = "layer",
 ) -> SensitivityTable:
     """Sensitivity-n of each method's attributions over a data set (Ancona et al., ICLR 2018, Sec. 4.1).
 
@@ -353,6 +354,11 @@ def evaluate(
         layer: attribute this submodule's output instead of the inputs (``"embedding"`` for the text models);
             Sensitivity-n then removes features of that output, ``feature_groups`` being a mask over its
             shape (e.g. ``torch.arange(L)`` for whole tokens of an (L, D) embedding).
+        removal: with ``layer``, where Sensitivity-n removes a feature: ``"layer"`` (default) sets it to
+            ``baseline`` in the layer's output; ``"input"`` sets the model's input feature to ``baseline``
+            (e.g. a token id to the pad id: the model then sees the token as padding, masks included), the
+            layer's attributions summed over its dimensions beyond the input's (R of token i = Σ_d R_{i,d});
+            ``feature_groups`` then group the input's features.
         on_batch: called with an :class:`EvaluatedBatch` (inputs, targets, maps) after each batch computed
             (not for batches taken from the checkpoint); with ``checkpoint`` it must be a
             :class:`ResumableObserver`, whose state is saved and restored with the batches.
@@ -392,6 +398,7 @@ def evaluate(
     names = list(rows)
     options = check_method_options(method_options, names)
     check_fraction(max_fraction, "max_fraction")
+    check_removal(removal)
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
     if max_samples is not None and (
@@ -406,7 +413,8 @@ def evaluate(
          "options": options, "target": target, "ns": ns, "num_subsets": num_subsets, "baseline": baseline,
          "batch_size": batch_size, "feature_groups": feature_groups, "seed": seed, "max_samples": max_samples,
          "max_elements": max_elements, "layer": layer, "forward_kwargs": forward_kwargs,
-         "output": _named(output), "position": position, "max_fraction": max_fraction},
+         "output": _named(output), "position": position, "max_fraction": max_fraction,
+         **({"removal": removal} if removal != "layer" else {})},
     )  # fmt: skip
     partial = resume.partial
     plan: SubsetPlan | None = None
@@ -422,7 +430,8 @@ def evaluate(
                 bound = layer is not None or any(v is not None for v in call.values())  # kwargs or output=
                 function: nn.Module = LayerFunction.of(model, x, layer, **call) if bound else model
                 attributed = x if layer is None else function.layer_output
-                grouping = as_grouping(feature_groups, attributed.shape[1:], x.device)
+                removed = x if removal == "input" else attributed
+                grouping = as_grouping(feature_groups, removed.shape[1:], x.device)
                 if plan is None:
                     plan = SubsetPlan.draw(grouping.num_groups, ns, num_subsets, seed, max_fraction=max_fraction)
                     partial.num_features = plan.num_features
@@ -435,10 +444,10 @@ def evaluate(
                     )
                     partial.seconds[f"attribute {name}"] += time.perf_counter() - start
                 start = time.perf_counter()
-                if layer is None:
+                if layer is None or removal == "input":
                     batch = measure(
-                        model, x, maps, target=classes, plan=plan, baseline=baseline, grouping=grouping,
-                        max_elements=max_elements, **call,
+                        model, x, {name: summed_to(r, x, name) for name, r in maps.items()}, target=classes,
+                        plan=plan, baseline=baseline, grouping=grouping, max_elements=max_elements, **call,
                     )  # fmt: skip
                 else:
                     batch = _measure_per_sample(function, maps, classes, plan, baseline, grouping, max_elements)
@@ -545,6 +554,24 @@ def _digest(x: Tensor, y: Tensor | None) -> str:
 def _fixed(data: Data) -> Data | None:
     """Tensor data (hashed into the checkpoint key); None for an iterable of batches (checked per batch)."""
     return data if isinstance(data, Tensor) or _is_pair(data) else None
+
+
+def check_removal(removal: str) -> None:
+    """``removal`` is where Sensitivity-n removes features: ``"layer"`` or ``"input"`` (ValueError otherwise)."""
+    if removal not in ("layer", "input"):
+        raise ValueError(f"removal must be 'layer' or 'input', got {removal!r}")
+
+
+def summed_to(attributions: Tensor, inputs: Tensor, label: str) -> Tensor:
+    """A layer's ``attributions`` (B, *S, ...) summed over the dimensions beyond ``inputs``' (B, *S): one value
+    per input feature (a token's relevance = the sum over its embedding vector)."""
+    if attributions.shape[: inputs.dim()] != inputs.shape:
+        raise ValueError(
+            f"{label}: attributions of shape {tuple(attributions.shape)} do not extend the inputs' shape "
+            f"{tuple(inputs.shape)}; removal='input' needs a layer whose output starts with the input's dimensions"
+        )
+    return attributions.sum(dim=tuple(range(inputs.dim(), attributions.dim()))) if attributions.dim() > inputs.dim() \
+        else attributions
 
 
 def _measure_per_sample(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,9 +39,13 @@ from gradattr.models import build_model
 TEXT_WINDOW = 64
 """Text samples are studied on their last ``TEXT_WINDOW`` tokens (reviews at least that long), so every
 position is a real token and n counts tokens, not padding."""
-TOKEN_REMOVAL = "its embedding vector set to 0 (the pad token's embedding: the pad row of each text model is 0)"
-"""How Sensitivity-n removes a token: at the embedding, where the attributions are; the text transformer
-additionally masks pad ids in attention, which a zeroed embedding does not trigger."""
+TokenRemoval = Literal["embedding", "pad"]
+TOKEN_REMOVALS: dict[str, str] = {
+    "embedding": "its embedding vector set to 0 (the pad token's embedding: the pad row of each text model is 0)",
+    "pad": "its id replaced by the pad id (the model sees padding, the text transformer's attention mask included)",
+}
+"""How Sensitivity-n removes a token, in words: at the embedding, where the attributions are (the default), or
+at the input by the pad id; the two differ on the text transformer only, which masks pad ids in attention."""
 PATCH = 4
 """Patch side of the feature groups on images larger than 8x8 (4x4 patches, as in the paper)."""
 
@@ -223,8 +227,12 @@ def feature_kind(data: Dataset) -> str:
     return "pixels" if height * width <= 64 else "patches"
 
 
-def features_of(data: Dataset, model: nn.Module) -> Features:
+def features_of(data: Dataset, model: nn.Module, token_removal: TokenRemoval = "embedding") -> Features:
     """The features of :func:`feature_kind`: tokens at ``model.embedding``, 4x4 patches, or pixels.
+
+    Sensitivity-n removes a token by zeroing its embedding vector (``token_removal="embedding"``) or by
+    replacing its id with the pad id (``"pad"``: the model sees padding, the text transformer's attention mask
+    included); attributions are at the embedding either way.
 
     Occlusion occludes one feature as Sensitivity-n removes it: on text one whole token (a window of (1,
     embedding width)); on patch features one whole patch (window = stride = patch), with per-pixel occlusion
@@ -232,9 +240,11 @@ def features_of(data: Dataset, model: nn.Module) -> Features:
     kind = feature_kind(data)
     if kind == "tokens":
         width = int(model.embedding.embedding_dim)
+        pad = token_removal == "pad"
         return Features(
             "tokens", groups=torch.arange(TEXT_WINDOW), layer="embedding",
-            method_options={"occlusion": {"window": (1, width)}}, removal=TOKEN_REMOVAL,
+            method_options={"occlusion": {"window": (1, width)}}, removal=TOKEN_REMOVALS[token_removal],
+            input_baseline=data.vocab.pad_id if pad else None,
         )  # fmt: skip
     if kind == "pixels":
         return Features("pixels")

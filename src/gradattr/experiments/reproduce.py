@@ -27,6 +27,7 @@ from gradattr.experiments.recipes import (
     DATASETS,
     DatasetRecipe,
     ModelRecipe,
+    TokenRemoval,
     evaluation_set,
     feature_kind,
     features_of,
@@ -76,6 +77,8 @@ class ReproduceOptions:
         progress_dir: folder of finished studies: what a previous run with the same settings finished there
             is reused, and what this run finishes is saved there (None: nothing is saved).
         fresh: delete the entries in ``progress_dir`` first, and measure everything.
+        token_removal: how Sensitivity-n removes a token of a text model: ``"embedding"`` (its embedding vector
+            set to 0) or ``"pad"`` (its id replaced by the pad id); see :func:`features_of`.
     """
 
     quick: bool = False
@@ -90,6 +93,7 @@ class ReproduceOptions:
     robustness: bool = True
     progress_dir: Path | None = None
     fresh: bool = False
+    token_removal: TokenRemoval = "embedding"
 
 
 def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRecipe]]]:
@@ -266,9 +270,11 @@ def _stages(
     return model_stages(recipe.key, model_recipe.key, count, cached=cached, subsets=settings.num_subsets)
 
 
-def model_features(data: Dataset, model: nn.Module, model_recipe: ModelRecipe) -> Features:
+def model_features(
+    data: Dataset, model: nn.Module, model_recipe: ModelRecipe, token_removal: TokenRemoval = "embedding"
+) -> Features:
     """The features of ``data`` (:func:`features_of`), their method options joined by the recipe's own."""
-    features = features_of(data, model)
+    features = features_of(data, model, token_removal)
     own, extra = features.method_options, model_recipe.method_options
     merged = {name: {**own.get(name, {}), **extra.get(name, {})} for name in (*own, *extra)}
     return replace(features, method_options=merged)
@@ -286,7 +292,7 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         progress=settings.progress,
         **model_recipe.training,
     )
-    features = model_features(data, model, model_recipe)
+    features = model_features(data, model, model_recipe, options.token_removal)
     count = samples_for(feature_kind(data), options, model_recipe.quick_samples)
     inputs, labels = evaluation_set(data, count, seed=settings.seed)
     return Subject(

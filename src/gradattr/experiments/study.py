@@ -101,6 +101,8 @@ class Features:
         layer: attribute this submodule's output (``"embedding"`` for text), or None (the inputs).
         method_options: method -> options for :func:`gradattr.attribute` (e.g. an occlusion window of a token).
         removal: how Sensitivity-n removes a feature, in words (for the report's protocol).
+        input_baseline: remove a feature from the model's input, setting it to this value (a pad id), instead of
+            zeroing it in ``layer``'s output (:func:`gradattr.evaluate`'s ``removal="input"``); None: the latter.
         extra_rows: further rows of the study, label -> method name, each with its own ``method_options`` (e.g.
             ``{"occlusion_pixels": "occlusion"}``: per-pixel occlusion beside the patch occlusion of patch
             features); a row joins when its method is among the study's methods.
@@ -111,6 +113,7 @@ class Features:
     layer: str | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     removal: str = "set to 0 (the zero baseline)"
+    input_baseline: int | None = None
     extra_rows: dict[str, str] = field(default_factory=dict)
 
     def rows(self, methods: Sequence[str]) -> dict[str, str]:
@@ -295,7 +298,8 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
         "labels": subject.labels, "state": "with the ops met",  # entries before the ops were recorded are stale
         **({"transformer": True} if subject.transformer else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
-                     "method_options": features.method_options, "extra_rows": features.extra_rows},
+                     "method_options": features.method_options, "extra_rows": features.extra_rows,
+                     **({"input_baseline": features.input_baseline} if features.input_baseline is not None else {})},
     })  # fmt: skip
 
 
@@ -518,18 +522,21 @@ def _evaluate(
     evaluator: Callable[..., SensitivityTable],
 ) -> tuple[SensitivityTable, _Collector]:
     collector = _Collector(methods, settings.display, subject.is_text)
-    rows = subject.features.rows(settings.methods)
+    features = subject.features
+    rows = features.rows(settings.methods)
+    at_input = {} if features.input_baseline is None else {"removal": "input", "baseline": features.input_baseline}
     table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),
         {label: rows[label] for label in methods},
+        **at_input,
         num_subsets=settings.num_subsets,
         batch_size=settings.batch_size,
-        feature_groups=subject.features.groups,
+        feature_groups=features.groups if features.input_baseline is None else None,
         method_options={m: options[m] for m in methods if m in options},
         seed=settings.seed,
         progress=settings.progress,
-        layer=subject.features.layer,
+        layer=features.layer,
         on_batch=collector,
         checkpoint=checkpoint,
     )
