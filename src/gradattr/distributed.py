@@ -48,9 +48,12 @@ from gradattr.evaluation import (
     EvaluatedBatch,
     LayerFunction,
     Methods,
+    Metric,
+    MetricResult,
     ResumableObserver,
     SensitivityTable,
     check_method_options,
+    check_metrics,
     check_removal,
     method_rows,
 )
@@ -132,14 +135,23 @@ class _Worker:
         self.model = None
 
     def run(
-        self, x: Tensor, y: Tensor | None, methods: dict[str, str], options: dict[str, Any], record: bool
+        self,
+        x: Tensor,
+        y: Tensor | None,
+        methods: dict[str, str],
+        options: dict[str, Any],
+        record: bool,
+        metrics: Sequence[Metric] = (),
     ) -> _ShardResult:
-        """:func:`gradattr.evaluate` on the shard ``(x, y)`` with ``options``; the maps too if ``record``."""
+        """:func:`gradattr.evaluate` on the shard ``(x, y)`` with ``options`` and ``metrics`` (cut to the shard's
+        samples); the maps too if ``record``."""
         if self.model is None:
             raise RuntimeError("no model was loaded on this worker")
         recorder = _Recorder() if record else None
         data = x if y is None else (x, y)
-        table = evaluate_locally(self.model, data, methods, progress=False, on_batch=recorder, **options)
+        table = evaluate_locally(
+            self.model, data, methods, progress=False, on_batch=recorder, metrics=metrics, **options
+        )
         if recorder is None:
             return _ShardResult(table.to_state())
         return _ShardResult(table.to_state(), recorder.targets, recorder.maps)
@@ -200,6 +212,7 @@ def evaluate(
     checkpoint: str | Path | None = None,
     max_fraction: float = 1.0,
     removal: Literal["layer", "input"] = "layer",
+    metrics: Sequence[Metric] = (),
 ) -> SensitivityTable:
     """:func:`gradattr.evaluate` (every method's attributions and Sensitivity-n over a data set) on Ray workers.
 
@@ -225,7 +238,8 @@ def evaluate(
             local Ray this process's budget (:func:`gradattr.memory.budget`) divided by ``workers``, on a
             cluster each worker's own default (a quarter of its node's available RAM).
         target, ns, num_subsets, baseline, batch_size, feature_groups, method_options, seed, max_samples,
-            max_elements, layer, max_fraction, removal: as in :func:`gradattr.evaluate`.
+            max_elements, layer, max_fraction, removal, metrics: as in :func:`gradattr.evaluate` (each metric
+            runs on the workers, on their shards; its per-sample values are merged in data order).
         progress: a progress bar over the samples, advanced as shards finish.
         on_batch: called on this process with an :class:`~gradattr.evaluation.EvaluatedBatch` per computed
             batch, in data order (the workers send the maps back for it); with ``checkpoint`` it must be a
@@ -270,6 +284,9 @@ def evaluate(
         "max_elements": max_elements, "layer": layer, "max_fraction": max_fraction,
         **({"removal": removal} if removal != "layer" else {}),
     }  # fmt: skip
+    metrics = check_metrics(metrics)
+    if metrics:  # in the checkpoint key by their settings; shipped with each shard, cut to its samples
+        options["metrics"] = [metric.config() for metric in metrics]
     finished = _Progress.open(checkpoint, model, x, y, rows, options, on_batch)
     if finished.done == x.shape[0]:  # everything came from the checkpoint
         return finished.merged(batch_size)
@@ -284,9 +301,14 @@ def evaluate(
     completed = False
     try:
         pool.load(model, max_memory)
-        options_ref = ray.put(options)
+        options_ref = ray.put({key: value for key, value in options.items() if key != "metrics"})
         record = on_batch is not None
-        for shard, result in pool.map(todo, lambda s: (_piece(x, s), _piece(y, s), rows, options_ref, record)):
+
+        def task(s: _Shard) -> tuple[Any, ...]:
+            cut = [metric.for_samples(s.start, s.stop) for metric in metrics]
+            return _piece(x, s), _piece(y, s), rows, options_ref, record, cut
+
+        for shard, result in pool.map(todo, task):
             bar.update(shard.stop - shard.start)
             if on_batch is not None:
                 _replay(model, x[shard.start : shard.stop], result, layer, on_batch)
@@ -509,7 +531,11 @@ def merge_tables(tables: Sequence[SensitivityTable], resumed: int = 0) -> Sensit
     for table in tables:
         for key, value in table.seconds.items():
             seconds[key] = seconds.get(key, 0.0) + value
-    return SensitivityTable(results, seconds, resumed)
+    metrics = {
+        name: MetricResult.concat(name, [table.metrics[name].per_sample for table in tables])
+        for name in tables[0].metrics
+    }
+    return SensitivityTable(results, seconds, resumed, metrics)
 
 
 class _Progress:

@@ -1,0 +1,144 @@
+"""The evaluation runner with the metric interface (issue 17, item 1): any mix of metrics beside Sensitivity-n,
+per-sample values equal to the metric computed on the maps directly, Sensitivity-n unchanged, one checkpoint
+that resumes with identical numbers, and the Ray executor running the same metrics on its shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gradattr
+from gradattr.evaluation import EvaluatedBatch, MetricResult, PerSampleMetric, SensitivityN
+from gradattr.metrics.sensitivity import SubsetPlan, measure
+
+METHODS = ["saliency", "gradient_x_input", "deeplift"]
+SETTINGS: dict[str, Any] = {"ns": [1, 4, 16], "num_subsets": 12, "batch_size": 4, "progress": False, "seed": 3}
+
+
+def l1(attributions: Tensor) -> Tensor:
+    """Σ|R| per sample (a 'map' metric)."""
+    return attributions.abs().flatten(1).sum(1).double()
+
+
+def mass_inside(attributions: Tensor, masks: Tensor) -> Tensor:
+    """Σ_mask R⁺ / Σ R⁺ per sample (a 'mask' metric)."""
+    positive = attributions.clamp(min=0).flatten(1).double()
+    return (positive * masks.flatten(1)).sum(1) / positive.sum(1)
+
+
+def drop_curve(function: nn.Module, x: Tensor, attributions: Tensor, *, target: Tensor) -> Tensor:
+    """The target's logit with the top 0, 8, 16 features (by R) set to 0: a curve per sample ('model' metric)."""
+    order = attributions.flatten(1).argsort(1, descending=True)
+    points = []
+    for k in (0, 8, 16):
+        removed = torch.zeros_like(x.flatten(1)).scatter(1, order[:, :k], 1.0).bool()
+        points.append(function(x.flatten(1).masked_fill(removed, 0.0).view_as(x)).gather(1, target[:, None])[:, 0])
+    return torch.stack(points, 1).double()
+
+
+def model_and_data() -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    x = torch.randn(10, 1, 8, 8)
+    y = torch.randint(0, 3, (10,))
+    masks = torch.rand(10, 1, 8, 8) > 0.5
+    return model, x, y, masks
+
+
+def metrics(masks: Tensor) -> list[PerSampleMetric]:
+    return [PerSampleMetric("l1", l1), PerSampleMetric("mass", mass_inside, "mask", masks),
+            PerSampleMetric("drop", drop_curve, "model")]  # fmt: skip
+
+
+def test_every_metric_equals_the_metric_on_the_maps_and_sensitivity_n_is_unchanged() -> None:
+    model, x, y, masks = model_and_data()
+    plain = gradattr.evaluate(model, (x, y), METHODS, **SETTINGS)
+    table = gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks), **SETTINGS)
+    for name in METHODS:
+        assert torch.equal(table.results[name].per_sample, plain.results[name].per_sample)
+        maps = gradattr.attribute(model, x, method=name, target=y)
+        assert torch.allclose(table.metrics["l1"].per_sample[name], l1(maps), rtol=1e-12)
+        assert torch.allclose(table.metrics["mass"].per_sample[name], mass_inside(maps, masks), rtol=1e-12)
+        expected = drop_curve(model, x, maps, target=y)
+        assert table.metrics["drop"].per_sample[name].shape == (10, 3)
+        assert torch.allclose(table.metrics["drop"].per_sample[name], expected, rtol=1e-6, atol=1e-6), name
+    assert set(table.metrics["drop"].mean()) == set(METHODS) and len(table.metrics["drop"].mean()["saliency"]) == 3
+    assert {"metric l1", "metric mass", "metric drop"} <= set(table.seconds)
+    assert table.to_dict()["metrics"][0]["metric"] == "l1"
+
+
+def test_sensitivity_n_as_a_metric_is_sensitivity_n() -> None:
+    model, x, y, _ = model_and_data()
+    maps = {name: gradattr.attribute(model, x, method=name, target=y) for name in METHODS}
+    metric = SensitivityN([1, 4, 16], 12, seed=3)
+    values = metric.measure(EvaluatedBatch(x, y, maps, model, x, 0, model))
+    plan = SubsetPlan.draw(64, [1, 4, 16], 12, 3)
+    expected = measure(model, x, maps, target=y, plan=plan)
+    assert all(torch.equal(values[name], expected[name]) for name in METHODS)
+
+
+class Stop(Exception):
+    pass
+
+
+class StopAt:
+    """An ``on_batch`` observer that raises at a given batch (a killed run), with no state of its own."""
+
+    def __init__(self, batch: int | None) -> None:
+        self.batch, self.seen = batch, 0
+
+    def __call__(self, batch: EvaluatedBatch) -> None:
+        self.seen += 1
+        if self.seen == self.batch:
+            raise Stop
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def test_a_killed_evaluation_resumes_with_identical_metric_values(tmp_path: Path) -> None:
+    model, x, y, masks = model_and_data()
+    reference = gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks), **SETTINGS)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Stop):
+        gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks), checkpoint=checkpoint,
+                          on_batch=StopAt(3), **SETTINGS)  # fmt: skip
+    resumed = gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks), checkpoint=checkpoint,
+                                on_batch=StopAt(None), **SETTINGS)  # fmt: skip
+    assert resumed.resumed == 2
+    for name in ("l1", "mass", "drop"):
+        for label in METHODS:
+            assert torch.equal(resumed.metrics[name].per_sample[label], reference.metrics[name].per_sample[label])
+    other = gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks)[:1], checkpoint=checkpoint, **SETTINGS)
+    assert other.resumed == 0  # other metrics: another key, measured afresh
+
+
+def test_metric_results_merge_in_data_order_and_masks_follow_the_samples() -> None:
+    model, x, y, masks = model_and_data()
+    whole = gradattr.evaluate(model, (x, y), METHODS, metrics=metrics(masks), **SETTINGS)
+    first = gradattr.evaluate(model, (x[:4], y[:4]), METHODS, metrics=[m.for_samples(0, 4) for m in metrics(masks)],
+                              **SETTINGS)  # fmt: skip
+    rest = gradattr.evaluate(model, (x[4:], y[4:]), METHODS, metrics=[m.for_samples(4, 10) for m in metrics(masks)],
+                             **SETTINGS)  # fmt: skip
+    for name in ("l1", "mass", "drop"):
+        merged = MetricResult.concat(name, [first.metrics[name].per_sample, rest.metrics[name].per_sample])
+        for label in METHODS:
+            assert torch.equal(merged.per_sample[label], whole.metrics[name].per_sample[label])
+
+
+def test_bad_metrics_are_refused_by_name() -> None:
+    model, x, y, masks = model_and_data()
+    with pytest.raises(ValueError, match="distinct"):
+        gradattr.evaluate(model, (x, y), METHODS, metrics=[PerSampleMetric("l1", l1)] * 2, **SETTINGS)
+    with pytest.raises(TypeError, match="Metric objects"):
+        gradattr.evaluate(model, (x, y), METHODS, metrics=[l1], **SETTINGS)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="masks for 4 samples"):
+        gradattr.evaluate(model, (x, y), METHODS, metrics=[PerSampleMetric("m", mass_inside, "mask", masks[:4])],
+                          **SETTINGS)  # fmt: skip
