@@ -142,3 +142,30 @@ def test_bad_metrics_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="masks for 4 samples"):
         gradattr.evaluate(model, (x, y), METHODS, metrics=[PerSampleMetric("m", mass_inside, "mask", masks[:4])],
                           **SETTINGS)  # fmt: skip
+
+
+def test_model_metrics_at_a_layer_replay_each_sample_from_its_own_tokens() -> None:
+    from gradattr.evaluation import LayerFunction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(30, 4), nn.Flatten(), nn.Linear(24, 2)).eval()
+    ids, y = torch.randint(1, 30, (5, 6)), torch.randint(0, 2, (5,))
+    drop = PerSampleMetric("drop", drop_curve_tokens, "model")
+    table = gradattr.evaluate(model, (ids, y), ["gradient_x_input"], layer="0", ns=[1, 2], num_subsets=5,
+                              progress=False, metrics=[drop])  # fmt: skip
+    maps = gradattr.attribute(model, ids, method="gradient_x_input", target=y, layer="0")
+    for i in range(5):
+        function = LayerFunction.of(model, ids[i : i + 1], "0")
+        expected = drop_curve_tokens(function, function.layer_output, maps[i : i + 1], target=y[i : i + 1])
+        assert torch.allclose(table.metrics["drop"].per_sample["gradient_x_input"][i], expected[0], atol=1e-6)
+
+
+def drop_curve_tokens(function: nn.Module, x: Tensor, attributions: Tensor, *, target: Tensor) -> Tensor:
+    """The target's logit with the embedding entries of the top 0, 4, 8 attributions set to 0."""
+    order = attributions.flatten(1).argsort(1, descending=True)
+    points = []
+    for k in (0, 4, 8):
+        removed = torch.zeros_like(x.flatten(1)).scatter(1, order[:, :k], 1.0).bool()
+        rows = x.flatten(1).masked_fill(removed, 0.0).view_as(x)
+        points.append(function(rows).gather(1, target[:, None])[:, 0])
+    return torch.stack(points, 1).double()

@@ -91,9 +91,22 @@ class PerSampleMetric(Metric):
             elif self.kind == "mask":
                 value = self.function(r, self.masks[rows], **self.options)  # type: ignore[index]
             else:
-                value = self.function(batch.function, batch.inputs, r, target=batch.targets, **self.options)
+                value = self._on_model(batch, r)
             values[label] = _per_sample(self.name, getattr(value, "per_sample", value), r.shape[0])
         return values
+
+    def _on_model(self, batch: EvaluatedBatch, r: Tensor) -> Any:
+        """The function on the model as a function of the attributed tensor; at a layer one sample at a time
+        (each perturbed row is replayed with its own sample's model inputs, as Sensitivity-n does)."""
+        if batch.layer is None:
+            return self.function(batch.function, batch.inputs, r, target=batch.targets, **self.options)
+        per_sample = []
+        for i in range(batch.inputs.shape[0]):
+            one = slice(i, i + 1)
+            value = self.function(batch.function.for_sample(i), batch.inputs[one], r[one],  # type: ignore[operator]
+                                  target=batch.targets[one], **self.options)  # fmt: skip
+            per_sample.append(torch.as_tensor(getattr(value, "per_sample", value)))
+        return torch.cat(per_sample)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "function": _qualified(self.function), "kind": self.kind, "masks": self.masks,
