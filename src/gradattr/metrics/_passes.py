@@ -14,7 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from gradattr.methods._batching import ELEMENTS_PER_CHUNK
 from gradattr.methods._problem import AttributionProblem
+from gradattr.metrics._sampling import count
 
 Build = Callable[[slice, slice], Tensor]
 """``build(samples, copies) -> Tensor(s, k, ...)``: the chosen copies of the chosen samples, each shaped like
@@ -22,6 +24,26 @@ Build = Callable[[slice, slice], Tensor]
 
 Score = Callable[[Tensor, Tensor], Tensor]
 """``score(points (R, ...), index (R,)) -> Tensor(R, ...)``: a score per row; ``index`` is each row's sample."""
+
+
+def budget(max_elements: int | None) -> int:
+    """Input elements per forward pass: ``max_elements`` checked (an int >= 1), or the methods' budget
+    (:data:`gradattr.metrics.sensitivity.ELEMENTS_PER_FORWARD`)."""
+    return ELEMENTS_PER_CHUNK if max_elements is None else count("max_elements", max_elements)
+
+
+def copies_with_baseline(problem: AttributionProblem, baselined: Callable[[slice, slice], Tensor]) -> Build:
+    """A :data:`Build` of copies of the inputs with some features at the baseline: ``baselined(samples,
+    copies)`` gives their masks, BoolTensor (s, k, N) or (1, k, N) (True: at x̄)."""
+    inputs = problem.inputs[0]
+    flat = inputs.reshape(inputs.shape[0], 1, -1)
+    baseline = problem.baselines[0].reshape(problem.baselines[0].shape[0], 1, -1)
+
+    def build(samples: slice, copies: slice) -> Tensor:
+        fill = baseline if baseline.shape[0] == 1 else baseline[samples]
+        return torch.where(baselined(samples, copies), fill, flat[samples])
+
+    return build
 
 
 def target_scores(problem: AttributionProblem) -> Score:

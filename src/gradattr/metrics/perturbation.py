@@ -39,9 +39,8 @@ from torch import Tensor, nn
 from gradattr.engine import preserved_model
 from gradattr.groups import as_grouping
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
-from gradattr.metrics._passes import Score, copy_scores, target_scores
-from gradattr.metrics._sampling import count, flat_attributions, single_input
-from gradattr.metrics.sensitivity import ELEMENTS_PER_FORWARD
+from gradattr.metrics._passes import Score, budget, copies_with_baseline, copy_scores, target_scores
+from gradattr.metrics._sampling import flat_attributions, single_input
 
 Output = Literal["probability", "logit"]
 Order = Literal["morf", "lerf"]
@@ -108,7 +107,8 @@ def deletion_auc(
             pre-softmax output).
         feature_groups: group mask (e.g. ``gradattr.patches((1, 28, 28), 4)``): groups, ranked by the sum of
             their attributions, are removed whole.
-        max_elements: memory budget, input elements per forward pass (default :data:`ELEMENTS_PER_FORWARD`).
+        max_elements: memory budget, input elements per forward pass (default
+            :data:`gradattr.metrics.sensitivity.ELEMENTS_PER_FORWARD`).
 
     Returns:
         A :class:`PerturbationCurve`: ``per_sample`` the AUC (B,), ``curve`` (B, L + 1), ``fractions``.
@@ -381,19 +381,16 @@ def removal_curve(
         ranks: LongTensor (B, N), each feature's position in the removal order.
         bounds: LongTensor (K,), the number of features (positions) removed in each copy.
     """
-    budget = ELEMENTS_PER_FORWARD if max_elements is None else count("max_elements", max_elements)
+    bounds = bounds.to(x.device).view(1, -1, 1)
+
+    def baselined(samples: slice, chosen: slice) -> Tensor:
+        removed = ranks[samples].unsqueeze(1) < bounds[:, chosen]
+        return ~removed if insertion else removed
+
     with preserved_model(model) as model, torch.no_grad():
         problem = build_problem(model, x, target, baseline)
-        flat = problem.inputs[0].reshape(x.shape[0], 1, -1)
-        fill = problem.baselines[0].reshape(problem.baselines[0].shape[0], 1, -1)
-        bounds = bounds.to(x.device).view(1, -1, 1)
-
-        def build(samples: slice, chosen: slice) -> Tensor:
-            removed = ranks[samples].unsqueeze(1) < bounds[:, chosen]
-            base = fill if fill.shape[0] == 1 else fill[samples]
-            return torch.where(removed, flat[samples], base) if insertion else torch.where(removed, base, flat[samples])
-
-        return copy_scores(problem, bounds.shape[1], build, budget, scorer(problem, output))
+        build = copies_with_baseline(problem, baselined)
+        return copy_scores(problem, bounds.shape[1], build, budget(max_elements), scorer(problem, output))
 
 
 def scorer(problem: AttributionProblem, output: Output) -> Score:

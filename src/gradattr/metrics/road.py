@@ -31,10 +31,9 @@ from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
 from gradattr.methods._problem import Target, build_problem
-from gradattr.metrics._passes import copy_scores
+from gradattr.metrics._passes import budget, copy_scores
 from gradattr.metrics._sampling import count, single_input
 from gradattr.metrics.perturbation import Order, class_target, probabilities, removal_ranks
-from gradattr.metrics.sensitivity import ELEMENTS_PER_FORWARD
 
 NEIGHBOUR_WEIGHTS: tuple[tuple[int, int, float], ...] = (
     (-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12),
@@ -153,7 +152,8 @@ def road(
         order: ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first).
         noise: standard deviation of the Gaussian noise added to imputed pixels (0: plain linear imputation).
         seed: seed of the noise; image b at percentage index k uses the seed (seed, b, k).
-        max_elements: memory budget, input elements per forward pass (default :data:`ELEMENTS_PER_FORWARD`).
+        max_elements: memory budget, input elements per forward pass (default
+            :data:`gradattr.metrics.sensitivity.ELEMENTS_PER_FORWARD`).
 
     Returns:
         A :class:`RoadResult`: ``curve`` (B, P) probabilities, ``correct`` (B, P), ``accuracy`` (P,).
@@ -167,7 +167,6 @@ def road(
     if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and noise >= 0):
         raise ValueError(f"noise must be a number >= 0, got {noise!r}")
     seed = count("seed", seed, 0)
-    budget = ELEMENTS_PER_FORWARD if max_elements is None else count("max_elements", max_elements)
     ranks = removal_ranks(pixels, order).view(batch, height, width)
     counts = [int(np.floor(p * height * width + 0.5)) for p in fractions]
 
@@ -188,7 +187,7 @@ def road(
             correct = logits.argmax(dim=-1) == target_of[index]
             return torch.stack([probabilities(logits, target_of[index]), correct.double()], dim=1)
 
-        scores = copy_scores(problem, len(counts), build, budget, score)
+        scores = copy_scores(problem, len(counts), build, budget(max_elements), score)
     return RoadResult(tuple(fractions), scores[..., 0], scores[..., 1] > 0.5, order)
 
 
