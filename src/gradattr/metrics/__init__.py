@@ -9,7 +9,15 @@ from gradattr.metrics.agreement import (
     topk_intersection,
 )
 from gradattr.metrics.completeness import CompletenessWarning, completeness_gap
+from gradattr.metrics.complexity import complexity, effective_complexity, sparseness
 from gradattr.metrics.infidelity import infidelity
+from gradattr.metrics.localisation import (
+    attribution_localisation,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    top_k_intersection,
+)
 from gradattr.metrics.perturbation import PerturbationCurve, deletion_auc, insertion_auc, irof, region_perturbation
 from gradattr.metrics.road import RoadResult, road
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, default_ns, draw_subsets, sensitivity_n
@@ -22,13 +30,16 @@ __all__ = [
     "RoadResult",
     "SensitivityResult",
     "SubsetPlan",
+    "attribution_localisation",
     "average_ranks",
     "avg_sensitivity",
     "completeness_gap",
+    "complexity",
     "correlation_matrix",
     "default_ns",
     "deletion_auc",
     "draw_subsets",
+    "effective_complexity",
     "infidelity",
     "insertion_auc",
     "irof",
@@ -36,10 +47,15 @@ __all__ = [
     "max_sensitivity",
     "patches",
     "pearson_per_sample",
+    "pointing_game",
     "region_perturbation",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
     "road",
     "sensitivity_n",
+    "sparseness",
     "spearman_per_sample",
     "ssim",
+    "top_k_intersection",
     "topk_intersection",
 ]
