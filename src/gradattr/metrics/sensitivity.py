@@ -42,6 +42,7 @@ from gradattr.groups import Grouping, as_grouping
 from gradattr.methods._batching import ELEMENTS_PER_CHUNK
 from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
+from gradattr.metrics._passes import copies_with_baseline, copy_scores
 from gradattr.metrics._sampling import flat_attributions
 from gradattr.metrics.agreement import pearson_per_sample
 
@@ -412,26 +413,8 @@ def _scores_without(problem: AttributionProblem, removed: Tensor, budget: int) -
     subsets of one sample) of at most ``budget // N`` rows; a block is built by broadcasting the removal masks
     (K, N) against its samples' features and evaluated in one forward pass.
     """
-    inputs = problem.inputs[0]
-    batch, shape = inputs.shape[0], inputs.shape[1:]
-    flat = inputs.reshape(batch, 1, -1)
-    baseline = problem.baselines[0].reshape(problem.baselines[0].shape[0], 1, -1)
-    subsets = removed.shape[0]
-    rows_per_pass = max(1, budget // max(1, flat.shape[2]))
-    scores = torch.empty(batch, subsets, dtype=torch.float64, device=inputs.device)
-    samples_per_pass = max(1, rows_per_pass // subsets)
-    subsets_per_pass = min(subsets, rows_per_pass)
-    for first in range(0, batch, samples_per_pass):
-        samples = slice(first, min(first + samples_per_pass, batch))
-        fill = baseline if baseline.shape[0] == 1 else baseline[samples]
-        for low in range(0, subsets, subsets_per_pass):
-            chosen = slice(low, min(low + subsets_per_pass, subsets))
-            points = torch.where(removed[chosen], fill, flat[samples]).view(-1, *shape)
-            index = torch.arange(samples.start, samples.stop, device=inputs.device)
-            index = index.repeat_interleave(chosen.stop - chosen.start)
-            output = problem.scores((points,), index)
-            scores[samples, chosen] = output.view(-1, chosen.stop - chosen.start)
-    return scores
+    build = copies_with_baseline(problem, lambda samples, chosen: removed[chosen])
+    return copy_scores(problem, removed.shape[0], build, budget)
 
 
 def forwards_per_sample(plan: SubsetPlan) -> int:
