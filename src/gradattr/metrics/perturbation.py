@@ -216,7 +216,7 @@ def region_perturbation(
         feature_groups: the regions, a group mask; ``None``: every feature its own region.
         order: ``"morf"`` or ``"lerf"``.
         steps: L (1..G); default min(100, G).
-        output: f, ``"logit"`` (the target's pre-softmax score, as in the paper) or ``"probability"``.
+        output: f, ``"logit"`` (the target's pre-softmax score, the default) or ``"probability"``.
 
     Returns:
         A :class:`PerturbationCurve`: ``per_sample`` the AOPC (B,), ``curve`` f(x_k) (B, L + 1).
@@ -252,9 +252,10 @@ def irof(
 
     so 0 means no drop at all and values near 1 an immediate drop; larger is more faithful.
 
-    Removal: a superpixel is set to the mean value of the image, per channel (``baseline="mean"``, the
-    paper's and Quantus' default) or to ``baseline``. Differences from Quantus 0.6: Quantus removes each
-    superpixel from the original image alone (not cumulatively, its issue #288), without the k = 0 point, and
+    Removal: a superpixel is set to the mean value of the image, per channel (``baseline="mean"``: our reading
+    of the paper's mean-value replacement, and Quantus' default ``perturb_baseline="mean"``) or to
+    ``baseline``. Differences from Quantus 0.6: Quantus removes each superpixel from the original image alone
+    (not cumulatively), without the k = 0 point, and
     reports L - Σ (an area in units of steps); here the removal is cumulative as in the paper and the area is
     normalised to [0, 1] steps, so images with different numbers of superpixels compare.
 
