@@ -255,9 +255,9 @@ def irof(
     Removal: a superpixel is set to the mean value of the image, per channel (``baseline="mean"``: our reading
     of the paper's mean-value replacement, and Quantus' default ``perturb_baseline="mean"``) or to
     ``baseline``. Differences from Quantus 0.6: Quantus removes each superpixel from the original image alone
-    (not cumulatively), without the k = 0 point, and
-    reports L - Σ (an area in units of steps); here the removal is cumulative as in the paper and the area is
-    normalised to [0, 1] steps, so images with different numbers of superpixels compare.
+    (not cumulatively), without the k = 0 point, and reports L - Σ (an area in units of steps); here the
+    removal is cumulative as in the paper and the area is normalised to [0, 1], so images with different
+    numbers of superpixels compare.
 
     Args:
         model, target, max_elements: as in :func:`deletion_auc`.
