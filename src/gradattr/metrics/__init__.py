@@ -8,8 +8,10 @@ from gradattr.metrics.agreement import (
     spearman_per_sample,
     topk_intersection,
 )
+from gradattr.metrics.axioms import InvarianceResult, input_invariance, non_sensitivity, shifted_model
 from gradattr.metrics.completeness import CompletenessWarning, completeness_gap
 from gradattr.metrics.complexity import complexity, effective_complexity, sparseness
+from gradattr.metrics.faithfulness import faithfulness_correlation, monotonicity
 from gradattr.metrics.infidelity import infidelity
 from gradattr.metrics.localisation import (
     attribution_localisation,
@@ -19,6 +21,7 @@ from gradattr.metrics.localisation import (
     top_k_intersection,
 )
 from gradattr.metrics.perturbation import PerturbationCurve, deletion_auc, insertion_auc, irof, region_perturbation
+from gradattr.metrics.randomisation import random_logit
 from gradattr.metrics.road import RoadResult, road
 from gradattr.metrics.sensitivity import SensitivityResult, SubsetPlan, default_ns, draw_subsets, sensitivity_n
 from gradattr.metrics.similarity import ssim
@@ -26,6 +29,7 @@ from gradattr.metrics.stability import avg_sensitivity, local_lipschitz, max_sen
 
 __all__ = [
     "CompletenessWarning",
+    "InvarianceResult",
     "PerturbationCurve",
     "RoadResult",
     "SensitivityResult",
@@ -40,19 +44,25 @@ __all__ = [
     "deletion_auc",
     "draw_subsets",
     "effective_complexity",
+    "faithfulness_correlation",
     "infidelity",
+    "input_invariance",
     "insertion_auc",
     "irof",
     "local_lipschitz",
     "max_sensitivity",
+    "monotonicity",
+    "non_sensitivity",
     "patches",
     "pearson_per_sample",
     "pointing_game",
+    "random_logit",
     "region_perturbation",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "road",
     "sensitivity_n",
+    "shifted_model",
     "sparseness",
     "spearman_per_sample",
     "ssim",
