@@ -22,7 +22,7 @@ Scores, per sample then averaged, from :mod:`gradattr.metrics` (maps summed over
 
 A random map scores the mask's area share on both (box: 64/1024 = 6.25 %).
 
-    python benchmarks/localisation_benchmark.py [--quick]
+    python benchmarks/localisation_benchmark.py [--quick] [--source fashion-mnist]
 
 Measured (seed 0, 2 CPU threads; test accuracy 97.8 %, majority rate 10.2 %; IG 32 steps, occlusion 4x4
 windows at stride 2):
@@ -35,6 +35,24 @@ windows at stride 2):
 | integrated_gradients   |          0.973 |             0.844 |      0.638 |         0.385 |
 | deeplift               |          0.982 |             0.876 |      0.662 |         0.406 |
 | occlusion              |          0.964 |             0.724 |      0.547 |         0.325 |
+
+``--source fashion-mnist``: the first 6,000 training and 1,000 test Fashion-MNIST items, 28x28 in 56x56 canvases
+with three 14x14 distractors, one canvas per item; the same CNN reaches 82.3 % test accuracy (majority 10.5 %) in
+about 32 s. Occlusion with 7x7 windows at stride 7. The box is a quarter of the canvas, so chance is higher:
+
+| method                 | pointing (box) | pointing (pixels) | mass (box) | mass (pixels) |
+|------------------------|----------------|-------------------|------------|---------------|
+| random                 |          0.247 |             0.111 |      0.250 |         0.125 |
+| saliency               |          0.932 |             0.589 |      0.685 |         0.445 |
+| gradient_x_input       |          0.890 |             0.241 |      0.676 |         0.294 |
+| integrated_gradients   |          0.918 |             0.213 |      0.588 |         0.235 |
+| deeplift               |          0.939 |             0.284 |      0.729 |         0.335 |
+| occlusion              |          0.760 |             0.280 |      0.461 |         0.209 |
+
+Reading: every method finds the item's box far above chance on both sources. Against the ink, the methods that
+multiply by the input (gradient x input, IG, DeepLIFT with the zero baseline, i.e. mid-grey) also credit the
+item's dark background pixels (value -1, far from the baseline) inside the box, so their pixel scores fall below
+saliency's, most on Fashion-MNIST, whose garments leave more dark pixels in the box.
 """
 
 from __future__ import annotations
@@ -80,7 +98,10 @@ def maps(model: torch.nn.Module, data: LocalisationDataset, method: str, target:
     """Attribution maps ``(N, H, W)`` (channels summed) of ``method``; ``"random"`` is uniform noise, seed 0."""
     if method == "random":
         return torch.rand(data.test_x.shape, generator=torch.Generator().manual_seed(0)).sum(1)
-    result = gradattr.attribute(model, data.test_x, method, target=target, **OPTIONS.get(method, {}))
+    options = dict(OPTIONS.get(method, {}))
+    if method == "occlusion" and data.source == "fashion-mnist":
+        options = {"window": (7, 7), "stride": (7, 7)}  # 64 windows on 56x56, as many as 4x4 on 32x32 at stride 4
+    result = gradattr.attribute(model, data.test_x, method, target=target, **options)
     assert isinstance(result, torch.Tensor)
     return result.detach().sum(1)
 
@@ -90,10 +111,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one training copy and 3 epochs (a smoke run)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--source", choices=("digits", "fashion-mnist"), default="digits")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = load_localisation(seed=0, copies=1 if args.quick else 4)
+    if args.source == "digits":
+        data = load_localisation(seed=0, copies=1 if args.quick else 4)
+    else:
+        data = load_localisation(seed=0, source="fashion-mnist", train_size=6000, test_size=1000)
     torch.manual_seed(0)
     model = PooledCNN(data.input_shape[0], data.num_classes)
     model, result = gradattr.train(

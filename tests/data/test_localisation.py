@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gradattr.data import Dataset, load_digits
+from gradattr.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, Dataset, load_digits, load_fashion_mnist
 from gradattr.data.localisation import LocalisationDataset, load_localisation
 
 
@@ -83,3 +83,16 @@ def test_copies_and_arguments() -> None:
         load_localisation(canvas=12)
     with pytest.raises(ValueError, match="distractors"):
         load_localisation(distractors=-1)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_variant() -> None:
+    data = load_localisation(source="fashion-mnist", train_size=50, test_size=20)
+    assert data.name == "localisation-fashion-mnist" and data.input_shape == (1, 56, 56)
+    assert data.class_names == FASHION_MNIST_CLASSES
+    source = load_fashion_mnist()
+    assert torch.equal(_crops(data.test_x, data.test_boxes, 28), source.test_x[:20])
+    assert torch.equal(data.test_y, source.test_y[:20]) and torch.equal(
+        data.test_masks.sum((1, 2)), torch.full((20,), 784)
+    )
+    assert float(data.train_x.min()) == -1.0 and float(data.train_x.max()) <= 1.0
