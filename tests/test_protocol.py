@@ -88,9 +88,19 @@ def test_differences_name_the_substituted_data_sets(study: Study, results: dict)
     assert counts in text
     short = [m for m in study.models if max(m.sensitivity.ns) < study.protocol(m).feature_count]
     assert ("The n grid stops below N" in text) == bool(short)
-    assert "Drug reviews · Text CNN: Occlusion-1 occludes a window of (1, " in text
+    assert "Occlusion occludes one token at a time (a window of (1, " in text and "Drug reviews · Text CNN" in text
     assert "Drug reviews · LSTM: ε-LRP holds the LSTM's gates constant (gates='signal'" in text
     assert "transformers" not in text  # none in this run
     with_mnist = [replace(m, subject=copy.copy(m.subject)) for m in study.models]
     object.__setattr__(with_mnist[0].subject, "dataset", "MNIST")
     assert not any("MNIST is replaced" in line for line in paper_differences(with_mnist, SUBSETS))
+
+
+def test_a_patch_feature_is_named_in_the_singular() -> None:
+    from types import SimpleNamespace
+
+    from gradattr.experiments.protocol import _feature
+
+    for description, one in (("4x4 patches", "4x4 patch"), ("tokens", "token"), ("pixels", "pixel")):
+        study = SimpleNamespace(subject=SimpleNamespace(features=SimpleNamespace(description=description)))
+        assert _feature(study) == one  # type: ignore[arg-type]

@@ -124,12 +124,14 @@ def paper_differences(models: Sequence[ModelStudy], num_subsets: int = 0) -> lis
     datasets = list(dict.fromkeys(m.subject.dataset for m in models))
     protocols = [(m, Protocol.of(m, num_subsets)) for m in models]
     lines = []
-    replaced = set()
+    substitutes: dict[str, list[str]] = {}
     for dataset in datasets:
         if dataset in SUBSTITUTES and SUBSTITUTES[dataset][0] not in datasets:
             paper, what = SUBSTITUTES[dataset]
-            replaced.add(paper)
-            lines.append(f"{paper} is replaced by {what}: {paper} is not in this run.")
+            substitutes.setdefault(paper, []).append(what)
+    replaced = set(substitutes)
+    for paper, what in substitutes.items():
+        lines.append(f"{paper} is replaced by {' and by '.join(what)}: {paper} is not in this run.")
     missing = [name for name in PAPER_DATASETS if name not in datasets and name not in replaced]
     if missing:
         lines.append(f"Not studied in this run: {', '.join(missing)}.")
@@ -156,6 +158,7 @@ def paper_differences(models: Sequence[ModelStudy], num_subsets: int = 0) -> lis
     firsts = [_name(m) for m, p in protocols if p.sample_seed is None]
     if firsts:
         lines.append(f"The first test samples are studied, not a random draw ({', '.join(firsts)}).")
+    occluded: dict[str, list[str]] = {}
     for m in models:
         name = _name(m)
         gates = m.method_options.get("epsilon_lrp", {}).get("gates")
@@ -163,10 +166,14 @@ def paper_differences(models: Sequence[ModelStudy], num_subsets: int = 0) -> lis
             lines.append(f"{name}: ε-LRP holds the LSTM's gates constant (gates='signal', Arras et al. 2017).")
         window = m.method_options.get("occlusion", {}).get("window")
         if window is not None:
-            lines.append(f"{name}: Occlusion-1 occludes a window of {window} (one {_feature(m)}), not one value.")
+            occluded.setdefault(f"one {_feature(m)} at a time (a window of {window})", []).append(name)
         elif m.subject.features.groups is not None and "occlusion" in m.methods:
             lines.append(f"{name}: Occlusion-1 occludes single pixels while Sensitivity-n removes "
                          f"{m.subject.features.description}.")  # fmt: skip
+    for what, names in occluded.items():
+        second = " (per-pixel occlusion summed per patch is the second row)" if "patch" in what else ""
+        lines.append(f"Occlusion occludes {what}, as Sensitivity-n removes features, not one value{second}: "
+                     f"{', '.join(names)}.")  # fmt: skip
     return lines
 
 
@@ -178,4 +185,4 @@ def _name(study: ModelStudy) -> str:
 def _feature(study: ModelStudy) -> str:
     """One feature of ``study``: ``"token"``, ``"pixel"``, ``"4x4 patch"``."""
     description = study.subject.features.description
-    return description[:-1] if description.endswith("s") else description
+    return description.removesuffix("es") if description.endswith("ches") else description.removesuffix("s")
