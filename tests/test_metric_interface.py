@@ -169,3 +169,29 @@ def drop_curve_tokens(function: nn.Module, x: Tensor, attributions: Tensor, *, t
         rows = x.flatten(1).masked_fill(removed, 0.0).view_as(x)
         points.append(function(rows).gather(1, target[:, None])[:, 0])
     return torch.stack(points, 1).double()
+
+
+def test_named_metrics_run_in_one_evaluation_and_equal_the_functions() -> None:
+    from gradattr import metrics as quality
+    from gradattr.evaluation import NAMED, named_metric, named_metrics
+
+    model, x, y, masks = model_and_data()
+    chosen = named_metrics(["sparseness", "pointing_game", "deletion_auc", "faithfulness_correlation"],
+                           masks=masks, options={"deletion_auc": {"steps": 8}})  # fmt: skip
+    table = gradattr.evaluate(model, (x, y), METHODS, metrics=chosen, **SETTINGS)
+    for name in METHODS:
+        maps = gradattr.attribute(model, x, method=name, target=y)
+        assert torch.allclose(table.metrics["sparseness"].per_sample[name], quality.sparseness(maps), atol=1e-6)
+        assert torch.equal(table.metrics["pointing_game"].per_sample[name], quality.pointing_game(maps, masks))
+        deletion = quality.deletion_auc(model, x, maps, target=y, steps=8).per_sample
+        assert torch.allclose(table.metrics["deletion_auc"].per_sample[name], deletion, atol=1e-6)
+        faithful = quality.faithfulness_correlation(model, x, maps, target=y)
+        assert torch.allclose(table.metrics["faithfulness_correlation"].per_sample[name], faithful, atol=1e-6,
+                              equal_nan=True)  # fmt: skip
+    assert set(NAMED) >= {"sparseness", "pointing_game", "deletion_auc", "road", "irof", "monotonicity"}
+    with pytest.raises(ValueError, match="unknown metric 'sparsity'; choose from sparseness"):
+        named_metric("sparsity")
+    with pytest.raises(ValueError, match="ground-truth masks"):
+        named_metric("pointing_game")
+    with pytest.raises(ValueError, match="not among"):
+        named_metrics(["sparseness"], options={"road": {}})

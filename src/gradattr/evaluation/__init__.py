@@ -11,6 +11,7 @@ from gradattr.evaluation.metric import (
     check_removal,
     summed_to,
 )
+from gradattr.evaluation.named import NAMED, named_metric, named_metrics
 from gradattr.evaluation.runner import (
     COLUMNS,
     Data,
@@ -27,6 +28,7 @@ from gradattr.evaluation.runner import (
 
 __all__ = [
     "COLUMNS",
+    "NAMED",
     "Data",
     "EvaluatedBatch",
     "LayerFunction",
@@ -42,5 +44,7 @@ __all__ = [
     "check_removal",
     "evaluate",
     "method_rows",
+    "named_metric",
+    "named_metrics",
     "summed_to",
 ]

@@ -1,0 +1,75 @@
+"""The quality metrics of :mod:`gradattr.metrics` by name, as :class:`~gradattr.evaluation.Metric` objects for
+:func:`gradattr.evaluate`'s ``metrics=`` and ``gradattr evaluate --metrics``.
+
+Every metric here reads one method's maps of a batch: complexity reads the map alone, localisation the map and
+the ground-truth mask of each sample, faithfulness the map and the model. Metrics that call an attribution
+method themselves (random logit, input invariance) take the method, not its maps, and are called directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import Tensor
+
+from gradattr import metrics as m
+from gradattr.evaluation.metric import Kind, PerSampleMetric
+
+NAMED: dict[str, tuple[Callable[..., Any], Kind]] = {
+    "sparseness": (m.sparseness, "map"),
+    "complexity": (m.complexity, "map"),
+    "effective_complexity": (m.effective_complexity, "map"),
+    "pointing_game": (m.pointing_game, "mask"),
+    "relevance_mass_accuracy": (m.relevance_mass_accuracy, "mask"),
+    "relevance_rank_accuracy": (m.relevance_rank_accuracy, "mask"),
+    "top_k_intersection": (m.top_k_intersection, "mask"),
+    "attribution_localisation": (m.attribution_localisation, "mask"),
+    "deletion_auc": (m.deletion_auc, "model"),
+    "insertion_auc": (m.insertion_auc, "model"),
+    "region_perturbation": (m.region_perturbation, "model"),
+    "irof": (m.irof, "model"),
+    "road": (m.road, "model"),
+    "faithfulness_correlation": (m.faithfulness_correlation, "model"),
+    "monotonicity": (m.monotonicity, "model"),
+    "non_sensitivity": (m.non_sensitivity, "model"),
+}
+"""Metric name -> (its function in :mod:`gradattr.metrics`, how it is called: see :class:`PerSampleMetric`)."""
+
+
+def named_metric(name: str, *, masks: Tensor | None = None, **options: Any) -> PerSampleMetric:
+    """The metric ``name`` of :data:`NAMED` with ``options`` (its keyword arguments, e.g. ``steps=20``).
+
+    Args:
+        name: a key of :data:`NAMED`.
+        masks: ground-truth masks of every evaluated sample (N, ...), for the localisation metrics only.
+        options: keyword arguments of the metric's function.
+
+    Raises:
+        ValueError: an unknown name (the known ones listed), or masks missing for a localisation metric or
+            given to another.
+    """
+    if name not in NAMED:
+        raise ValueError(f"unknown metric {name!r}; choose from {', '.join(NAMED)}")
+    function, kind = NAMED[name]
+    if kind == "mask" and masks is None:
+        raise ValueError(f"metric {name!r} measures against ground-truth masks: pass masks (one per sample)")
+    if kind != "mask" and masks is not None:
+        raise ValueError(f"metric {name!r} takes no ground-truth masks")
+    return PerSampleMetric(name, function, kind, masks, dict(options))
+
+
+def named_metrics(
+    names: list[str], *, masks: Tensor | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[PerSampleMetric]:
+    """:func:`named_metric` for each of ``names``; ``masks`` go to the localisation metrics, ``options`` are per
+    metric name (an option for a metric not in ``names`` is an error)."""
+    options = dict(options or {})
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise ValueError(f"options for metric(s) {', '.join(stray)}, which are not among {names}")
+    chosen = []
+    for name in names:
+        wants_masks = name in NAMED and NAMED[name][1] == "mask"
+        chosen.append(named_metric(name, masks=masks if wants_masks else None, **dict(options.get(name, {}))))
+    return chosen
