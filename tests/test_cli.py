@@ -216,6 +216,41 @@ def test_evaluate_writes_the_same_report(user_model: tuple[Path, Path], tmp_path
     assert "Summary" in (out / "report.html").read_text(encoding="utf-8")
 
 
+def test_evaluate_measures_quality_metrics_with_masks(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """``evaluate --metrics``: the quality metrics beside Sensitivity-n, the localisation ones against the masks of
+    --data, in results.json (equal to the metric functions on the methods' maps) and in the report's ranking."""
+    from gradattr import attribute, metrics
+    from gradattr.cache import load_checkpoint
+    from gradattr.experiments.user_data import load_model
+
+    source, weights = user_model
+    digits = load_digits(seed=0)
+    x, y = digits.test_x[:6], digits.test_y[:6]
+    masks = (x > 0).numpy()
+    data = tmp_path / "test.npz"
+    np.savez(data, x=x.numpy(), y=y.numpy(), masks=masks)
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", f"{source}:build", "--weights", str(weights), "--data", str(data), "--methods",
+            "saliency,deeplift", "--num-subsets", "10", "--out", str(out), "--no-progress"]  # fmt: skip
+    result = invoke(*args, "--metrics", "sparseness,pointing_game,deletion_auc")
+    assert result.exit_code == 0, result.output
+    quality = json.loads((out / "results.json").read_text(encoding="utf-8"))["models"][0]["quality"]
+    network = load_checkpoint(load_model(f"{source}:build"), weights)
+    for method in ("saliency", "deeplift"):
+        maps = attribute(network, x, method=method, target=y)
+        assert quality["sparseness"][method] == pytest.approx(float(metrics.sparseness(maps).mean()), abs=1e-6)
+        hits = float(metrics.pointing_game(maps, torch.from_numpy(masks)).mean())
+        assert quality["pointing_game"][method] == pytest.approx(hits)
+        assert 0 <= quality["deletion_auc"][method] <= 1
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Which method is most faithful?" in report and "deletion_auc ↓" in report and "mean rank" in report
+    unknown = invoke(*args, "--metrics", "sparsity")
+    assert unknown.exit_code == 2 and "unknown metric(s) sparsity" in unknown.output
+    np.savez(data, x=x.numpy(), y=y.numpy())
+    no_masks = invoke(*args, "--metrics", "pointing_game", "--fresh")
+    assert no_masks.exit_code == 1 and "need ground-truth masks" in no_masks.output
+
+
 def test_evaluate_text_model_at_the_embedding(user_model: tuple[Path, Path], tmp_path: Path) -> None:
     source, _ = user_model
     data = tmp_path / "ids"

@@ -109,6 +109,17 @@ def _methods(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _metrics(values: list[str] | None) -> tuple[str, ...]:
+    """``--metrics``: names of :data:`gradattr.evaluation.NAMED` (a usage error otherwise)."""
+    from gradattr.evaluation import NAMED
+
+    names = _split(values) or []
+    unknown = [name for name in names if name not in NAMED]
+    if unknown:
+        raise typer.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(NAMED)}")
+    return tuple(dict.fromkeys(names))
+
+
 def _command_line(context: typer.Context) -> str:
     """The running command with the options given explicitly (not their defaults), ready to paste."""
     words = ["gradattr", context.info_name or ""]
@@ -354,6 +365,13 @@ def evaluate(
     data: Annotated[Path, typer.Option(help=".npz with arrays x and y, or a directory with x.npy and y.npy.")],
     weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
     methods: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Quality metrics beside Sensitivity-n, comma-separated (sparseness, deletion_auc, pointing_game, "
+            "...; the localisation ones read the array 'masks' of --data)."
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option(min=2, help="Evaluate the first N samples.")] = 100,
     num_subsets: NumSubsets = 100,
     patch: Annotated[int, typer.Option(min=0, help="Square patches as features (0: every feature alone).")] = 0,
@@ -387,6 +405,7 @@ def evaluate(
     if relu_only:
         typer.echo(f"warning: {RELU_ONLY_RETIRED}", err=True)
     names = _methods(methods)
+    quality = _metrics(metrics)
     progress_dir = out / PROGRESS_FOLDER
     evaluator: Callable[..., Any] | None = None
     if workers is not None or ray_address is not None:
@@ -398,8 +417,9 @@ def evaluate(
         evaluator = partial(distributed.evaluate, workers=workers, address=ray_address)
 
     def run() -> tuple[int, list[Path]]:
+        from gradattr.evaluation import NAMED
         from gradattr.evaluation import evaluate as in_process
-        from gradattr.experiments.user_data import load_labelled, load_model
+        from gradattr.experiments.user_data import UserInputError, load_labelled, load_masks, load_model
         from gradattr.experiments.user_study import user_study
         from gradattr.progress import ProgressStore
         from gradattr.report import write_study
@@ -409,13 +429,18 @@ def evaluate(
             store.clear()
         network = load_model(model, weights)
         x, y = load_labelled(data)
+        masks = load_masks(data, x.shape[0])
+        localising = [name for name in quality if NAMED[name][1] == "mask"]
+        if localising and masks is None:
+            raise UserInputError(f"{', '.join(localising)} need ground-truth masks: add an array 'masks' to {data}")
         _check_scores(_scores(network, x[: min(samples, batch_size)], f"input {data.name}", raw=True), data.name,
                       y[:samples])  # fmt: skip
         study = user_study(
             network, x[:samples], y[:samples], model_name=model, data_name=data.name, methods=names, patch=patch,
             layer=layer, num_subsets=num_subsets, display=display, seed=seed,
             batch_size=batch_size, progress=progress, command=_command_line(context),
-            checkpoint=store.path("evaluate"), evaluator=evaluator or in_process,
+            checkpoint=store.path("evaluate"), evaluator=evaluator or in_process, metrics=quality,
+            masks=masks[:samples] if masks is not None else None,
         )  # fmt: skip
         table = study.models[0].sensitivity
         return (table.resumed if table is not None else 0), write_study(study, out), study.models[0].unavailable

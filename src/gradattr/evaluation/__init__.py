@@ -11,7 +11,7 @@ from gradattr.evaluation.metric import (
     check_removal,
     summed_to,
 )
-from gradattr.evaluation.named import NAMED, named_metric, named_metrics
+from gradattr.evaluation.named import LOWER_IS_BETTER, NAMED, named_metric, named_metrics
 from gradattr.evaluation.runner import (
     COLUMNS,
     Data,
@@ -28,6 +28,7 @@ from gradattr.evaluation.runner import (
 
 __all__ = [
     "COLUMNS",
+    "LOWER_IS_BETTER",
     "NAMED",
     "Data",
     "EvaluatedBatch",

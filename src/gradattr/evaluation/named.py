@@ -35,6 +35,10 @@ NAMED: dict[str, tuple[Callable[..., Any], Kind]] = {
     "non_sensitivity": (m.non_sensitivity, "model"),
 }
 """Metric name -> (its function in :mod:`gradattr.metrics`, how it is called: see :class:`PerSampleMetric`)."""
+LOWER_IS_BETTER = frozenset({"complexity", "effective_complexity", "deletion_auc", "road", "non_sensitivity"})
+"""Metrics where a lower value is the better explanation (the probability left after deleting the most relevant
+features, with ROAD in its default most-relevant-first order; an entropy; a count of disagreements); higher is
+better for the others."""
 
 
 def named_metric(name: str, *, masks: Tensor | None = None, **options: Any) -> PerSampleMetric:

@@ -121,6 +121,8 @@ class Study:
             "methods": study.methods,
             "unavailable": study.unavailable,
             "sensitivity_n": study.sensitivity.to_dict() if study.sensitivity is not None else None,
+            "quality": {name: result.mean() for name, result in study.sensitivity.metrics.items()}
+            if study.sensitivity is not None else {},
             "correlation": {"methods": study.methods, "pearson": study.correlation},
             "completeness_relative_gap": study.completeness,
             "equalities_max_relative_difference": study.equalities,

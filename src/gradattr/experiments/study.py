@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine.inventory import Inventory, inventory
-from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate
+from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate, named_metrics
 from gradattr.files import one_line
 from gradattr.methods import PAPER_METHODS, attribute
 from gradattr.metrics import completeness_gap, pearson_per_sample
@@ -155,6 +155,7 @@ class Subject:
         training: accuracy and training cost, when known.
         tokens: token ids -> token strings, for text models.
         sample_seed: the seed the evaluation samples were drawn with at random (None: the first ones).
+        masks: ground-truth masks of the evaluation samples (B, ...), for the localisation metrics.
         transformer: softmax attention and layer norms (a ViT or a transformer text classifier), compared with
             the paper's models in the report.
     """
@@ -170,6 +171,7 @@ class Subject:
     tokens: Callable[[Tensor], list[str]] | None = None
     transformer: bool = False
     sample_seed: int | None = None
+    masks: Tensor | None = None
 
     @property
     def is_text(self) -> bool:
@@ -187,6 +189,8 @@ class StudySettings:
     ig_steps: int = 100
     batch_size: int = 50
     progress: bool = True
+    metrics: tuple[str, ...] = ()
+    """Quality metrics measured beside Sensitivity-n (names of :data:`gradattr.evaluation.NAMED`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +200,7 @@ class StudySettings:
             "seed": self.seed,
             "integrated_gradients_steps": self.ig_steps,
             "batch_size": self.batch_size,
+            **({"metrics": list(self.metrics)} if self.metrics else {}),
         }
 
 
@@ -296,6 +301,7 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
         "study": "model", "dataset": subject.dataset, "model": subject.model_name, "settings": settings.to_dict(),
         "architecture": repr(subject.model), "weights": subject.model.state_dict(), "inputs": subject.inputs,
         "labels": subject.labels, "state": "with the ops met",  # entries before the ops were recorded are stale
+        **({"masks": subject.masks} if subject.masks is not None else {}),
         **({"transformer": True} if subject.transformer else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
                      "method_options": features.method_options, "extra_rows": features.extra_rows,
@@ -525,6 +531,8 @@ def _evaluate(
     features = subject.features
     rows = features.rows(settings.methods)
     at_input = {} if features.input_baseline is None else {"removal": "input", "baseline": features.input_baseline}
+    if settings.metrics:
+        at_input["metrics"] = named_metrics(list(settings.metrics), masks=subject.masks)
     table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),

@@ -135,6 +135,28 @@ def load_inputs(paths: Sequence[Path], batched: bool = False) -> Tensor:
     return torch.cat(samples)
 
 
+def load_masks(path: Path, samples: int) -> Tensor | None:
+    """Ground-truth masks beside the data of :func:`load_labelled`: the array ``masks`` of the ``.npz`` (or
+    ``masks.npy`` in the directory), one mask of 0/1 per sample; None when there is none.
+
+    Raises:
+        UserInputError: the masks are not one per sample, or not 0/1.
+        FileContentError: the file is truncated or corrupt, or holds pickled objects (never executed).
+    """
+    if path.is_dir():
+        masks = load_array(path / "masks.npy") if (path / "masks.npy").is_file() else None
+    else:
+        arrays = read_npz(path)
+        masks = _numeric(path, arrays["masks"], "masks") if "masks" in arrays else None
+    if masks is None:
+        return None
+    if masks.dim() < 2 or masks.shape[0] != samples or not bool(((masks == 0) | (masks == 1)).all()):
+        raise UserInputError(
+            f"masks must hold one 0/1 mask per sample ({samples}); got {masks.dtype} {tuple(masks.shape)}"
+        )
+    return masks.bool()
+
+
 def load_labelled(path: Path) -> tuple[Tensor, Tensor]:
     """``(x, y)`` from a ``.npz`` holding arrays ``x`` and ``y``, or a directory with ``x.npy`` and ``y.npy``.
 

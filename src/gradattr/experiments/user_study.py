@@ -51,6 +51,8 @@ def user_study(
     command: str = "gradattr evaluate",
     checkpoint: str | Path | None = None,
     evaluator: Callable[..., SensitivityTable] = evaluate,
+    metrics: tuple[str, ...] = (),
+    masks: Tensor | None = None,
 ) -> Study:
     """Study ``model`` on ``(x, y)`` (Sensitivity-n, agreement, completeness, the paper's claims).
 
@@ -61,6 +63,8 @@ def user_study(
     ``batch_size`` samples, and a call with the same model, data and settings resumes after them with the same
     result (see :func:`gradattr.evaluate`). ``evaluator`` runs the evaluation (default
     :func:`gradattr.evaluate`; ``functools.partial(gradattr.distributed.evaluate, workers=4)`` for Ray).
+    ``metrics`` (names of :data:`gradattr.evaluation.NAMED`) are measured beside Sensitivity-n, the localisation
+    ones against ``masks`` (one per sample).
     """
     start = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -81,9 +85,11 @@ def user_study(
         features=user_features(model, x, patch, layer),
         tokens=(lambda ids: [str(int(i)) for i in ids]) if layer is not None else None,
         training=Training(test_accuracy=accuracy, majority_rate=majority, seconds=0.0, epochs=0),  # not trained here
+        masks=masks,
     )
     settings = StudySettings(
-        methods=methods, num_subsets=num_subsets, display=display, seed=seed, batch_size=batch_size, progress=progress
+        methods=methods, num_subsets=num_subsets, display=display, seed=seed, batch_size=batch_size,
+        progress=progress, metrics=metrics,
     )
     studied = study_model(subject, settings, checkpoint, evaluator)
     return Study(

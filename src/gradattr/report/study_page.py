@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gradattr.evaluation import LOWER_IS_BETTER
 from gradattr.experiments.claims import HOLDS, Claim
 from gradattr.experiments.protocol import Protocol
 from gradattr.experiments.results import Study
@@ -210,7 +211,31 @@ def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
     rows = [[esc(c.claim), esc(c.expected), esc(c.measured), _verdict(c)] for c in claims]
     met = f'<p class="muted">nonlinearities met: {esc(m.ops.summary())}</p>'
     parts.append("<h4>Paper claims</h4>" + met + table(["claim", "paper", "measured", "verdict"], rows))
+    if m.sensitivity is not None and m.sensitivity.metrics:
+        parts.append("<h4>Which method is most faithful?</h4>" + _quality_table(m))
     return "".join(parts)
+
+
+def _quality_table(m: ModelStudy) -> str:
+    """Methods x quality metrics: each metric's mean over the samples and the method's rank under it (1 = best;
+    lower is better for the metrics of :data:`~gradattr.evaluation.LOWER_IS_BETTER`), and the mean rank."""
+    results = m.sensitivity.metrics  # type: ignore[union-attr]
+    means = {name: {label: float(np.nanmean(np.atleast_1d(v))) for label, v in r.mean().items()}
+             for name, r in results.items()}  # fmt: skip
+    ranks: dict[str, dict[str, int]] = {}
+    for name, values in means.items():
+        order = sorted(values, key=lambda label: values[label] if name in LOWER_IS_BETTER else -values[label])
+        ranks[name] = {label: order.index(label) + 1 for label in order}
+    rows = []
+    for label in m.methods:
+        cells = [f"{means[name][label]:.3g} ({ranks[name][label]})" for name in means]
+        mean_rank = sum(ranks[name][label] for name in means) / len(means)
+        rows.append([esc(_label(m, label)), *cells, f"{mean_rank:.1f}"])
+    headers = ["method", *(f"{name}{' ↓' if name in LOWER_IS_BETTER else ' ↑'}" for name in means), "mean rank"]
+    return table(headers, rows, numeric=[False] + [True] * (len(means) + 1)) + (
+        f'<p class="note">Mean over {m.sensitivity.samples} samples (rank among the methods; ↑ higher is better, '  # type: ignore[union-attr]
+        "↓ lower). Definitions: gradattr.metrics.</p>"
+    )
 
 
 def _row_labels(m: ModelStudy) -> list[str]:
