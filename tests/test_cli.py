@@ -243,7 +243,7 @@ def test_evaluate_measures_quality_metrics_with_masks(user_model: tuple[Path, Pa
         assert quality["pointing_game"][method] == pytest.approx(hits)
         assert 0 <= quality["deletion_auc"][method] <= 1
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert "Which method is most faithful?" in report and "deletion_auc ↓" in report and "mean rank" in report
+    assert "Which method is most faithful?" in report and "deletion auc ↓" in report and "mean rank" in report
     unknown = invoke(*args, "--metrics", "sparsity")
     assert unknown.exit_code == 2 and "unknown metric(s) sparsity" in unknown.output
     np.savez(data, x=x.numpy(), y=y.numpy())

@@ -224,14 +224,16 @@ def _quality_table(m: ModelStudy) -> str:
              for name, r in results.items()}  # fmt: skip
     ranks: dict[str, dict[str, int]] = {}
     for name, values in means.items():
-        order = sorted(values, key=lambda label: values[label] if name in LOWER_IS_BETTER else -values[label])
-        ranks[name] = {label: order.index(label) + 1 for label in order}
+        score = {label: value if name in LOWER_IS_BETTER else -value for label, value in values.items()}
+        # rank = 1 + the methods strictly better: ties share a rank
+        ranks[name] = {label: 1 + sum(other < score[label] for other in score.values()) for label in score}
     rows = []
     for label in m.methods:
         cells = [f"{means[name][label]:.3g} ({ranks[name][label]})" for name in means]
         mean_rank = sum(ranks[name][label] for name in means) / len(means)
         rows.append([esc(_label(m, label)), *cells, f"{mean_rank:.1f}"])
-    headers = ["method", *(f"{name}{' ↓' if name in LOWER_IS_BETTER else ' ↑'}" for name in means), "mean rank"]
+    headers = ["method", *(f"{name.replace('_', ' ')} {'↓' if name in LOWER_IS_BETTER else '↑'}" for name in means),
+               "mean rank"]  # fmt: skip
     return table(headers, rows, numeric=[False] + [True] * (len(means) + 1)) + (
         f'<p class="note">Mean over {m.sensitivity.samples} samples (rank among the methods; ↑ higher is better, '  # type: ignore[union-attr]
         "↓ lower). Definitions: gradattr.metrics.</p>"
