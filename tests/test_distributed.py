@@ -299,3 +299,26 @@ def test_workers_are_kept_use_their_threads_and_worker_errors_keep_their_type(lo
     assert distributed._Pool.current is None  # the failed call ended its workers
     with pytest.raises(ValueError, match="need 6 CPUs, but Ray has 2"):
         distributed.evaluate(model, (x, y), ["saliency"], workers=3, threads_per_worker=2, progress=False)
+
+
+@needs_ray
+def test_workers_measure_the_quality_metrics_of_the_single_process_run(local_ray: Any, tmp_path: Path) -> None:
+    """Metrics beside Sensitivity-n run on the workers, masks cut to each shard, merged in data order; a
+    checkpointed run resumes with the same values on another number of workers."""
+    from gradattr.evaluation import named_metrics
+
+    model, x, y = model_and_data()
+    masks = x > 0
+    chosen = named_metrics(["sparseness", "pointing_game", "deletion_auc"], masks=masks)
+    settings = SETTINGS
+    reference = gradattr.evaluate(model, (x, y), ["saliency", "deeplift"], metrics=chosen, **settings)
+    checkpoint = tmp_path / "quality.pt"
+    table = distributed.evaluate(model, (x, y), ["saliency", "deeplift"], workers=2, shards=4, metrics=chosen,
+                                 checkpoint=checkpoint, **settings)  # fmt: skip
+    again = distributed.evaluate(model, (x, y), ["saliency", "deeplift"], workers=1, metrics=chosen,
+                                 checkpoint=checkpoint, **settings)  # fmt: skip
+    for result in (table, again):
+        assert_same_table(result, reference)
+        for name, metric in reference.metrics.items():
+            for label, values in metric.per_sample.items():
+                assert torch.allclose(result.metrics[name].per_sample[label], values, atol=1e-9), (name, label)
