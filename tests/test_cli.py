@@ -93,6 +93,10 @@ def test_reproduce_writes_report_json_and_csvs(tmp_path: Path) -> None:
     assert results["settings"]["num_subsets"] == 10 and results["models"][0]["evaluation_samples"] == 8
     assert "--num-subsets 10" in results["command"]
     assert {p.name for p in out.iterdir()} >= {"report.html", "results.json", "sensitivity_n.csv", "claims.csv"}
+    quality = results["models"][0]["quality"]  # the default quality metrics beside Sensitivity-n
+    assert set(quality) == {"deletion_auc", "insertion_auc", "sparseness", "complexity"}
+    assert all(0 <= v <= 1 for v in quality["deletion_auc"].values())
+    assert "Which method is most faithful?" in (out / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

@@ -195,3 +195,20 @@ def test_named_metrics_run_in_one_evaluation_and_equal_the_functions() -> None:
         named_metric("pointing_game")
     with pytest.raises(ValueError, match="not among"):
         named_metrics(["sparseness"], options={"road": {}})
+
+
+def test_groups_sum_the_maps_of_complexity_and_group_the_removals() -> None:
+    from gradattr import metrics as quality
+    from gradattr.evaluation import named_metrics
+
+    model, x, y, _ = model_and_data()
+    groups = gradattr.patches((1, 8, 8), 4)
+    chosen = named_metrics(["sparseness", "deletion_auc"], groups=groups)
+    assert chosen[1].options["feature_groups"] is groups and chosen[1].groups is None
+    table = gradattr.evaluate(model, (x, y), ["gradient_x_input"], metrics=chosen, **SETTINGS)
+    maps = gradattr.attribute(model, x, method="gradient_x_input", target=y)
+    patch_sums = torch.stack([maps.flatten(1)[:, (groups.flatten() == g)].sum(1) for g in range(4)], 1)
+    assert torch.allclose(table.metrics["sparseness"].per_sample["gradient_x_input"],
+                          quality.sparseness(patch_sums), atol=1e-6)  # fmt: skip
+    deletion = quality.deletion_auc(model, x, maps, target=y, feature_groups=groups).per_sample
+    assert torch.allclose(table.metrics["deletion_auc"].per_sample["gradient_x_input"], deletion, atol=1e-6)

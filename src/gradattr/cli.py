@@ -120,6 +120,23 @@ def _metrics(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _study_metrics(values: list[str] | None) -> tuple[str, ...]:
+    """``reproduce --metrics``: the default quality metrics, ``none``, or names without ground truth (the study's
+    data sets have no masks)."""
+    from gradattr.evaluation import NAMED
+    from gradattr.experiments.reproduce import QUALITY_METRICS
+
+    if values is None:
+        return QUALITY_METRICS
+    if _split(values) == ["none"]:
+        return ()
+    names = _metrics(values)
+    localising = [name for name in names if NAMED[name][1] == "mask"]
+    if localising:
+        raise typer.BadParameter(f"{', '.join(localising)} need ground-truth masks, which the study's data sets lack")
+    return names
+
+
 def _command_line(context: typer.Context) -> str:
     """The running command with the options given explicitly (not their defaults), ready to paste."""
     words = ["gradattr", context.info_name or ""]
@@ -164,6 +181,11 @@ def reproduce(
     num_subsets: NumSubsets = 100,
     display: Annotated[int, typer.Option(min=1, max=16, help="Samples shown per model in the report.")] = 4,
     methods: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(help="Quality metrics beside Sensitivity-n, comma-separated; 'none' for none (default: "
+                     "deletion_auc, insertion_auc, sparseness, complexity)."),
+    ] = None,
     seed: Seed = 0,
     cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $GRADATTR_CACHE).")] = None,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train even when a cached model exists.")] = False,
@@ -213,7 +235,8 @@ def reproduce(
         cache=cache,
         retrain=retrain,
         settings=StudySettings(
-            methods=_methods(methods), num_subsets=num_subsets, display=display, seed=seed, progress=progress
+            methods=_methods(methods), num_subsets=num_subsets, display=display, seed=seed, progress=progress,
+            metrics=_study_metrics(metrics),
         ),
         command=_command_line(context),
         robustness=robustness,

@@ -62,7 +62,9 @@ class PerSampleMetric(Metric):
     - ``kind="model"``: ``function(f, x, R, target=c, **options)`` with f the model as a function of the
       attributed tensor x (faithfulness: deletion and insertion, region perturbation, ...).
 
-    The function returns Tensor(B) or Tensor(B, K), or an object whose ``per_sample`` is one.
+    The function returns Tensor(B) or Tensor(B, K), or an object whose ``per_sample`` is one. With ``groups`` (a
+    group mask over the attributed tensor: patches, tokens), a ``"map"`` metric reads the group sums
+    R_g = Σ_{i∈g} R_i (B, G): the sparseness of a text's per-token relevance, not of its embedding entries.
     """
 
     name: str
@@ -70,12 +72,15 @@ class PerSampleMetric(Metric):
     kind: Kind = "map"
     masks: Tensor | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    groups: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("map", "mask", "model"):
             raise ValueError(f"metric {self.name!r}: kind must be 'map', 'mask' or 'model', got {self.kind!r}")
         if (self.kind == "mask") != (self.masks is not None):
             raise ValueError(f"metric {self.name!r}: ground-truth masks go with kind='mask', and only there")
+        if self.groups is not None and self.kind != "map":
+            raise ValueError(f"metric {self.name!r}: groups sum the maps of kind='map' metrics only")
 
     def measure(self, batch: EvaluatedBatch) -> dict[str, Tensor]:
         rows = slice(batch.first, batch.first + batch.targets.shape[0])
@@ -87,13 +92,20 @@ class PerSampleMetric(Metric):
         values = {}
         for label, r in batch.maps.items():
             if self.kind == "map":
-                value = self.function(r, **self.options)
+                value = self.function(self._grouped(r), **self.options)
             elif self.kind == "mask":
                 value = self.function(r, self.masks[rows], **self.options)  # type: ignore[index]
             else:
                 value = self._on_model(batch, r)
             values[label] = _per_sample(self.name, getattr(value, "per_sample", value), r.shape[0])
         return values
+
+    def _grouped(self, r: Tensor) -> Tensor:
+        """``r`` as group sums (B, G) with :attr:`groups`, else as it is."""
+        if self.groups is None:
+            return r
+        flat = r.reshape(r.shape[0], -1)
+        return as_grouping(self.groups, r.shape[1:], r.device).sums(flat)
 
     def _on_model(self, batch: EvaluatedBatch, r: Tensor) -> Any:
         """The function on the model as a function of the attributed tensor; at a layer one sample at a time
@@ -110,12 +122,12 @@ class PerSampleMetric(Metric):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "function": _qualified(self.function), "kind": self.kind, "masks": self.masks,
-                "options": self.options}  # fmt: skip
+                "options": self.options, **({"groups": self.groups} if self.groups is not None else {})}  # fmt: skip
 
     def for_samples(self, start: int, stop: int) -> PerSampleMetric:
         if self.masks is None:
             return self
-        return PerSampleMetric(self.name, self.function, self.kind, self.masks[start:stop], self.options)
+        return PerSampleMetric(self.name, self.function, self.kind, self.masks[start:stop], self.options, self.groups)
 
 
 @dataclass(eq=False)

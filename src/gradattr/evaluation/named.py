@@ -8,6 +8,7 @@ method themselves (random logit, input invariance) take the method, not its maps
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,12 +42,17 @@ features, with ROAD in its default most-relevant-first order; an entropy; a coun
 better for the others."""
 
 
-def named_metric(name: str, *, masks: Tensor | None = None, **options: Any) -> PerSampleMetric:
+def named_metric(
+    name: str, *, masks: Tensor | None = None, groups: Tensor | None = None, **options: Any
+) -> PerSampleMetric:
     """The metric ``name`` of :data:`NAMED` with ``options`` (its keyword arguments, e.g. ``steps=20``).
 
     Args:
         name: a key of :data:`NAMED`.
         masks: ground-truth masks of every evaluated sample (N, ...), for the localisation metrics only.
+        groups: feature groups over the attributed tensor (patches, tokens): complexity reads the group sums,
+            and the removal metrics that take ``feature_groups`` remove whole groups (as Sensitivity-n does);
+            the localisation metrics compare features with their masks and ignore it.
         options: keyword arguments of the metric's function.
 
     Raises:
@@ -60,14 +66,21 @@ def named_metric(name: str, *, masks: Tensor | None = None, **options: Any) -> P
         raise ValueError(f"metric {name!r} measures against ground-truth masks: pass masks (one per sample)")
     if kind != "mask" and masks is not None:
         raise ValueError(f"metric {name!r} takes no ground-truth masks")
-    return PerSampleMetric(name, function, kind, masks, dict(options))
+    options = dict(options)
+    if groups is not None and kind == "model" and "feature_groups" in inspect.signature(function).parameters:
+        options.setdefault("feature_groups", groups)
+    return PerSampleMetric(name, function, kind, masks, options, groups if kind == "map" else None)
 
 
 def named_metrics(
-    names: list[str], *, masks: Tensor | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+    names: list[str],
+    *,
+    masks: Tensor | None = None,
+    groups: Tensor | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[PerSampleMetric]:
-    """:func:`named_metric` for each of ``names``; ``masks`` go to the localisation metrics, ``options`` are per
-    metric name (an option for a metric not in ``names`` is an error)."""
+    """:func:`named_metric` for each of ``names``; ``masks`` go to the localisation metrics, ``groups`` to all,
+    ``options`` are per metric name (an option for a metric not in ``names`` is an error)."""
     options = dict(options or {})
     stray = sorted(set(options) - set(names))
     if stray:
@@ -75,5 +88,6 @@ def named_metrics(
     chosen = []
     for name in names:
         wants_masks = name in NAMED and NAMED[name][1] == "mask"
-        chosen.append(named_metric(name, masks=masks if wants_masks else None, **dict(options.get(name, {}))))
+        chosen.append(named_metric(name, masks=masks if wants_masks else None, groups=groups,
+                                   **dict(options.get(name, {}))))  # fmt: skip
     return chosen

@@ -532,7 +532,7 @@ def _evaluate(
     rows = features.rows(settings.methods)
     at_input = {} if features.input_baseline is None else {"removal": "input", "baseline": features.input_baseline}
     if settings.metrics:
-        at_input["metrics"] = named_metrics(list(settings.metrics), masks=subject.masks)
+        at_input["metrics"] = named_metrics(list(settings.metrics), masks=subject.masks, groups=features.groups)
     table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),
