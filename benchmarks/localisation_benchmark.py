@@ -61,37 +61,17 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import gradattr
 from gradattr.data.localisation import LocalisationDataset, load_localisation
 from gradattr.metrics import pointing_game, relevance_mass_accuracy
+from gradattr.models import PooledCNN
 
 METHODS: tuple[str, ...] = ("saliency", "gradient_x_input", "integrated_gradients", "deeplift", "occlusion")
 OPTIONS: dict[str, dict[str, object]] = {
     "integrated_gradients": {"steps": 32},
     "occlusion": {"window": (4, 4), "stride": (2, 2)},
 }
-
-
-class PooledCNN(nn.Module):
-    """``[conv -> relu -> maxpool(2)] x 2 -> conv -> relu -> global max-pool -> linear``, 3x3 convolutions
-    padded to keep the size: translation invariant, so an item anywhere in the canvas is read alike."""
-
-    def __init__(self, channels: int, num_classes: int, width: int = 16) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
-        self.conv3 = nn.Conv2d(2 * width, 4 * width, 3, padding=1)
-        self.fc = nn.Linear(4 * width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> logits ``(N, num_classes)``."""
-        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(torch.relu(self.conv2(x)), 2)
-        x = F.adaptive_max_pool2d(torch.relu(self.conv3(x)), 1)
-        return self.fc(torch.flatten(x, 1))
 
 
 def maps(model: torch.nn.Module, data: LocalisationDataset, method: str, target: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import gradattr
 from gradattr.data import load_digits
 from gradattr.experiments.claims import occlusion_small_vs_large_n
 from gradattr.experiments.protocol import Protocol
@@ -109,3 +110,27 @@ def test_the_study_says_which_token_removal_it_used() -> None:
     assert "embedding vector set to 0" in protocols["embedding"]["removal"]
     assert "pad id" in protocols["pad"]["removal"]
     assert protocols["pad"]["feature_count"] == protocols["embedding"]["feature_count"] == 64
+
+
+def test_the_localisation_data_set_is_studied_against_its_ground_truth() -> None:
+    """The masks follow the randomly drawn samples, and a subject with masks gets the localisation metrics."""
+    from gradattr.data import load_localisation
+    from gradattr.experiments.recipes import evaluation_masks
+    from gradattr.models import pooled_cnn
+
+    data = load_localisation(seed=0)
+    x, y = evaluation_set(data, 12, seed=5)
+    masks = evaluation_masks(data, 12, seed=5)
+    rows = [int((data.test_x == sample).flatten(1).all(1).nonzero()[0]) for sample in x]
+    assert masks is not None and torch.equal(masks, data.test_masks[rows])
+    torch.manual_seed(0)
+    model = pooled_cnn(data.input_shape, data.num_classes).eval()
+    features = features_of(data, model)
+    subject = Subject("Canvases", "Pooled CNN", model, x, y, data.class_names, features, sample_seed=5, masks=masks)
+    settings = StudySettings(methods=("saliency", "deeplift"), num_subsets=5, display=1, progress=False)
+    study = study_model(subject, settings)
+    hits = study.sensitivity.metrics["pointing_game"].per_sample  # type: ignore[union-attr]
+    maps = gradattr.attribute(model, x, method="deeplift", target=y)
+    from gradattr import metrics
+
+    assert torch.equal(hits["deeplift"], metrics.pointing_game(maps, masks))

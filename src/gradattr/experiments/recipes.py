@@ -30,6 +30,7 @@ from gradattr.data import (
     load_drugreview,
     load_fashion_mnist,
     load_imdb,
+    load_localisation,
     load_mnist,
 )
 from gradattr.experiments.study import Features
@@ -156,6 +157,9 @@ TEXT_MODELS = (
     ),
 )
 
+LOCALISATION_TRAINING = {"epochs": 20, "batch_size": 64, "lr": 3e-3, "patience": 4, "monitor": "val_accuracy"}
+"""The pooled CNN on the digits canvases: 97.8 % test accuracy (benchmarks/localisation_benchmark.py)."""
+
 DATASETS: tuple[DatasetRecipe, ...] = (
     DatasetRecipe(
         "digits", "Digits", lambda _: load_digits(seed=0),
@@ -175,6 +179,12 @@ DATASETS: tuple[DatasetRecipe, ...] = (
         _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}, VIT_28, VIT_28_TRAINING), quick=False,
         description="Fashion-MNIST 28x28 (Debian dataset-fashion-mnist); features: 4x4 patches",
         available=FASHION_MNIST_DIR.is_dir,
+    ),
+    DatasetRecipe(
+        "localisation", "Digits in canvases", lambda _: load_localisation(seed=0, copies=4),
+        (ModelRecipe("pooled-cnn", "Pooled CNN (ReLU)", "pooled_cnn", {}, LOCALISATION_TRAINING),), quick=False,
+        description=("digits pasted at random in 32x32 canvases among label-free distractors, the digit's box as "
+                     "ground truth (gradattr.data.load_localisation); features: 4x4 patches"),
     ),
     DatasetRecipe(
         "mnist", "MNIST", load_mnist, _image_models({"epochs": 10, "patience": 3}, {"epochs": 2}), quick=False,
@@ -212,10 +222,22 @@ def evaluation_set(data: Dataset, samples: int, seed: int | None = 0) -> tuple[T
     if isinstance(data, TextDataset):
         long_enough = (x != data.vocab.pad_id).sum(1) >= TEXT_WINDOW
         x, y = x[long_enough][:, -TEXT_WINDOW:], y[long_enough]
-    if seed is None:
-        return x[:samples], y[:samples]
-    chosen = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:samples]
+    chosen = _chosen(x.shape[0], samples, seed)
     return x[chosen], y[chosen]
+
+
+def evaluation_masks(data: Dataset, samples: int, seed: int | None = 0) -> Tensor | None:
+    """The ground-truth masks of :func:`evaluation_set`'s samples (``data.test_masks``: the pasted item's box of
+    :func:`gradattr.data.load_localisation`), or None for data without them."""
+    masks = getattr(data, "test_masks", None)
+    return None if masks is None else masks[_chosen(masks.shape[0], samples, seed)]
+
+
+def _chosen(count: int, samples: int, seed: int | None) -> Tensor:
+    """The rows of ``samples`` of ``count`` test samples: a seeded random draw, or the first ones."""
+    if seed is None:
+        return torch.arange(min(samples, count))
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:samples]
 
 
 def feature_kind(data: Dataset) -> str:

@@ -28,6 +28,7 @@ from gradattr.experiments.recipes import (
     DatasetRecipe,
     ModelRecipe,
     TokenRemoval,
+    evaluation_masks,
     evaluation_set,
     feature_kind,
     features_of,
@@ -299,6 +300,7 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
     features = model_features(data, model, model_recipe, options.token_removal)
     count = samples_for(feature_kind(data), options, model_recipe.quick_samples)
     inputs, labels = evaluation_set(data, count, seed=settings.seed)
+    masks = evaluation_masks(data, count, seed=settings.seed)
     return Subject(
         dataset=recipe.title,
         model_name=model_recipe.title,
@@ -311,4 +313,5 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         transformer=model_recipe.transformer,
         tokens=data.vocab.decode if isinstance(data, TextDataset) else None,
         sample_seed=settings.seed,
+        masks=masks,
     )

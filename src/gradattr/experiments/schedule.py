@@ -38,6 +38,7 @@ EXPECTED: dict[str, Cost] = {
     "fashion-mnist-mlp-tanh": Cost(18.0, 0.046),
     "fashion-mnist-cnn": Cost(84.0, 0.65),
     "fashion-mnist-vit": Cost(44.0, 0.22),
+    "localisation-pooled-cnn": Cost(30.0, 0.15),
 }
 """Measured cost per ``data set-model`` (``benchmarks/reproduce_stages.py``); MNIST counts as Fashion-MNIST
 (same sizes, same models). Models without an entry are not in the estimate (the run says which)."""

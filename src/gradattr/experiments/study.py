@@ -91,6 +91,10 @@ class OpsMet:
         }  # fmt: skip
 
 
+LOCALISATION_METRICS = ("pointing_game", "relevance_mass_accuracy")
+"""Measured on every subject with ground-truth masks (Zhang et al. 2018; Arras et al. 2022)."""
+
+
 @dataclass(frozen=True)
 class Features:
     """What a feature is for one model: what is attributed, what Sensitivity-n removes, how it is shown.
@@ -531,8 +535,9 @@ def _evaluate(
     features = subject.features
     rows = features.rows(settings.methods)
     at_input = {} if features.input_baseline is None else {"removal": "input", "baseline": features.input_baseline}
-    if settings.metrics:
-        at_input["metrics"] = named_metrics(list(settings.metrics), masks=subject.masks, groups=features.groups)
+    quality = [*settings.metrics, *(LOCALISATION_METRICS if subject.masks is not None else ())]
+    if quality:
+        at_input["metrics"] = named_metrics(list(dict.fromkeys(quality)), masks=subject.masks, groups=features.groups)
     table = evaluator(
         subject.model,
         (subject.inputs, subject.labels),

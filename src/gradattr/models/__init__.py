@@ -8,6 +8,7 @@ models expose the word embedding as ``model.embedding``.
 
 from gradattr.models.cnn import Cifar10CNN, MnistCNN, cifar10_cnn, mnist_cnn
 from gradattr.models.mlp import MLP, mnist_mlp
+from gradattr.models.pooled import PooledCNN, pooled_cnn
 from gradattr.models.registry import IMAGE_MODELS, MODELS, TEXT_MODELS, build_model
 from gradattr.models.resnet import ResidualBlock, SmallResNet, small_resnet
 from gradattr.models.text import TextCNN, TextLSTM, text_cnn, text_lstm
@@ -20,6 +21,7 @@ __all__ = [
     "TEXT_MODELS",
     "Cifar10CNN",
     "MnistCNN",
+    "PooledCNN",
     "ResidualBlock",
     "SmallResNet",
     "TextCNN",
@@ -30,6 +32,7 @@ __all__ = [
     "cifar10_cnn",
     "mnist_cnn",
     "mnist_mlp",
+    "pooled_cnn",
     "small_resnet",
     "text_cnn",
     "text_lstm",

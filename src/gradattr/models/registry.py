@@ -10,6 +10,7 @@ from torch import nn
 from gradattr.data.dataset import Dataset, TextDataset
 from gradattr.models.cnn import cifar10_cnn, mnist_cnn
 from gradattr.models.mlp import mnist_mlp
+from gradattr.models.pooled import pooled_cnn
 from gradattr.models.resnet import small_resnet
 from gradattr.models.text import text_cnn, text_lstm
 from gradattr.models.transformer import text_transformer, vision_transformer
@@ -21,6 +22,7 @@ IMAGE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "cifar10_cnn": cifar10_cnn,
     "small_resnet": small_resnet,
     "vision_transformer": vision_transformer,
+    "pooled_cnn": pooled_cnn,
 }
 #: Factories for token-id inputs: ``factory(vocab_size, num_classes, **options)``.
 TEXT_MODELS: dict[str, Callable[..., nn.Module]] = {
