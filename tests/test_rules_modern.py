@@ -481,3 +481,20 @@ def test_exact_max_pooling_computes_what_max_pooling_computes(spatial: int) -> N
     with pytest.raises(gradattr.engine.UnsupportedOperationError, match="max_pooling='route'"):
         gradattr.attribute(model.double(), torch.randn(2, 1, 9, dtype=F64), method="deeplift", target=0,
                            max_pooling="exact")  # fmt: skip
+
+
+def test_deeplift_softmax_stays_complete_when_the_baseline_row_is_nearly_one_hot() -> None:
+    """Found by the fuzzer: logits near 30 at the baseline (ȳ_top = 1 − 2e-5) and a gap of 28 per entry make
+    the multiplier of the top entry e^{28}-large, so its 1 − ȳ_top must not be formed as a difference (it cost
+    2.4e-4 of Δ(y·w) = 0.41; now the completeness of the rule itself is at float64 rounding of its terms)."""
+    from gradattr.rules.softmax import SoftmaxCall, _DeepLiftSoftmax
+
+    x = torch.tensor([[1.0428635856543889, 2.267071312949319, -3.054022796885226, -2.0108272389517645]],
+                     dtype=torch.float64, requires_grad=True)  # fmt: skip
+    x_ref = torch.tensor([[-10.99884127358293, 30.19328030571539, 19.38549617441178, -8.222698331364306]],
+                         dtype=torch.float64)  # fmt: skip
+    w = torch.tensor([0.3, -1.2, 0.7, 2.0], dtype=torch.float64)
+    for a, b in ((x, x_ref), (x_ref.clone().requires_grad_(), x.detach())):
+        (g,) = torch.autograd.grad((_DeepLiftSoftmax.apply(a, b, SoftmaxCall(-1)) * w).sum(), a)
+        delta = ((torch.softmax(a, -1) - torch.softmax(b, -1)) * w).sum()
+        assert abs(float((g * (a - b)).sum() - delta)) < 1e-6, (float((g * (a - b)).sum()), float(delta))
