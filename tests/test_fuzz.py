@@ -474,11 +474,16 @@ float64 = (torch.float64,)
 def test_deeplift_completeness(case: Case) -> None:
     """Property 3a: on networks of linear ops and elementwise nonlinearities (no gate products, no max
     pooling), DeepLIFT's attributions sum to S_c(x) - S_c(x̄) computed with the model, to 1e-6 relative to
-    the scores (float64), for every baseline form, target form, layer and activation call style."""
+    the scores (float64), for every baseline form, target form, layer and activation call style — up to the
+    rounding of the attributions themselves (64 ulps of Σ|R|): through softmax with logits far apart at the
+    baseline, DeepLIFT's exact decomposition (exp, sum, reciprocal, product) gives terms of size e^{|Δx|}
+    that cancel (the fuzzer found Σ|R| = 4.8e15 for Σ R = -73), a conditioning limit of the rule, not a gap."""
     delta, scale = score_difference(case)
     result = case.call()
     gap = (total(result, case.batch) - delta).abs()
-    assert bool((gap <= 1e-6 * scale + 1e-12).all()), f"gap {gap.tolist()}, delta {delta.tolist()}"
+    magnitude = sum(a.abs().reshape(case.batch, -1).sum(1) for a in as_tuple(result))
+    rounding = 64 * torch.finfo(torch.float64).eps * magnitude
+    assert bool((gap <= 1e-6 * scale + rounding + 1e-12).all()), f"gap {gap.tolist()}, delta {delta.tolist()}"
 
 
 @fuzz_settings(45)
