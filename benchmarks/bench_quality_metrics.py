@@ -1,0 +1,136 @@
+"""gradattr's deletion / insertion AUC beside Quantus 0.6.0 PixelFlipping: values and speed (issue 17).
+
+Deletion (Petsiuk et al., "RISE", BMVC 2018): remove the features in order of decreasing attribution, L equal chunks
+of N / L features, and record S_c(x_k), the target's softmax probability, for k = 0..L; the AUC is the trapezoid
+rule over the fractions k / L. Quantus PixelFlipping (Bach et al. 2015) runs the same removals with
+``features_in_step = N / L``, ``perturb_baseline=0.0``, ``normalise=False``, ``abs=False``, ``softmax=True``; its
+curve omits k = 0 and its AUC is ``np.trapz`` with dx = 1 over the L removal steps (``np.trapz`` is gone in NumPy 2,
+so Quantus' ``return_auc_per_sample=True`` raises there). The curves (S_c(x_1..x_L)) must agree to float32 rounding;
+the AUCs differ by construction, and the hand-derived value from the paper's definition is printed beside gradattr's
+for sample 0. Insertion has no Quantus twin and is timed alone. Models are seeded and untrained (as in
+bench_robustness_metrics.py), batch 64, inputs seeded uniform in [0, 1], attributions gradattr's gradient x input
+for both sides.
+
+Forward evaluations: Quantus evaluates L batches of 64 rows, gradattr L + 1 (it also scores x itself, k = 0),
+in passes of ``max_elements = 64 * 784`` input elements, i.e. the same 64-row forward batches as Quantus: on one
+CPU thread the CNN's convolutions cost more per row in larger batches (cache), so gradattr's default budget
+(131072 elements, 167 rows) is slower there.
+
+    PYTHONPATH=src /work/peers-venv/bin/python benchmarks/bench_quality_metrics.py [--quick] [--threads N]
+
+Without Quantus the script runs gradattr's side only and says so. Threads are fixed (default 1) and the load
+average printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import gradattr
+from gradattr.metrics import deletion_auc, insertion_auc
+from gradattr.models import mnist_cnn, mnist_mlp
+
+try:
+    import quantus
+except ImportError as error:  # the main environment: no torchvision
+    quantus = None
+    QUANTUS_MISSING = f"{type(error).__name__}: {error}"
+
+BATCH = 64
+
+
+def best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
+    """Fastest of ``repeats`` timed runs, and the last result."""
+    best, result = math.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def quantus_curves(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, steps: int) -> np.ndarray:
+    """Quantus PixelFlipping's curves (B, L) with the paper's settings (see the module docstring)."""
+    metric = quantus.PixelFlipping(
+        features_in_step=x[0].numel() // steps, perturb_baseline=0.0, normalise=False, abs=False,
+        disable_warnings=True, display_progressbar=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = metric(
+            model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
+            batch_size=len(x), softmax=True,
+        )  # fmt: skip
+    return np.asarray(scores, dtype=np.float64)
+
+
+def hand_deletion_auc(model: nn.Module, x: Tensor, y: int, a: Tensor, steps: int) -> float:
+    """Deletion AUC of one sample from the paper's definition: an explicit loop over k = 0..L."""
+    flat, order = x.flatten().clone(), a.flatten().argsort(descending=True, stable=True)
+    chunk, scores = flat.numel() // steps, []
+    for k in range(steps + 1):
+        point = flat.clone()
+        point[order[: k * chunk]] = 0.0
+        with torch.no_grad():
+            scores.append(float(model(point.view(1, *x.shape)).double().softmax(-1)[0, y]))
+    return sum((scores[k] + scores[k + 1]) / 2 / steps for k in range(steps))
+
+
+def run_model(name: str, model: nn.Module, steps: int, repeats: int) -> list[str]:
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 1, 28, 28, generator=generator)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    a = gradattr.attribute(model, x, "gradient_x_input", y)
+    rows_budget = x.numel()  # 64 rows per forward pass, as Quantus
+    ours_del, ours = best_of(repeats, lambda: deletion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
+    ours_ins, _ = best_of(repeats, lambda: insertion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
+    hand = hand_deletion_auc(model, x[0], int(y[0]), a[0], steps)
+    rows = [f"| {name} | insertion_auc | {steps} | {ours_ins:.4f} | — | — | no Quantus twin |"]
+    if quantus is None:
+        auc = float(ours.per_sample[0])
+        rows.insert(0, f"| {name} | deletion_auc | {steps} | {ours_del:.4f} | — | — | AUC {auc:.6f}, hand {hand:.6f} |")
+        return rows
+    theirs_seconds, theirs = best_of(repeats, lambda: quantus_curves(model, x, y, a, steps))
+    diff = float(np.abs(ours.curve[:, 1:].numpy() - theirs).max())
+    quantus_auc = float(np.trapezoid(theirs[0]))
+    rows.insert(
+        0,
+        f"| {name} | deletion_auc vs PixelFlipping | {steps} | {ours_del:.4f} | {theirs_seconds:.4f} | "
+        f"{theirs_seconds / ours_del:.1f}x | curves max abs diff {diff:.2e}; sample 0: gradattr AUC "
+        f"{float(ours.per_sample[0]):.6f} = hand {hand:.6f}, Quantus trapz over steps {quantus_auc:.6f} |",
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="L = 16 steps, 1 repeat")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    steps, repeats = (16, 1) if args.quick else (49, 3)
+    print(f"threads {args.threads}, load average {os.getloadavg()}, batch {BATCH}, seeded untrained models")
+    if quantus is None:
+        print(f"Quantus not importable ({QUANTUS_MISSING}): gradattr's side only")
+    print("| model | metric | L | gradattr s | Quantus s | ratio | values |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    torch.manual_seed(0)
+    for name, build in (("MLP", lambda: mnist_mlp((1, 28, 28), 10)), ("CNN", lambda: mnist_cnn((1, 28, 28), 10))):
+        for row in run_model(name, build(), steps, repeats):
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
