@@ -7,9 +7,11 @@ rule over the fractions k / L. Quantus PixelFlipping (Bach et al. 2015) runs the
 curve omits k = 0 and its AUC is ``np.trapz`` with dx = 1 over the L removal steps (``np.trapz`` is gone in NumPy 2,
 so Quantus' ``return_auc_per_sample=True`` raises there). The curves (S_c(x_1..x_L)) must agree to float32 rounding;
 the AUCs differ by construction, and the hand-derived value from the paper's definition is printed beside gradattr's
-for sample 0. Insertion has no Quantus twin and is timed alone. Models are seeded and untrained (as in
-bench_robustness_metrics.py), batch 64, inputs seeded uniform in [0, 1], attributions gradattr's gradient x input
-for both sides.
+for sample 0. Insertion has no Quantus twin and is timed alone. Region perturbation (Samek et al. 2017) beside
+Quantus RegionPerturbation: MoRF, the 49 4 x 4 patches one per step, baseline 0, logits, raw attributions; Quantus
+returns the drops f(x_0) - f(x_k) for k = 1..G, gradattr the curve and AOPC = Σ_{k=0}^{G} (f(x_0) - f(x_k)) / (G +
+1). Models are seeded and untrained (as in bench_robustness_metrics.py), batch 64, inputs seeded uniform in [0, 1],
+attributions gradattr's gradient x input for both sides.
 
 Forward evaluations: Quantus evaluates L batches of 64 rows, gradattr L + 1 (it also scores x itself, k = 0),
 in passes of ``max_elements = 64 * 784`` input elements, i.e. the same 64-row forward batches as Quantus: on one
@@ -37,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 import gradattr
-from gradattr.metrics import deletion_auc, insertion_auc
+from gradattr.metrics import deletion_auc, insertion_auc, region_perturbation
 from gradattr.models import mnist_cnn, mnist_mlp
 
 try:
@@ -47,6 +49,7 @@ except ImportError as error:  # the main environment: no torchvision
     QUANTUS_MISSING = f"{type(error).__name__}: {error}"
 
 BATCH = 64
+PATCH = 4
 
 
 def best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
@@ -74,6 +77,41 @@ def quantus_curves(model: nn.Module, x: Tensor, y: Tensor, a: Tensor, steps: int
     return np.asarray(scores, dtype=np.float64)
 
 
+def quantus_region_drops(model: nn.Module, x: Tensor, y: Tensor, a: Tensor) -> np.ndarray:
+    """Quantus RegionPerturbation's drops f(x_0) - f(x_k), k = 1..G (B, G): MoRF, all G patches, logits."""
+    metric = quantus.RegionPerturbation(
+        patch_size=PATCH, order="morf", regions_evaluation=(28 // PATCH) ** 2, perturb_baseline=0.0,
+        normalise=False, abs=False, disable_warnings=True, display_progressbar=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = metric(
+            model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
+            batch_size=len(x), softmax=False,
+        )  # fmt: skip
+    return np.asarray(scores, dtype=np.float64)
+
+
+def region_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repeats: int) -> str:
+    """Region perturbation (Samek et al. 2017), MoRF over the 49 4 x 4 patches, one patch per step, beside
+    Quantus: the drops f(x_0) - f(x_k) compared; AOPC = Σ_{k=1}^{G} drop_k / (G + 1) from Quantus' drops."""
+    groups, regions = gradattr.patches((1, 28, 28), PATCH), (28 // PATCH) ** 2
+    run = lambda: region_perturbation(model, x, a, y, groups, steps=regions, max_elements=x.numel())  # noqa: E731
+    ours_seconds, ours = best_of(repeats, run)
+    if quantus is None:
+        aopc = float(ours.per_sample[0])
+        return f"| {name} | region_perturbation | {regions} | {ours_seconds:.4f} | — | — | AOPC {aopc:.6f} |"
+    theirs_seconds, theirs = best_of(repeats, lambda: quantus_region_drops(model, x, y, a))
+    drops = (ours.curve[:, :1] - ours.curve[:, 1:]).numpy()
+    diff = float(np.abs(drops - theirs).max())
+    aopc = float(np.abs(ours.per_sample.numpy() - theirs.sum(1) / (regions + 1)).max())
+    return (
+        f"| {name} | region_perturbation vs RegionPerturbation | {regions} | {ours_seconds:.4f} | "
+        f"{theirs_seconds:.4f} | {theirs_seconds / ours_seconds:.1f}x | drops max abs diff {diff:.2e}, "
+        f"AOPC (Σ drops / (G + 1)) max abs diff {aopc:.2e} |"
+    )
+
+
 def hand_deletion_auc(model: nn.Module, x: Tensor, y: int, a: Tensor, steps: int) -> float:
     """Deletion AUC of one sample from the paper's definition: an explicit loop over k = 0..L."""
     flat, order = x.flatten().clone(), a.flatten().argsort(descending=True, stable=True)
@@ -97,7 +135,10 @@ def run_model(name: str, model: nn.Module, steps: int, repeats: int) -> list[str
     ours_del, ours = best_of(repeats, lambda: deletion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
     ours_ins, _ = best_of(repeats, lambda: insertion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
     hand = hand_deletion_auc(model, x[0], int(y[0]), a[0], steps)
-    rows = [f"| {name} | insertion_auc | {steps} | {ours_ins:.4f} | — | — | no Quantus twin |"]
+    rows = [
+        f"| {name} | insertion_auc | {steps} | {ours_ins:.4f} | — | — | no Quantus twin |",
+        region_row(name, model, x, y, a, repeats),
+    ]
     if quantus is None:
         auc = float(ours.per_sample[0])
         rows.insert(0, f"| {name} | deletion_auc | {steps} | {ours_del:.4f} | — | — | AUC {auc:.6f}, hand {hand:.6f} |")
