@@ -1,0 +1,79 @@
+"""gradattr's complexity metrics beside Quantus 0.6.0 on the same attributions (issue 17), partial.
+
+Covers sparseness (Gini index, Chalasani et al. 2020), complexity (entropy of |a|/Σ|a|, Bhatt et al. 2020) and
+effective complexity (count of |a| > eps, Nguyen & Martínez 2020). Quantus is run with ``abs=True,
+normalise=False`` so both sides read the same |a|; the values need no model output, so a small MNIST-sized MLP is
+passed only to satisfy Quantus' call signature. Batch 64, attributions drawn once from a seeded normal.
+
+Run in the peer venv: ``PYTHONPATH=src /work/peers-venv/bin/python benchmarks/peers/quantus_maps.py --out F``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import quantus
+import torch
+
+from gradattr.metrics import complexity, effective_complexity, sparseness
+
+
+def _gini_by_hand(a: np.ndarray) -> float:
+    """Σ_i (2i − n − 1) a_(i) / (n Σ a) over |a| sorted ascending, i = 1..n (Chalasani et al. 2020)."""
+    v = np.sort(np.abs(a).ravel().astype(np.float64))
+    n = v.size
+    return float(sum((2 * (i + 1) - n - 1) * v[i] for i in range(n)) / (n * v.sum()))
+
+
+def _entropy_by_hand(a: np.ndarray) -> float:
+    """−Σ p_i ln p_i with p = |a| / Σ|a| (Bhatt et al. 2020)."""
+    p = np.abs(a).ravel().astype(np.float64)
+    p = p / p.sum()
+    return float(-sum(q * math.log(q) for q in p if q > 0))
+
+
+def main() -> None:
+    """Compare per-sample values and write a Markdown table."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    x = torch.rand(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+    a = torch.randn(64, 1, 28, 28)
+    a[:, :, :4] = 0.0
+    kw = {"model": model, "x_batch": x.numpy(), "y_batch": y.numpy(), "a_batch": a.numpy(), "device": "cpu"}
+    settings = {"abs": True, "normalise": False, "disable_warnings": True}
+    rows = []
+    for name, ours, theirs, hand in (
+        ("sparseness", sparseness(a), quantus.Sparseness(**settings)(**kw), _gini_by_hand(a[0].numpy())),
+        ("complexity", complexity(a), quantus.Complexity(**settings)(**kw), _entropy_by_hand(a[0].numpy())),
+        (
+            "effective_complexity",
+            effective_complexity(a, eps=1e-5),
+            quantus.EffectiveComplexity(eps=1e-5, **settings)(**kw),
+            float((np.abs(a[0].numpy()) > 1e-5).sum()),
+        ),
+    ):
+        ours_np = ours.double().numpy()
+        diff = float(np.max(np.abs(ours_np - np.asarray(theirs, dtype=np.float64))))
+        rows.append((name, diff, abs(float(ours_np[0]) - hand)))
+    lines = [
+        "| metric | Quantus class + settings | max abs diff vs Quantus (64 samples) "
+        "| abs diff vs hand-derived (sample 0) |",
+        "|---|---|---|---|",
+    ]
+    for name, diff, hand_diff in rows:
+        lines.append(f"| {name} | abs=True, normalise=False | {diff:.2e} | {hand_diff:.2e} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# gradattr vs Quantus 0.6.0: complexity metrics (partial)\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
