@@ -1,6 +1,7 @@
 """gradattr's complexity metrics beside Quantus 0.6.0 on the same attributions (issue 17), partial.
 
-Covers pointing game, relevance mass and rank accuracy (Arras et al. 2022; random 10x10 box masks) and sparseness (Gini index, Chalasani et al. 2020), complexity (entropy of |a|/Σ|a|, Bhatt et al. 2020) and
+Covers pointing game, relevance mass and rank accuracy (Arras et al. 2022; random 10x10 box masks) and
+sparseness (Gini index, Chalasani et al. 2020), complexity (entropy of |a|/Σ|a|, Bhatt et al. 2020) and
 effective complexity (count of |a| > eps, Nguyen & Martínez 2020). Quantus is run with ``abs=True,
 normalise=False`` so both sides read the same |a|; the values need no model output, so a small MNIST-sized MLP is
 passed only to satisfy Quantus' call signature. Batch 64, attributions drawn once from a seeded normal.
@@ -25,7 +26,6 @@ from gradattr.metrics import (
     relevance_rank_accuracy,
     sparseness,
 )
-
 
 NOTE = """
 Quantus' RelevanceMassAccuracy divides the signed sum inside the mask by the signed total, Σ_mask a / Σ a, which
