@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,7 +43,11 @@ def _map_and_mask(attributions: Any, mask: Any) -> tuple[Tensor, Tensor]:
 def _expected_hits(r: Tensor, m: Tensor, k: Tensor) -> Tensor:
     """Expected number of mask features among the k[b] features of largest r[b], ties at the k-th largest value
     broken uniformly at random (float64 (B,))."""
-    kth = r.topk(int(k.max()), dim=1).values.gather(1, (k - 1).unsqueeze(1))
+    if r.device.type == "cpu":  # numpy's sort beats torch.topk ~10x at one thread; the k-th value is the same
+        ascending = torch.from_numpy(np.sort(r.detach().numpy(), axis=1))
+        kth = ascending.gather(1, (r.shape[1] - k).unsqueeze(1))
+    else:
+        kth = r.topk(int(k.max()), dim=1).values.gather(1, (k - 1).unsqueeze(1))
     above = r > kth
     tied = r == kth
     places_left = (k - above.sum(1)).to(torch.float64)
