@@ -18,12 +18,14 @@ from collections.abc import Callable
 import torch
 
 from gradattr.metrics import (
+    attribution_localisation,
     complexity,
     effective_complexity,
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     sparseness,
+    top_k_intersection,
 )
 
 
@@ -60,6 +62,8 @@ def main() -> None:
         "pointing_game": lambda: pointing_game(a, s),
         "relevance_mass_accuracy": lambda: relevance_mass_accuracy(a, s),
         "relevance_rank_accuracy": lambda: relevance_rank_accuracy(a, s),
+        "top_k_intersection": lambda: top_k_intersection(a, s, k=100),
+        "attribution_localisation": lambda: attribution_localisation(a, s),
     }
     theirs: dict[str, Callable[[], object]] = {}
     if quantus is not None:
@@ -81,6 +85,8 @@ def main() -> None:
             "pointing_game": quantus.PointingGame(**loc),
             "relevance_mass_accuracy": quantus.RelevanceMassAccuracy(**loc),
             "relevance_rank_accuracy": quantus.RelevanceRankAccuracy(**loc),
+            "top_k_intersection": quantus.TopKIntersection(k=100, **loc),
+            "attribution_localisation": quantus.AttributionLocalisation(positive_attributions=True, **loc),
         }
         theirs = {name: (lambda m=m: m(**kw)) for name, m in classes.items()}
     print(f"threads {args.threads}, best of {args.repeats}, load average {os.getloadavg()[0]:.2f}")

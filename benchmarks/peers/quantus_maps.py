@@ -19,12 +19,14 @@ import quantus
 import torch
 
 from gradattr.metrics import (
+    attribution_localisation,
     complexity,
     effective_complexity,
     pointing_game,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     sparseness,
+    top_k_intersection,
 )
 
 NOTE = """
@@ -90,6 +92,12 @@ def main() -> None:
         ("pointing_game", pointing_game(a, s), quantus.PointingGame(**loc)(**kw)),
         ("relevance_mass_accuracy", relevance_mass_accuracy(a, s), quantus.RelevanceMassAccuracy(**loc)(**kw)),
         ("relevance_rank_accuracy", relevance_rank_accuracy(a, s), quantus.RelevanceRankAccuracy(**loc)(**kw)),
+        ("top_k_intersection (k=100)", top_k_intersection(a, s, k=100), quantus.TopKIntersection(k=100, **loc)(**kw)),
+        (
+            "attribution_localisation",
+            attribution_localisation(a, s),
+            quantus.AttributionLocalisation(positive_attributions=True, weighted=False, **loc)(**kw),
+        ),
     ):
         rows.append(_row(name, ours, theirs, float("nan"), "abs=False, normalise=False"))
     a0, s0 = a[0, 0].double().numpy(), s[0, 0].numpy()
