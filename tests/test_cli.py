@@ -250,6 +250,8 @@ def test_evaluate_measures_quality_metrics_with_masks(user_model: tuple[Path, Pa
     assert "Which method is most faithful?" in report and "deletion auc ↓" in report and "mean rank" in report
     unknown = invoke(*args, "--metrics", "sparsity")
     assert unknown.exit_code == 2 and "unknown metric(s) sparsity" in unknown.output
+    shifted = invoke(*args, "--metrics", "input_invariance")
+    assert shifted.exit_code == 2 and "needs the option(s) shift" in shifted.output
     np.savez(data, x=x.numpy(), y=y.numpy())
     no_masks = invoke(*args, "--metrics", "pointing_game", "--fresh")
     assert no_masks.exit_code == 1 and "need ground-truth masks" in no_masks.output

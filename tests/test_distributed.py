@@ -211,6 +211,8 @@ def test_bad_arguments_fail_before_ray_starts() -> None:
         ({"data": (x, y[:5])}, ValueError, "60 inputs but 5 labels"),
         ({"data": [(x, y)]}, TypeError, "takes tensors"),
         ({"on_batch": print, "checkpoint": "cp.pt"}, TypeError, "ResumableObserver"),
+        ({"num_subset": 10}, TypeError, "unknown evaluation argument\\(s\\) num_subset; known: target"),
+        ({"max_samples": 0}, ValueError, "max_samples must be a positive int"),
     ]
     for overrides, error, message in cases:
         arguments = {"data": (x, y), "methods": ["saliency"]} | overrides
@@ -322,3 +324,56 @@ def test_workers_measure_the_quality_metrics_of_the_single_process_run(local_ray
         for name, metric in reference.metrics.items():
             for label, values in metric.per_sample.items():
                 assert torch.allclose(result.metrics[name].per_sample[label], values, atol=1e-9), (name, label)
+
+
+class Scaled(nn.Module):
+    """A model with a per-sample keyword argument: logits times ``scale`` (B, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = mnist_mlp((1, 8, 8), hidden=(32, 16))
+
+    def forward(self, x: Tensor, scale: Tensor) -> Tensor:
+        return self.net(x) * scale
+
+
+@needs_ray
+def test_one_checkpoint_for_both_runners_and_per_sample_kwargs_cut_per_shard(local_ray: Any, tmp_path: Path) -> None:
+    """The single-process run and the Ray executor keep one checkpoint format under one key: an interrupted
+    ``gradattr.evaluate`` resumes on two workers and the reverse, with the uninterrupted table; per-sample
+    ``forward_kwargs`` and ``max_samples`` reach each shard cut to its samples."""
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Scaled, defined in this test module
+    _, x, y = model_and_data()
+    model = Scaled().eval()
+    scale = torch.linspace(0.5, 2.0, SAMPLES).unsqueeze(1)
+    settings = {"forward_kwargs": {"scale": scale}, "max_samples": 52, "method_options": OPTIONS} | SETTINGS
+    methods = ["saliency", "integrated_gradients", "smoothgrad"]
+    reference = gradattr.evaluate(model, (x, y), methods, **settings)
+    assert reference.samples == 52
+
+    checkpoint = tmp_path / "shared.pt"
+    with pytest.raises(Stop):  # batches 0-2 finished locally
+        gradattr.evaluate(model, (x, y), methods, on_batch=Recorder(stop_at=3), checkpoint=checkpoint, **settings)
+    observed = Recorder()  # an observer's initial state is part of the key: the same kind of observer each time
+    on_ray = distributed.evaluate(model, (x, y), methods, workers=2, on_batch=observed, checkpoint=checkpoint,
+                                  **settings)  # fmt: skip
+    assert len(observed.batches) == 7  # 3 restored from the checkpoint, 4 computed by the workers
+    assert on_ray.resumed == 3
+    back_home = gradattr.evaluate(model, (x, y), methods, on_batch=Recorder(), checkpoint=checkpoint, **settings)
+    assert back_home.resumed == 7  # every batch, written by the workers
+    for table in (on_ray, back_home):
+        for name in methods:
+            assert torch.allclose(table.results[name].per_sample, reference.results[name].per_sample, rtol=0,
+                                  atol=1e-12, equal_nan=True), name  # fmt: skip
+
+    checkpoint.unlink()
+    observed = Recorder()
+    with pytest.raises(Stop):  # shards of batches 0-1, 2-3, 4, 5-6: the first three finished on the workers
+        distributed.evaluate(model, (x, y), methods, workers=2, shards=4, on_batch=Recorder(stop_at=5),
+                             checkpoint=checkpoint, **settings)  # fmt: skip
+    resumed = gradattr.evaluate(model, (x, y), methods, on_batch=observed, checkpoint=checkpoint, **settings)
+    assert resumed.resumed == 5 and len(observed.batches) == 7
+    for name in methods:
+        assert torch.allclose(resumed.results[name].per_sample, reference.results[name].per_sample, rtol=0,
+                              atol=1e-12, equal_nan=True), name  # fmt: skip

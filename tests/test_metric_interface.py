@@ -212,3 +212,35 @@ def test_groups_sum_the_maps_of_complexity_and_group_the_removals() -> None:
                           quality.sparseness(patch_sums), atol=1e-6)  # fmt: skip
     deletion = quality.deletion_auc(model, x, maps, target=y, feature_groups=groups).per_sample
     assert torch.allclose(table.metrics["deletion_auc"].per_sample["gradient_x_input"], deletion, atol=1e-6)
+
+
+def test_method_metrics_run_each_rows_method_with_its_options() -> None:
+    """Random logit and input invariance run the row's method themselves (its options included): the runner's
+    values equal the functions called with that method; a required option is asked for by name."""
+    from gradattr import metrics as quality
+    from gradattr.evaluation import named_metric, named_metrics
+
+    model, x, y, _ = model_and_data()
+    rows = {"saliency": "saliency", "ig": "integrated_gradients", "ig_coarse": "integrated_gradients"}
+    options = {"ig": {"steps": 16}, "ig_coarse": {"steps": 2}}
+    chosen = named_metrics(["random_logit", "input_invariance"],
+                           options={"random_logit": {"similarity": "spearman"}, "input_invariance": {"shift": 0.5}})
+    table = gradattr.evaluate(model, (x, y), rows, method_options=options, metrics=chosen, **SETTINGS)
+    for label, method in rows.items():
+        own = options.get(label, {})
+        expected = torch.cat([quality.random_logit(model, x[i : i + 4], method, y[i : i + 4], method_options=own,
+                                                   similarity="spearman") for i in range(0, 10, 4)])  # fmt: skip
+        assert torch.allclose(table.metrics["random_logit"].per_sample[label], expected, atol=1e-9, equal_nan=True)
+        shifted = quality.input_invariance(model, x, method, 0.5, y, method_options=own).per_sample
+        assert torch.allclose(table.metrics["input_invariance"].per_sample[label], shifted, atol=1e-6)
+    coarse, fine = (table.metrics["random_logit"].per_sample[k] for k in ("ig_coarse", "ig"))
+    assert not torch.allclose(coarse, fine, equal_nan=True)  # each row ran with its own steps
+    with pytest.raises(ValueError, match="metric 'input_invariance' needs the option\\(s\\) shift"):
+        named_metric("input_invariance")
+
+    torch.manual_seed(0)
+    text = nn.Sequential(nn.Embedding(30, 4), nn.Flatten(), nn.Linear(24, 2)).eval()
+    ids, labels = torch.randint(1, 30, (5, 6)), torch.randint(0, 2, (5,))
+    with pytest.raises(ValueError, match="runs each method on the model's inputs itself: not with layer="):
+        gradattr.evaluate(text, (ids, labels), ["saliency"], layer="0", ns=[1], num_subsets=3, progress=False,
+                          metrics=[named_metric("random_logit")])  # fmt: skip

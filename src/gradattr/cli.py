@@ -44,6 +44,7 @@ class TokenRemovalChoice(str, Enum):
     embedding = "embedding"
     pad = "pad"
 
+
 """The folder inside ``--out`` where ``reproduce`` and ``evaluate`` keep finished work for resuming."""
 INTERRUPTED = 130
 """Exit code after Ctrl-C (128 + SIGINT, as shells report it)."""
@@ -111,12 +112,18 @@ def _methods(values: list[str] | None) -> tuple[str, ...]:
 
 def _metrics(values: list[str] | None) -> tuple[str, ...]:
     """``--metrics``: names of :data:`gradattr.evaluation.NAMED` (a usage error otherwise)."""
-    from gradattr.evaluation import NAMED
+    from gradattr.evaluation import NAMED, required_options
 
     names = _split(values) or []
     unknown = [name for name in names if name not in NAMED]
     if unknown:
         raise typer.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(NAMED)}")
+    for name in names:
+        if required_options(name):
+            raise typer.BadParameter(
+                f"metric {name} needs the option(s) {', '.join(required_options(name))}, which the command line "
+                f"does not take: in Python, gradattr.evaluation.named_metric({name!r}, ...)"
+            )
     return tuple(dict.fromkeys(names))
 
 
@@ -183,8 +190,10 @@ def reproduce(
     methods: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
     metrics: Annotated[
         list[str] | None,
-        typer.Option(help="Quality metrics beside Sensitivity-n, comma-separated; 'none' for none (default: "
-                     "deletion_auc, insertion_auc, sparseness, complexity)."),
+        typer.Option(
+            help="Quality metrics beside Sensitivity-n, comma-separated; 'none' for none (default: "
+            "deletion_auc, insertion_auc, sparseness, complexity)."
+        ),
     ] = None,
     seed: Seed = 0,
     cache: Annotated[Path | None, typer.Option(help="Model cache directory (default: $GRADATTR_CACHE).")] = None,
@@ -235,7 +244,11 @@ def reproduce(
         cache=cache,
         retrain=retrain,
         settings=StudySettings(
-            methods=_methods(methods), num_subsets=num_subsets, display=display, seed=seed, progress=progress,
+            methods=_methods(methods),
+            num_subsets=num_subsets,
+            display=display,
+            seed=seed,
+            progress=progress,
             metrics=_study_metrics(metrics),
         ),
         command=_command_line(context),

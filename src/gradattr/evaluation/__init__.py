@@ -3,6 +3,9 @@ batch by batch and hands each batch to the metrics (:mod:`.metric`): Sensitivity
 always, and any mix of the quality metrics of :mod:`gradattr.metrics` beside it, with one checkpoint.
 """
 
+from gradattr.evaluation.batch import EvaluatedBatch
+from gradattr.evaluation.checkpoint import BatchResult, Checkpoint, ResumableObserver
+from gradattr.evaluation.layer import LayerFunction
 from gradattr.evaluation.metric import (
     Metric,
     MetricResult,
@@ -11,27 +14,27 @@ from gradattr.evaluation.metric import (
     check_removal,
     summed_to,
 )
-from gradattr.evaluation.named import LOWER_IS_BETTER, NAMED, named_metric, named_metrics
-from gradattr.evaluation.runner import (
-    COLUMNS,
+from gradattr.evaluation.named import LOWER_IS_BETTER, NAMED, named_metric, named_metrics, required_options
+from gradattr.evaluation.runner import evaluate, evaluated_batch, measure_batch, run
+from gradattr.evaluation.settings import (
     Data,
-    EvaluatedBatch,
-    LayerFunction,
+    EvaluationSettings,
     Methods,
-    ResumableObserver,
-    SensitivityTable,
     check_method_options,
     check_metrics,
-    evaluate,
     method_rows,
 )
+from gradattr.evaluation.table import COLUMNS, SensitivityTable
 
 __all__ = [
     "COLUMNS",
     "LOWER_IS_BETTER",
     "NAMED",
+    "BatchResult",
+    "Checkpoint",
     "Data",
     "EvaluatedBatch",
+    "EvaluationSettings",
     "LayerFunction",
     "Methods",
     "Metric",
@@ -44,8 +47,12 @@ __all__ = [
     "check_metrics",
     "check_removal",
     "evaluate",
+    "evaluated_batch",
+    "measure_batch",
     "method_rows",
     "named_metric",
     "named_metrics",
+    "required_options",
+    "run",
     "summed_to",
 ]

@@ -26,6 +26,8 @@ class EvaluatedBatch:
         call: the model's extra keyword arguments and output reading for this batch (``forward_kwargs``,
             ``output``, ``position``, as :func:`gradattr.attribute` takes them).
         layer: the attributed layer, or None (the inputs).
+        methods: row label -> the method name that made its maps.
+        method_options: row label -> that method's options (keyword arguments of :func:`gradattr.attribute`).
     """
 
     inputs: Tensor
@@ -37,3 +39,5 @@ class EvaluatedBatch:
     model: nn.Module | None = None
     call: dict[str, Any] = field(default_factory=dict)
     layer: str | nn.Module | None = None
+    methods: dict[str, str] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)

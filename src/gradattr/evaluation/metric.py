@@ -49,7 +49,7 @@ class Metric(ABC):
         return self
 
 
-Kind = Literal["map", "mask", "model"]
+Kind = Literal["map", "mask", "model", "method"]
 
 
 @dataclass(eq=False)
@@ -60,7 +60,10 @@ class PerSampleMetric(Metric):
     - ``kind="mask"``: ``function(R, masks[rows], **options)`` with ``masks`` (N, ...) the ground truth of the
       whole evaluated data, sliced to the batch's samples (localisation: pointing game, relevance mass, ...);
     - ``kind="model"``: ``function(f, x, R, target=c, **options)`` with f the model as a function of the
-      attributed tensor x (faithfulness: deletion and insertion, region perturbation, ...).
+      attributed tensor x (faithfulness: deletion and insertion, region perturbation, ...);
+    - ``kind="method"``: ``function(f, x, method=m, target=c, method_options=o, **options)`` with m and o the
+      row's method and options: metrics that run the method themselves (random logit, input invariance), on
+      the model's inputs (not at a layer, not with extra keyword arguments of the model).
 
     The function returns Tensor(B) or Tensor(B, K), or an object whose ``per_sample`` is one. With ``groups`` (a
     group mask over the attributed tensor: patches, tokens), a ``"map"`` metric reads the group sums
@@ -75,8 +78,10 @@ class PerSampleMetric(Metric):
     groups: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("map", "mask", "model"):
-            raise ValueError(f"metric {self.name!r}: kind must be 'map', 'mask' or 'model', got {self.kind!r}")
+        if self.kind not in ("map", "mask", "model", "method"):
+            raise ValueError(
+                f"metric {self.name!r}: kind must be 'map', 'mask', 'model' or 'method', got {self.kind!r}"
+            )
         if (self.kind == "mask") != (self.masks is not None):
             raise ValueError(f"metric {self.name!r}: ground-truth masks go with kind='mask', and only there")
         if self.groups is not None and self.kind != "map":
@@ -95,6 +100,8 @@ class PerSampleMetric(Metric):
                 value = self.function(self._grouped(r), **self.options)
             elif self.kind == "mask":
                 value = self.function(r, self.masks[rows], **self.options)  # type: ignore[index]
+            elif self.kind == "method":
+                value = self._with_method(batch, label)
             else:
                 value = self._on_model(batch, r)
             values[label] = _per_sample(self.name, getattr(value, "per_sample", value), r.shape[0])
@@ -106,6 +113,16 @@ class PerSampleMetric(Metric):
             return r
         flat = r.reshape(r.shape[0], -1)
         return as_grouping(self.groups, r.shape[1:], r.device).sums(flat)
+
+    def _with_method(self, batch: EvaluatedBatch, label: str) -> Any:
+        """The function running row ``label``'s method itself on the model and its inputs."""
+        if batch.layer is not None or any(value is not None for value in batch.call.values()):
+            raise ValueError(
+                f"metric {self.name!r} runs each method on the model's inputs itself: not with layer=, "
+                "forward_kwargs=, output= or position="
+            )
+        return self.function(batch.model, batch.model_inputs, method=batch.methods[label], target=batch.targets,
+                             method_options=batch.method_options.get(label, {}), **self.options)  # fmt: skip
 
     def _on_model(self, batch: EvaluatedBatch, r: Tensor) -> Any:
         """The function on the model as a function of the attributed tensor; at a layer one sample at a time
@@ -202,6 +219,7 @@ class MetricResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The means as JSON-ready values (NaN as None) and the number of samples."""
+
         def clean(value: float) -> float | None:
             return None if math.isnan(value) else value
 

@@ -2,8 +2,8 @@
 :func:`gradattr.evaluate`'s ``metrics=`` and ``gradattr evaluate --metrics``.
 
 Every metric here reads one method's maps of a batch: complexity reads the map alone, localisation the map and
-the ground-truth mask of each sample, faithfulness the map and the model. Metrics that call an attribution
-method themselves (random logit, input invariance) take the method, not its maps, and are called directly.
+the ground-truth mask of each sample, faithfulness the map and the model; random logit and input invariance
+run each row's method themselves (on the model's inputs).
 """
 
 from __future__ import annotations
@@ -34,12 +34,21 @@ NAMED: dict[str, tuple[Callable[..., Any], Kind]] = {
     "faithfulness_correlation": (m.faithfulness_correlation, "model"),
     "monotonicity": (m.monotonicity, "model"),
     "non_sensitivity": (m.non_sensitivity, "model"),
+    "random_logit": (m.random_logit, "method"),
+    "input_invariance": (m.input_invariance, "method"),
 }
 """Metric name -> (its function in :mod:`gradattr.metrics`, how it is called: see :class:`PerSampleMetric`)."""
-LOWER_IS_BETTER = frozenset({"complexity", "effective_complexity", "deletion_auc", "road", "non_sensitivity"})
+GIVEN: dict[Kind, int] = {"map": 1, "mask": 2, "model": 3, "method": 3}
+"""How many leading parameters of a metric's function the runner passes, per kind (the map; the map and the
+mask; the model, its inputs and the map; the model, its inputs and the method): the others are options."""
+LOWER_IS_BETTER = frozenset(
+    {"complexity", "effective_complexity", "deletion_auc", "road", "non_sensitivity", "random_logit",
+     "input_invariance"}
+)  # fmt: skip
 """Metrics where a lower value is the better explanation (the probability left after deleting the most relevant
-features, with ROAD in its default most-relevant-first order; an entropy; a count of disagreements); higher is
-better for the others."""
+features, with ROAD in its default most-relevant-first order; an entropy; a count of disagreements; the
+similarity of the maps of two classes; the largest change of a map under a shift the model compensates);
+higher is better for the others."""
 
 
 def named_metric(
@@ -56,8 +65,8 @@ def named_metric(
         options: keyword arguments of the metric's function.
 
     Raises:
-        ValueError: an unknown name (the known ones listed), or masks missing for a localisation metric or
-            given to another.
+        ValueError: an unknown name (the known ones listed), masks missing for a localisation metric or given
+            to another, or a required option missing (``shift`` of input invariance).
     """
     if name not in NAMED:
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(NAMED)}")
@@ -67,9 +76,19 @@ def named_metric(
     if kind != "mask" and masks is not None:
         raise ValueError(f"metric {name!r} takes no ground-truth masks")
     options = dict(options)
+    missing = [option for option in required_options(name) if option not in options]
+    if missing:
+        raise ValueError(f"metric {name!r} needs the option(s) {', '.join(missing)}")
     if groups is not None and kind == "model" and "feature_groups" in inspect.signature(function).parameters:
         options.setdefault("feature_groups", groups)
     return PerSampleMetric(name, function, kind, masks, options, groups if kind == "map" else None)
+
+
+def required_options(name: str) -> list[str]:
+    """The options metric ``name`` of :data:`NAMED` cannot do without (``shift`` of input invariance)."""
+    function, kind = NAMED[name]
+    passed = list(inspect.signature(function).parameters.values())[GIVEN[kind] :]
+    return [p.name for p in passed if p.default is inspect.Parameter.empty]
 
 
 def named_metrics(
