@@ -18,6 +18,7 @@ from gradattr.cache import save_checkpoint
 from gradattr.cli import app
 from gradattr.data import load_digits
 from gradattr.experiments.user_data import load_model
+from gradattr.metrics.perturbation import chunk_bounds
 
 MODEL_SOURCE = """
 import torch
@@ -94,9 +95,17 @@ def test_reproduce_writes_report_json_and_csvs(tmp_path: Path) -> None:
     assert "--num-subsets 10" in results["command"]
     assert {p.name for p in out.iterdir()} >= {"report.html", "results.json", "sensitivity_n.csv", "claims.csv"}
     quality = results["models"][0]["quality"]  # the default quality metrics beside Sensitivity-n
-    assert set(quality) == {"deletion_auc", "insertion_auc", "sparseness", "complexity"}
+    assert set(quality) == {"deletion_auc", "insertion_auc", "sparseness", "complexity", "deletion_curve",
+                            "insertion_curve"}  # fmt: skip
     assert all(0 <= v <= 1 for v in quality["deletion_auc"].values())
-    assert "Which method is most faithful?" in (out / "report.html").read_text(encoding="utf-8")
+    features = 64  # digits: 8 x 8 pixels, the features Sensitivity-n and deletion remove
+    for method, auc in quality["deletion_auc"].items():  # the mean curve's area is the mean AUC
+        curve = np.asarray(quality["deletion_curve"][method])
+        fractions = chunk_bounds(features, len(curve) - 1).numpy() / features
+        assert np.trapezoid(curve, fractions) == pytest.approx(auc, abs=1e-9)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Which method is most faithful?" in report and "Deletion and insertion curves" in report
+    assert "deletion curve" not in report  # curves are drawn, not ranked in the table
 
 
 @pytest.mark.parametrize(

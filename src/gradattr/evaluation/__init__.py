@@ -14,7 +14,7 @@ from gradattr.evaluation.metric import (
     check_removal,
     summed_to,
 )
-from gradattr.evaluation.named import LOWER_IS_BETTER, NAMED, named_metric, named_metrics, required_options
+from gradattr.evaluation.named import CURVES, LOWER_IS_BETTER, NAMED, named_metric, named_metrics, required_options
 from gradattr.evaluation.runner import evaluate, evaluated_batch, measure_batch, run
 from gradattr.evaluation.settings import (
     Data,
@@ -28,6 +28,7 @@ from gradattr.evaluation.table import COLUMNS, SensitivityTable
 
 __all__ = [
     "COLUMNS",
+    "CURVES",
     "LOWER_IS_BETTER",
     "NAMED",
     "BatchResult",

@@ -65,7 +65,8 @@ class PerSampleMetric(Metric):
       row's method and options: metrics that run the method themselves (random logit, input invariance), on
       the model's inputs (not at a layer, not with extra keyword arguments of the model).
 
-    The function returns Tensor(B) or Tensor(B, K), or an object whose ``per_sample`` is one. With ``groups`` (a
+    The function returns Tensor(B) or Tensor(B, K), or an object whose attribute ``read`` (default
+    ``per_sample``; ``curve`` keeps a deletion curve rather than its AUC) is one. With ``groups`` (a
     group mask over the attributed tensor: patches, tokens), a ``"map"`` metric reads the group sums
     R_g = Σ_{i∈g} R_i (B, G): the sparseness of a text's per-token relevance, not of its embedding entries.
     """
@@ -76,6 +77,7 @@ class PerSampleMetric(Metric):
     masks: Tensor | None = None
     options: dict[str, Any] = field(default_factory=dict)
     groups: Tensor | None = None
+    read: str = "per_sample"
 
     def __post_init__(self) -> None:
         if self.kind not in ("map", "mask", "model", "method"):
@@ -104,7 +106,7 @@ class PerSampleMetric(Metric):
                 value = self._with_method(batch, label)
             else:
                 value = self._on_model(batch, r)
-            values[label] = _per_sample(self.name, getattr(value, "per_sample", value), r.shape[0])
+            values[label] = _per_sample(self.name, getattr(value, self.read, value), r.shape[0])
         return values
 
     def _grouped(self, r: Tensor) -> Tensor:
@@ -139,12 +141,14 @@ class PerSampleMetric(Metric):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "function": _qualified(self.function), "kind": self.kind, "masks": self.masks,
-                "options": self.options, **({"groups": self.groups} if self.groups is not None else {})}  # fmt: skip
+                "options": self.options, **({"groups": self.groups} if self.groups is not None else {}),
+                **({"read": self.read} if self.read != "per_sample" else {})}  # fmt: skip
 
     def for_samples(self, start: int, stop: int) -> PerSampleMetric:
         if self.masks is None:
             return self
-        return PerSampleMetric(self.name, self.function, self.kind, self.masks[start:stop], self.options, self.groups)
+        return PerSampleMetric(self.name, self.function, self.kind, self.masks[start:stop], self.options, self.groups,
+                               self.read)  # fmt: skip
 
 
 @dataclass(eq=False)

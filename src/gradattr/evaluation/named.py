@@ -28,6 +28,8 @@ NAMED: dict[str, tuple[Callable[..., Any], Kind]] = {
     "attribution_localisation": (m.attribution_localisation, "mask"),
     "deletion_auc": (m.deletion_auc, "model"),
     "insertion_auc": (m.insertion_auc, "model"),
+    "deletion_curve": (m.deletion_auc, "model"),
+    "insertion_curve": (m.insertion_auc, "model"),
     "region_perturbation": (m.region_perturbation, "model"),
     "irof": (m.irof, "model"),
     "road": (m.road, "model"),
@@ -38,6 +40,9 @@ NAMED: dict[str, tuple[Callable[..., Any], Kind]] = {
     "input_invariance": (m.input_invariance, "method"),
 }
 """Metric name -> (its function in :mod:`gradattr.metrics`, how it is called: see :class:`PerSampleMetric`)."""
+CURVES = frozenset({"deletion_curve", "insertion_curve"})
+"""Metrics kept as a curve per sample (B, steps + 1): the target's probability after each deletion (insertion)
+step, of which ``deletion_auc`` (``insertion_auc``) is the area; for the figures of the report."""
 GIVEN: dict[Kind, int] = {"map": 1, "mask": 2, "model": 3, "method": 3}
 """How many leading parameters of a metric's function the runner passes, per kind (the map; the map and the
 mask; the model, its inputs and the map; the model, its inputs and the method): the others are options."""
@@ -81,7 +86,8 @@ def named_metric(
         raise ValueError(f"metric {name!r} needs the option(s) {', '.join(missing)}")
     if groups is not None and kind == "model" and "feature_groups" in inspect.signature(function).parameters:
         options.setdefault("feature_groups", groups)
-    return PerSampleMetric(name, function, kind, masks, options, groups if kind == "map" else None)
+    read = "curve" if name in CURVES else "per_sample"
+    return PerSampleMetric(name, function, kind, masks, options, groups if kind == "map" else None, read)
 
 
 def required_options(name: str) -> list[str]:

@@ -45,10 +45,10 @@ from gradattr.experiments.study import Features, ModelStudy, StudySettings, Subj
 from gradattr.progress import ProgressStore
 from gradattr.training import is_cached, train_or_load
 
-QUALITY_METRICS = ("deletion_auc", "insertion_auc", "sparseness", "complexity")
+QUALITY_METRICS = ("deletion_auc", "insertion_auc", "sparseness", "complexity", "deletion_curve", "insertion_curve")
 """Quality metrics of every model of ``reproduce`` beside Sensitivity-n (``--metrics``): deletion and insertion
-(Petsiuk et al. 2018) over the features Sensitivity-n removes, sparseness and complexity of the maps; each costs
-a small part of Sensitivity-n's forward passes."""
+(Petsiuk et al. 2018) over the features Sensitivity-n removes, with their mean curves for the report's figure,
+sparseness and complexity of the maps; each costs a small part of Sensitivity-n's forward passes."""
 ROBUSTNESS_DATASET = "digits"
 """The data set of the robustness study: adversarial training costs several times a normal training, and on
 8x8 digits both CNNs train in seconds."""

@@ -20,8 +20,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from gradattr.evaluation import SensitivityTable
+from gradattr.evaluation import MetricResult, SensitivityTable
 from gradattr.experiments.architectures import ArchitectureComparison
+from gradattr.metrics.perturbation import chunk_bounds
 from gradattr.report.labels import METHOD_COLOURS, method_label
 from gradattr.robustness import SanityResult
 
@@ -68,6 +69,40 @@ def sensitivity_figure(
     if title:
         axis.set_title(title, fontsize=FONT_SIZE + 1)
     axis.legend(fontsize=FONT_SIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    figure.tight_layout()
+    return figure
+
+
+def removal_figure(
+    curves: Mapping[str, MetricResult],
+    num_features: int,
+    *,
+    features: str = "features",
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Figure:
+    """One panel per curve metric (``deletion_curve``, ``insertion_curve``): the target's mean softmax
+    probability against the fraction of ``features`` deleted (inserted into the baseline) in order of
+    decreasing attribution (Petsiuk et al., BMVC 2018), one line per method; the area under a line is the
+    method's mean deletion (insertion) AUC. Step k of L sits at the fraction c_k / G of the ``num_features``
+    features (groups) G (:func:`~gradattr.metrics.perturbation.chunk_bounds`)."""
+    figure, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves) + 1.6, 3.4), squeeze=False)
+    for axis, (name, result) in zip(axes[0], curves.items(), strict=True):
+        for method, values in result.per_sample.items():
+            mean = values.double().nanmean(0).numpy()
+            fractions = chunk_bounds(num_features, mean.shape[0] - 1).numpy() / num_features
+            axis.plot(fractions, mean, linewidth=1.6, color=METHOD_COLOURS.get(method),
+                      label=method_label(method, (method_options or {}).get(method)))  # fmt: skip
+        verb = "deleted" if name.startswith("deletion") else "inserted"
+        axis.set_xlabel(f"fraction of {features} {verb}", fontsize=FONT_SIZE)
+        axis.set_ylabel("probability of the target", fontsize=FONT_SIZE)
+        axis.set_title(f"{name.split('_')[0]} ({'lower' if verb == 'deleted' else 'higher'} is better)",
+                       fontsize=FONT_SIZE)  # fmt: skip
+        axis.set_ylim(-0.02, 1.02)
+        axis.tick_params(labelsize=FONT_SIZE - 1)
+        axis.grid(True, alpha=0.25)
+        axis.spines[["top", "right"]].set_visible(False)
+    axes[0][-1].legend(fontsize=FONT_SIZE, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       borderaxespad=0)  # fmt: skip
     figure.tight_layout()
     return figure
 

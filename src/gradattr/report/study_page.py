@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from gradattr.evaluation import LOWER_IS_BETTER
+from gradattr.evaluation import CURVES, LOWER_IS_BETTER
 from gradattr.experiments.claims import HOLDS, Claim
 from gradattr.experiments.protocol import Protocol
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import ModelStudy
 from gradattr.files import write_text
 from gradattr.report.architectures_page import architectures_section
-from gradattr.report.curves import sensitivity_figure
+from gradattr.report.curves import removal_figure, sensitivity_figure
 from gradattr.report.figures import data_uri
 from gradattr.report.heatmaps import heatmap_figure, row_scale
 from gradattr.report.html import badge, document, esc, figure, table
@@ -196,8 +196,12 @@ def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
     if m.sensitivity is not None:
         curves = (
             figure(
-                data_uri(sensitivity_figure(m.sensitivity, features=subject.features.description,
-                                            method_options=_label_options(m)), "svg"),
+                data_uri(
+                    sensitivity_figure(
+                        m.sensitivity, features=subject.features.description, method_options=_label_options(m)
+                    ),
+                    "svg",
+                ),
                 f"Sensitivity-n: mean Pearson correlation over {m.sensitivity.samples} samples between Σ R over n "
                 f"removed {subject.features.description} and the output drop (band: ±1 s.e.).",
                 f"Sensitivity-n curves, {subject.dataset}, {subject.model_name}",
@@ -212,14 +216,31 @@ def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
     met = f'<p class="muted">nonlinearities met: {esc(m.ops.summary())}</p>'
     parts.append("<h4>Paper claims</h4>" + met + table(["claim", "paper", "measured", "verdict"], rows))
     if m.sensitivity is not None and m.sensitivity.metrics:
-        parts.append("<h4>Which method is most faithful?</h4>" + _quality_table(m))
+        parts.append("<h4>Which method is most faithful?</h4>" + _quality_table(m) + _removal_curves(m))
     return "".join(parts)
+
+
+def _removal_curves(m: ModelStudy) -> str:
+    """The deletion and insertion curves measured (:data:`~gradattr.evaluation.CURVES`), as one figure."""
+    curves = {name: r for name, r in m.sensitivity.metrics.items() if name in CURVES}  # type: ignore[union-attr]
+    if not curves:
+        return ""
+    features = m.subject.features.description
+    groups = next(iter(m.sensitivity.results.values())).num_features  # type: ignore[union-attr]
+    svg = data_uri(removal_figure(curves, groups, features=features, method_options=_label_options(m)), "svg")
+    return figure(
+        svg,
+        f"Deletion and insertion (Petsiuk et al. 2018): mean probability of the target over "
+        f"{m.sensitivity.samples} samples as the {features} are deleted (inserted) in order of decreasing "  # type: ignore[union-attr]
+        "attribution; the area under a line is the AUC of the table.",
+        f"Deletion and insertion curves, {m.subject.dataset}, {m.subject.model_name}",
+    )
 
 
 def _quality_table(m: ModelStudy) -> str:
     """Methods x quality metrics: each metric's mean over the samples and the method's rank under it (1 = best;
     lower is better for the metrics of :data:`~gradattr.evaluation.LOWER_IS_BETTER`), and the mean rank."""
-    results = m.sensitivity.metrics  # type: ignore[union-attr]
+    results = {name: r for name, r in m.sensitivity.metrics.items() if name not in CURVES}  # type: ignore[union-attr]
     means = {name: {label: float(np.nanmean(np.atleast_1d(v))) for label, v in r.mean().items()}
              for name, r in results.items()}  # fmt: skip
     ranks: dict[str, dict[str, int]] = {}
