@@ -244,3 +244,24 @@ def test_method_metrics_run_each_rows_method_with_its_options() -> None:
     with pytest.raises(ValueError, match="runs each method on the model's inputs itself: not with layer="):
         gradattr.evaluate(text, (ids, labels), ["saliency"], layer="0", ns=[1], num_subsets=3, progress=False,
                           metrics=[named_metric("random_logit")])  # fmt: skip
+
+
+def test_curve_metrics_keep_curves_also_at_a_layer() -> None:
+    """deletion_curve keeps (B, steps + 1) per sample, at the inputs and at a layer (one sample at a time)."""
+    from gradattr import metrics as quality
+    from gradattr.evaluation import LayerFunction, named_metrics
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(30, 4), nn.Flatten(), nn.Linear(24, 2)).eval()
+    ids, y = torch.randint(1, 30, (5, 6)), torch.randint(0, 2, (5,))
+    chosen = named_metrics(["deletion_curve"], groups=torch.arange(6).repeat_interleave(4).view(6, 4),
+                           options={"deletion_curve": {"steps": 3}})  # fmt: skip
+    table = gradattr.evaluate(model, (ids, y), ["saliency"], layer="0", ns=[1, 2], num_subsets=5, progress=False,
+                              metrics=chosen)  # fmt: skip
+    curves = table.metrics["deletion_curve"].per_sample["saliency"]
+    assert curves.shape == (5, 4)
+    maps = gradattr.attribute(model, ids, method="saliency", target=y, layer="0")
+    one = LayerFunction.of(model, ids[:1], "0")
+    expected = quality.deletion_auc(one.for_sample(0), one.layer_output, maps[:1], target=y[:1], steps=3,
+                                    feature_groups=torch.arange(6).repeat_interleave(4).view(6, 4)).curve  # fmt: skip
+    assert torch.allclose(curves[0], expected[0], atol=1e-6)

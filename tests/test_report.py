@@ -50,8 +50,11 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
                     "Drug reviews", "Text CNN", "Robustness of explanations", "Settings"):  # fmt: skip
         assert heading in headings, headings
     images = facts["images"]
-    # digits heatmaps, two Sensitivity-n curves (text samples are HTML); robustness heatmaps and sanity curves
-    assert len(images) == 5
+    # digits heatmaps, two Sensitivity-n curves and two deletion/insertion figures (text samples are HTML);
+    # robustness heatmaps and sanity curves
+    assert len(images) == 7
+    assert {"Deletion and insertion curves, Digits, MLP (ReLU)", "Deletion and insertion curves, Drug reviews, Text CNN"
+            } <= {alt for *_, alt in images}  # fmt: skip
     for (complete, width, height, alt), (shown, source) in zip(images, facts["shown"], strict=True):
         assert complete and width > 100 and height > 100, alt
         # figures label in 9 pt or more: 9 px or more on screen where a figure point is a pixel or more
@@ -78,7 +81,7 @@ def test_report_is_self_contained(tiny_run: tuple[Path, Path]) -> None:
     page = (tiny_run[0] / "report.html").read_text(encoding="utf-8")
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert "http://" not in page and "https://" not in page
-    assert page.count('src="data:image/') == 5
+    assert page.count('src="data:image/') == 7  # heatmaps, 2 + 2 curve figures, 2 robustness
 
 
 def test_results_agree_with_the_api(tiny_run: tuple[Path, Path]) -> None:

@@ -136,7 +136,7 @@ class PerSampleMetric(Metric):
             one = slice(i, i + 1)
             value = self.function(batch.function.for_sample(i), batch.inputs[one], r[one],  # type: ignore[operator]
                                   target=batch.targets[one], **self.options)  # fmt: skip
-            per_sample.append(torch.as_tensor(getattr(value, "per_sample", value)))
+            per_sample.append(torch.as_tensor(getattr(value, self.read, value)))
         return torch.cat(per_sample)
 
     def config(self) -> dict[str, Any]:
