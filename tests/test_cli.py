@@ -88,7 +88,8 @@ def test_reproduce_writes_report_json_and_csvs(tmp_path: Path) -> None:
         "--display", "2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress", "--no-robustness",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "MLP (ReLU)" in result.output and "report.html" in result.output
+    assert "MLP (ReLU)" in result.output
+    assert f"wrote {out / 'report.html'} " in result.output  # the path unbroken, however long (copy-paste)
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [m["model"] for m in results["models"]] == ["MLP (ReLU)"] and results["robustness"] is None
     assert results["settings"]["num_subsets"] == 10 and results["models"][0]["evaluation_samples"] == 8

@@ -291,7 +291,7 @@ def reproduce(
         parts = [_count(models, "finished model study", "finished model studies")] if models else []
         parts += ["the robustness study"] if "robustness" in study.reused else []
         console.print(f"reused {' and '.join(parts)} from {out / PROGRESS_FOLDER}", soft_wrap=True)
-    console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s")
+    console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s", soft_wrap=True)
     failed = {f"{m.subject.model_name} ({m.subject.dataset}): {name}": reason
               for m in study.models for name, reason in m.unavailable.items()}  # fmt: skip
     _check_failures(failed, sum(len(m.methods) + len(m.unavailable) for m in study.models))
@@ -368,7 +368,7 @@ def explain(
 
     files = _guarded(debug, run)
     for path in files:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", soft_wrap=True)
 
 
 def _sample_names(paths: list[Path], count: int) -> list[Path]:
@@ -485,7 +485,7 @@ def evaluate(
     if resumed:
         finished = _count(resumed, "finished batch", "finished batches")
         console.print(f"resumed: {finished} reused from {progress_dir}", soft_wrap=True)
-    console.print(f"wrote {files[0]} (and results.json, CSVs)")
+    console.print(f"wrote {files[0]} (and results.json, CSVs)", soft_wrap=True)
     _check_failures(unavailable, len(names))
 
 
