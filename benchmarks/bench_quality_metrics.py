@@ -18,7 +18,13 @@ in passes of ``max_elements = 64 * 784`` input elements, i.e. the same 64-row fo
 CPU thread the CNN's convolutions cost more per row in larger batches (cache), so gradattr's default budget
 (131072 elements, 167 rows) is slower there.
 
+IROF, ROAD and monotonicity (``--metrics new``) beside Quantus IROF, ROAD and Monotonicity: IROF on Quantus' own
+SLIC superpixels given to gradattr, baseline 0 on both sides; ROAD at noise 0 (the noise is not replayed), MoRF,
+the same pixel counts; monotonicity (Arya et al.) one feature per step from baseline 0 on logits. Where Quantus
+departs from the paper the script prints the hand-derived value for sample 0 (see the functions' docstrings).
+
     PYTHONPATH=src /work/peers-venv/bin/python benchmarks/bench_quality_metrics.py [--quick] [--threads N]
+        [--metrics all|old|new|irof,road,...]
 
 Without Quantus the script runs gradattr's side only and says so. Threads are fixed (default 1) and the load
 average printed.
@@ -39,7 +45,16 @@ import torch
 from torch import Tensor, nn
 
 import gradattr
-from gradattr.metrics import deletion_auc, draw_subsets, faithfulness_correlation, insertion_auc, region_perturbation
+from gradattr.metrics import (
+    deletion_auc,
+    draw_subsets,
+    faithfulness_correlation,
+    insertion_auc,
+    irof,
+    monotonicity,
+    region_perturbation,
+    road,
+)
 from gradattr.models import mnist_cnn, mnist_mlp
 
 try:
@@ -157,6 +172,157 @@ def correlation_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor
     )
 
 
+def quantus_call(metric: Any, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, softmax: bool) -> np.ndarray:
+    """One Quantus metric call on the batch (CPU, one batch); ``np.trapz`` (removed in NumPy 2, still called by
+    Quantus' IROF) is lent ``np.trapezoid`` meanwhile."""
+    had_trapz = hasattr(np, "trapz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not had_trapz:
+            np.trapz = np.trapezoid
+        try:
+            scores = metric(
+                model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu",
+                batch_size=len(x), softmax=softmax,
+            )  # fmt: skip
+        finally:
+            if not had_trapz:
+                del np.trapz
+    return np.asarray(scores, dtype=np.float64)
+
+
+def slic_segments(x: Tensor) -> Tensor:
+    """The SLIC superpixels Quantus IROF computes (``slic(img, start_label=0)`` on each HWC image), (B, H, W)."""
+    from quantus.helpers.utils import get_superpixel_segments
+
+    images = [np.moveaxis(image, 0, -1).astype("double") for image in x.numpy()]
+    return torch.from_numpy(np.stack([get_superpixel_segments(img=i, segmentation_method="slic") for i in images]))
+
+
+def hand_irof(model: nn.Module, x: Tensor, y: int, a: Tensor, segments: Tensor) -> float:
+    """IROF of one image from Rieger & Hansen's definition: superpixels removed cumulatively (to 0), most
+    relevant (mean attribution) first, p_c(x_k) / p_c(x_0) for k = 0..L integrated over k / L; 1 - area."""
+    ids = segments.unique()
+    means = torch.stack([a[:, segments == s].mean() for s in ids])
+    point, scores = x.clone(), []
+    with torch.no_grad():
+        scores.append(float(model(point[None]).double().softmax(-1)[0, y]))
+        for s in ids[means.argsort(descending=True, stable=True)]:
+            point[:, segments == s] = 0.0
+            scores.append(float(model(point[None]).double().softmax(-1)[0, y]))
+    ratios, steps = [v / scores[0] for v in scores], len(ids)
+    return 1.0 - sum((ratios[k] + ratios[k + 1]) / 2 / steps for k in range(steps))
+
+
+def irof_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repeats: int) -> str:
+    """IROF (Rieger & Hansen 2020) beside Quantus IROF: the same SLIC superpixels (Quantus' own) given to
+    gradattr, baseline 0 on both sides, probabilities. Quantus reports L_b - Σ_k p_k / p_0 (trapezoid, dx = 1,
+    k = 1..L_max, zero-padded past L_b); gradattr the normalised 1 - ∫_0^1 p_k / p_0. Quantus' number is
+    recomputed from gradattr's curve and compared, and gradattr's IROF against the hand-derived value."""
+    segments = slic_segments(x)
+    run = lambda: irof(model, x, a, y, segments, baseline=0.0, max_elements=x.numel())  # noqa: E731
+    ours_seconds, ours = best_of(repeats, run)
+    hand = hand_irof(model, x[0], int(y[0]), a[0], segments[0])
+    if quantus is None:
+        return f"| {name} | irof | SLIC | {ours_seconds:.4f} | — | — | sample 0 {float(ours.per_sample[0]):.6f} |"
+    metric = quantus.IROF(
+        segmentation_method="slic", perturb_baseline=0.0, normalise=False, abs=False, return_aggregate=False,
+        disable_warnings=True, display_progressbar=False,
+    )  # fmt: skip
+    theirs_seconds, theirs = best_of(repeats, lambda: quantus_call(metric, model, x, y, a, softmax=True))
+    counts = np.array([len(np.unique(s)) for s in segments.numpy()])
+    width = int(counts.max())
+    ratios = (ours.curve[:, 1 : width + 1] / ours.curve[:, :1]).numpy()
+    ratios = ratios * (np.arange(width)[None] < counts[:, None])  # Quantus' zero padding past L_b
+    recomputed = counts - np.trapezoid(ratios, axis=1)
+    diff = float(np.abs(recomputed - theirs).max())
+    return (
+        f"| {name} | irof vs IROF | SLIC {counts.min()}-{counts.max()} | {ours_seconds:.4f} | "
+        f"{theirs_seconds:.4f} | {theirs_seconds / ours_seconds:.1f}x | Quantus' L - Σ from gradattr's curve: max abs "
+        f"diff {diff:.2e}; sample 0: gradattr {float(ours.per_sample[0]):.6f} = hand {hand:.6f}, "
+        f"Quantus {theirs[0]:.6f} (L = {counts[0]}) |"
+    )
+
+
+def road_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repeats: int) -> str:
+    """ROAD (Rong et al. 2022), MoRF, at noise 0 (Quantus draws its imputation noise from ``np.random.randn``,
+    gradattr from its own per-(image, percentage) seeds; not replayed): the per-sample correct-class
+    indicators compared. Quantus removes floor(784 p / 100) pixels, gradattr round(784 p): gradattr is given
+    the fractions floor(784 p / 100) / 784 so that both remove the same pixels."""
+    percents = [10, 30, 50, 70, 90]
+    fractions = [int(784 * p / 100) / 784 for p in percents]
+    run = lambda: road(model, x, a, y, fractions, noise=0.0, max_elements=x.numel())  # noqa: E731
+    ours_seconds, ours = best_of(repeats, run)
+    if quantus is None:
+        accuracy = ", ".join(f"{float(v):.3f}" for v in ours.accuracy)
+        return f"| {name} | road | {len(percents)} | {ours_seconds:.4f} | — | — | accuracy {accuracy} |"
+    metric = quantus.ROAD(
+        percentages=percents, noise=0.0, normalise=False, abs=False, return_aggregate=False, disable_warnings=True,
+        display_progressbar=False,
+    )  # fmt: skip
+    captured, evaluate_batch = [], metric.evaluate_batch
+
+    def capture(*args: Any, **kwargs: Any) -> Any:  # Quantus returns only the batch accuracies per percentage
+        result = evaluate_batch(*args, **kwargs)
+        captured.append(result[0])
+        return result
+
+    metric.evaluate_batch = capture
+    theirs_seconds, accuracies = best_of(repeats, lambda: metric(
+        model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu", batch_size=len(x),
+        softmax=True,
+    ))  # fmt: skip
+    theirs = np.asarray(captured[-1], dtype=np.float64)
+    accuracy_diff = float(np.abs(ours.accuracy.numpy() - np.array(list(accuracies.values()))).max())
+    correct = ours.correct.double().numpy()
+    diff = float(np.abs(correct - theirs).max())
+    accuracy = ", ".join(f"{float(v):.3f}" for v in ours.accuracy)
+    return (
+        f"| {name} | road vs ROAD (noise 0) | {len(percents)} | {ours_seconds:.4f} | {theirs_seconds:.4f} | "
+        f"{theirs_seconds / ours_seconds:.1f}x | correct indicators max abs diff {diff:.0f} "
+        f"({int((correct != theirs).sum())} of {correct.size} differ), accuracies max abs diff "
+        f"{accuracy_diff:.0e}; accuracy {accuracy} |"
+    )
+
+
+def hand_monotonicity(model: nn.Module, x: Tensor, y: int, a: Tensor) -> tuple[float, float]:
+    """Arya et al.'s monotonicity of one sample, an explicit loop: from the baseline 0, insert x's features one
+    at a time in order of increasing attribution; 1 when the logit never drops. Also the share of non-drops."""
+    flat, order = x.flatten(), a.flatten().argsort(stable=True)
+    point, scores = torch.zeros_like(flat), []
+    with torch.no_grad():
+        for i in order:
+            point[i] = flat[i]
+            scores.append(float(model(point.view(1, *x.shape))[0, y]))
+    steps = [scores[k + 1] >= scores[k] for k in range(len(scores) - 1)]
+    return float(all(steps)), sum(steps) / len(steps)
+
+
+def monotonicity_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repeats: int) -> str:
+    """Monotonicity (Arya et al. 2019) beside Quantus Monotonicity: one feature per step (784 steps), baseline
+    0, logits, raw attributions; per-sample indicators compared, and sample 0 derived by hand."""
+    run = lambda: monotonicity(model, x, a, y, max_elements=x.numel())  # noqa: E731
+    ours_seconds, ours = best_of(repeats, run)
+    fraction = monotonicity(model, x, a, y, reduce="fraction", max_elements=x.numel())
+    hand, hand_fraction = hand_monotonicity(model, x[0], int(y[0]), a[0])
+    values = (
+        f"sample 0: gradattr {float(ours[0]):.0f} (fraction {float(fraction[0]):.4f}) = hand {hand:.0f} "
+        f"({hand_fraction:.4f}); gradattr mean {float(ours.mean()):.3f}"
+    )
+    if quantus is None:
+        return f"| {name} | monotonicity | 784 | {ours_seconds:.4f} | — | — | {values} |"
+    metric = quantus.Monotonicity(
+        features_in_step=1, perturb_baseline=0.0, normalise=False, abs=False, return_aggregate=False,
+        disable_warnings=True, display_progressbar=False,
+    )  # fmt: skip
+    theirs_seconds, theirs = best_of(repeats, lambda: quantus_call(metric, model, x, y, a, softmax=False))
+    diff = float(np.abs(ours.numpy() - theirs).max())
+    return (
+        f"| {name} | monotonicity vs Monotonicity | 784 | {ours_seconds:.4f} | {theirs_seconds:.4f} | "
+        f"{theirs_seconds / ours_seconds:.1f}x | max abs diff {diff:.0f}; Quantus mean {theirs.mean():.3f}; {values} |"
+    )
+
+
 def hand_deletion_auc(model: nn.Module, x: Tensor, y: int, a: Tensor, steps: int) -> float:
     """Deletion AUC of one sample from the paper's definition: an explicit loop over k = 0..L."""
     flat, order = x.flatten().clone(), a.flatten().argsort(descending=True, stable=True)
@@ -169,13 +335,21 @@ def hand_deletion_auc(model: nn.Module, x: Tensor, y: int, a: Tensor, steps: int
     return sum((scores[k] + scores[k + 1]) / 2 / steps for k in range(steps))
 
 
-def run_model(name: str, model: nn.Module, steps: int, repeats: int) -> list[str]:
+OLD_METRICS = ("deletion", "region", "correlation")
+NEW_METRICS = ("irof", "road", "monotonicity")
+NEW_ROWS = {"irof": irof_row, "road": road_row, "monotonicity": monotonicity_row}
+
+
+def run_model(name: str, model: nn.Module, steps: int, repeats: int, metrics: tuple[str, ...]) -> list[str]:
     model.eval()
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(BATCH, 1, 28, 28, generator=generator)
     with torch.no_grad():
         y = model(x).argmax(1)
     a = gradattr.attribute(model, x, "gradient_x_input", y)
+    rows = [NEW_ROWS[metric](name, model, x, y, a, repeats) for metric in NEW_METRICS if metric in metrics]
+    if not set(OLD_METRICS) & set(metrics):
+        return rows
     rows_budget = x.numel()  # 64 rows per forward pass, as Quantus
     ours_del, ours = best_of(repeats, lambda: deletion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
     ours_ins, _ = best_of(repeats, lambda: insertion_auc(model, x, a, y, steps=steps, max_elements=rows_budget))
@@ -184,6 +358,7 @@ def run_model(name: str, model: nn.Module, steps: int, repeats: int) -> list[str
         f"| {name} | insertion_auc | {steps} | {ours_ins:.4f} | — | — | no Quantus twin |",
         region_row(name, model, x, y, a, repeats),
         correlation_row(name, model, x, y, a, repeats),
+        *rows,
     ]
     if quantus is None:
         auc = float(ours.per_sample[0])
@@ -205,7 +380,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="L = 16 steps, 1 repeat")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--metrics", default="all", help="'all', 'old' (deletion, region, correlation), 'new' (irof, road, "
+        "monotonicity) or a comma-separated list of these names"
+    )  # fmt: skip
     args = parser.parse_args()
+    groups = {"all": OLD_METRICS + NEW_METRICS, "old": OLD_METRICS, "new": NEW_METRICS}
+    metrics = groups.get(args.metrics) or tuple(args.metrics.split(","))
     torch.set_num_threads(args.threads)
     steps, repeats = (16, 1) if args.quick else (49, 3)
     print(f"threads {args.threads}, load average {os.getloadavg()}, batch {BATCH}, seeded untrained models")
@@ -215,7 +396,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     torch.manual_seed(0)
     for name, build in (("MLP", lambda: mnist_mlp((1, 28, 28), 10)), ("CNN", lambda: mnist_cnn((1, 28, 28), 10))):
-        for row in run_model(name, build(), steps, repeats):
+        for row in run_model(name, build(), steps, repeats, metrics):
             print(row)
 
 
