@@ -45,9 +45,10 @@ def non_sensitivity(
     unchanged). It counts the features with zero attribution whose removal changes the output plus those
     with non-zero attribution whose removal does not; 0 is best. Nguyen & Martínez state the sets as "zero"
     and "no functional dependence"; the tolerances and the removal by a baseline are ours, as in Quantus'
-    ``NonSensitivity``. Quantus reads dependence off the variance of the predictions over ``n_samples``
-    perturbations of a feature and compares the *indices* of the non-zero attributions, not their values,
-    with eps (``np.argwhere(a).flatten() < eps``); we compare the values, and remove each feature once.
+    ``NonSensitivity``. Quantus 0.6.0 calls a feature "zero" where ``a < eps`` (strict, on ``abs=True`` maps
+    by default) and, with its default ``softmax=True``, reads dependence off the target's probability, not
+    its logit; we use ``|a| ≤ eps`` and the model's output as it is. With ``softmax=False``, a baseline of
+    0 and ``features_in_step=1`` the two agree exactly (``benchmarks/peers/QUANTUS_MAPS.md``).
 
     Args:
         model, x, attr, target, baseline, feature_groups, max_elements: as in
