@@ -19,7 +19,7 @@ CPU thread the CNN's convolutions cost more per row in larger batches (cache), s
 (131072 elements, 167 rows) is slower there.
 
 IROF, ROAD and monotonicity (``--metrics new``) beside Quantus IROF, ROAD and Monotonicity: IROF on Quantus' own
-SLIC superpixels given to gradattr, baseline 0 on both sides; ROAD at noise 0 (the noise is not replayed), MoRF,
+SLIC superpixels given to gradattr, baseline 0 on both sides; ROAD at noise 0 and 0.01 (draws replayed), MoRF,
 the same pixel counts; monotonicity (Arya et al.) one feature per step from baseline 0 on logits. Where Quantus
 departs from the paper the script prints the hand-derived value for sample 0 (see the functions' docstrings).
 
@@ -245,10 +245,10 @@ def irof_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repea
 
 
 def road_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repeats: int) -> str:
-    """ROAD (Rong et al. 2022), MoRF, at noise 0 (Quantus draws its imputation noise from ``np.random.randn``,
-    gradattr from its own per-(image, percentage) seeds; not replayed): the per-sample correct-class
-    indicators compared. Quantus removes floor(784 p / 100) pixels, gradattr round(784 p): gradattr is given
-    the fractions floor(784 p / 100) / 784 so that both remove the same pixels."""
+    """ROAD (Rong et al. 2022), MoRF, timed and compared at noise 0, then compared at noise 0.01 with Quantus'
+    ``np.random.randn`` draws replaced by gradattr's (:func:`road_replayed_noise`): the per-sample correct-class
+    indicators. Quantus removes floor(784 p / 100) pixels, gradattr round(784 p): gradattr is given the fractions
+    floor(784 p / 100) / 784 so that both remove the same pixels."""
     percents = [10, 30, 50, 70, 90]
     fractions = [int(784 * p / 100) / 784 for p in percents]
     run = lambda: road(model, x, a, y, fractions, noise=0.0, max_elements=x.numel())  # noqa: E731
@@ -277,11 +277,74 @@ def road_row(name: str, model: nn.Module, x: Tensor, y: Tensor, a: Tensor, repea
     correct = ours.correct.double().numpy()
     diff = float(np.abs(correct - theirs).max())
     accuracy = ", ".join(f"{float(v):.3f}" for v in ours.accuracy)
+    noisy = road_replayed_noise(model, x, y, a, percents, fractions)
     return (
         f"| {name} | road vs ROAD (noise 0) | {len(percents)} | {ours_seconds:.4f} | {theirs_seconds:.4f} | "
         f"{theirs_seconds / ours_seconds:.1f}x | correct indicators max abs diff {diff:.0f} "
         f"({int((correct != theirs).sum())} of {correct.size} differ), accuracies max abs diff "
-        f"{accuracy_diff:.0e}; accuracy {accuracy} |"
+        f"{accuracy_diff:.0e}; accuracy {accuracy}; noise 0.01 replayed: {noisy} |"
+    )
+
+
+def road_replayed_noise(
+    model: nn.Module, x: Tensor, y: Tensor, a: Tensor, percents: list[int], fractions: list[float]
+) -> str:
+    """ROAD at noise 0.01 with Quantus' ``np.random.randn`` draws replaced by gradattr's: Quantus calls it once
+    per (percentage k, image b), for the removed pixels in its order ``argsort(-a)[:count]``; gradattr draws a
+    (C, H, W) normal image from the seed (0, b, k) and adds it at the removed pixels."""
+    from gradattr.metrics.road import _copy_seed, _noisy_imputation  # replays gradattr's seeds: private on purpose
+
+    ours = road(model, x, a, y, fractions, noise=0.01, seed=0, max_elements=x.numel())
+    order = np.argsort(-a.numpy().reshape(len(x), -1), axis=1)
+    calls, original = [0], np.random.randn
+
+    def replay(*shape: int) -> np.ndarray:
+        k, b = divmod(calls[0], len(x))
+        calls[0] += 1
+        draw = torch.randn(
+            x.shape[1:], generator=torch.Generator().manual_seed(_copy_seed(0, b, k)), dtype=torch.float64
+        )
+        picked = order[b, : int(784 * percents[k] / 100)]
+        return draw.reshape(x.shape[1], -1).numpy()[:, picked].reshape(shape)
+
+    metric = quantus.ROAD(
+        percentages=percents, noise=0.01, normalise=False, abs=False, return_aggregate=False, disable_warnings=True,
+        display_progressbar=False,
+    )  # fmt: skip
+    captured, evaluate_batch = [], metric.evaluate_batch
+
+    def capture(*args: Any, **kwargs: Any) -> Any:
+        result = evaluate_batch(*args, **kwargs)
+        captured.append(result[0])
+        return result
+
+    metric.evaluate_batch = capture
+    images, perturb = [], metric.perturb_func
+
+    def keep(*args: Any, **kwargs: Any) -> np.ndarray:  # Quantus' imputed images, in call order
+        images.append(perturb(*args, **kwargs))
+        return images[-1]
+
+    metric.perturb_func = keep
+    np.random.randn = replay
+    try:
+        metric(
+            model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu", batch_size=len(x),
+            softmax=True,
+        )  # fmt: skip
+    finally:
+        np.random.randn = original
+    theirs, correct = np.asarray(captured[-1], dtype=np.float64), ours.correct.double().numpy()
+    image_diff = 0.0
+    for call, image in enumerate(images):  # gradattr's imputation of the same pixels with its own seed
+        k, b = divmod(call, len(x))
+        removed = torch.zeros(x[0, 0].numel(), dtype=torch.bool)
+        removed[torch.from_numpy(order[b, : int(784 * percents[k] / 100)])] = True
+        mine = _noisy_imputation(x[b], removed.view(x.shape[2:]), 0.01, _copy_seed(0, b, k))
+        image_diff = max(image_diff, float(np.abs(mine.numpy() - image).max()))
+    return (
+        f"{int((correct != theirs).sum())} of {correct.size} indicators differ, imputed images max abs diff "
+        f"{image_diff:.1e} ({calls[0]} draws replayed)"
     )
 
 
