@@ -213,6 +213,8 @@ def test_bad_arguments_fail_before_ray_starts() -> None:
         ({"on_batch": print, "checkpoint": "cp.pt"}, TypeError, "ResumableObserver"),
         ({"num_subset": 10}, TypeError, "unknown evaluation argument\\(s\\) num_subset; known: target"),
         ({"max_samples": 0}, ValueError, "max_samples must be a positive int"),
+        ({"data": (x[:0], y[:0])}, ValueError, "data yielded no samples"),
+        ({"data": x[0, 0, 0, 0], "target": "predicted"}, ValueError, "0-d tensor, not a batch"),
     ]
     for overrides, error, message in cases:
         arguments = {"data": (x, y), "methods": ["saliency"]} | overrides

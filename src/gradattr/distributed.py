@@ -57,6 +57,7 @@ from gradattr.evaluation import (
     evaluated_batch,
     measure_batch,
 )
+from gradattr.evaluation.settings import check_positive
 from gradattr.memory import MemoryLimit, budget, parse_memory, set_max_memory
 
 RAY_EXTRA = 'pip install "gradattr[ray]"'
@@ -135,9 +136,9 @@ class WorkerSettings:
     max_memory: MemoryLimit = None
 
     def __post_init__(self) -> None:
-        _positive("workers", self.workers)
-        _positive("threads_per_worker", self.threads_per_worker)
-        _positive("shards", self.shards)
+        check_positive("workers", self.workers)
+        check_positive("threads_per_worker", self.threads_per_worker)
+        check_positive("shards", self.shards)
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise ValueError(
                 f"address must be a Ray address such as 'ray://host:10001' or 'auto', got {self.address!r}"
@@ -214,7 +215,7 @@ def evaluate(
     """
     evaluation = EvaluationSettings.of(methods, settings)
     where = WorkerSettings(workers, address, threads_per_worker, shards, max_memory)
-    x, y = _tensors(data, evaluation.target)
+    x, y = _tensors(data)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
@@ -268,15 +269,9 @@ def release_workers() -> None:
         _Pool.current.stop()
 
 
-def _positive(name: str, value: Any, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
-
-
-def _tensors(data: Any, target: str) -> tuple[Tensor, Tensor | None]:
-    """``(x, y)`` (``y`` None for bare inputs), checked to be CPU tensors."""
+def _tensors(data: Any) -> tuple[Tensor, Tensor | None]:
+    """``(x, y)`` (``y`` None for bare inputs), checked to be CPU tensors (labels, their count and empty data
+    are checked where the batches are cut, :meth:`EvaluationSettings.batches` and the checkpoint's table)."""
     if isinstance(data, Tensor):
         x, y = data, None
     elif isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
@@ -286,12 +281,6 @@ def _tensors(data: Any, target: str) -> tuple[Tensor, Tensor | None]:
             "gradattr.distributed.evaluate takes tensors: (x, y) or x alone with target='predicted' "
             f"(it cuts them into shards itself); got {type(data).__name__}"
         )
-    if y is None and target == "label":
-        raise ValueError("target='label' needs labels: pass (x, y), or use target='predicted'")
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ValueError(f"data has {x.shape[0]} inputs but {y.shape[0]} labels")
-    if x.dim() == 0 or x.shape[0] == 0:
-        raise ValueError("data yielded no samples")
     if any(t.device.type != "cpu" for t in (x, y) if t is not None):
         raise ValueError("gradattr.distributed runs its workers on the CPU: pass the data on the CPU")
     return x, y

@@ -71,13 +71,8 @@ class EvaluationSettings:
         self.metric_list = check_metrics(self.metrics)
         if self.target not in ("label", "predicted"):
             raise ValueError(f"target must be 'label' or 'predicted', got {self.target!r}")
-        for name in ("batch_size", "max_samples"):
-            value = getattr(self, name)
-            if (value is not None or name == "batch_size") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive int{' or None' if name == 'max_samples' else ''}, "
-                                 f"got {value!r}")  # fmt: skip
+        check_positive("batch_size", self.batch_size, optional=False)
+        check_positive("max_samples", self.max_samples)
 
     @classmethod
     def of(cls, methods: Methods | None, settings: Mapping[str, Any]) -> EvaluationSettings:
@@ -138,6 +133,14 @@ class EvaluationSettings:
         return {"forward_kwargs": self.forward_kwargs, "output": self.output, "position": self.position}
 
 
+def check_positive(name: str, value: Any, optional: bool = True) -> None:
+    """``value`` is a positive int (or None where ``optional``); ValueError naming ``name`` otherwise."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if optional else ''}, got {value!r}")
+
+
 def check_metrics(metrics: Sequence[Metric]) -> list[Metric]:
     """``metrics`` as a list of :class:`Metric` with distinct names (TypeError/ValueError naming the culprit)."""
     if isinstance(metrics, Metric):
@@ -194,7 +197,7 @@ def check_method_options(
 def total_samples(data: Data, max_samples: int | None) -> int | None:
     """Number of samples the evaluation will see, when it can be known without iterating (for progress)."""
     if isinstance(data, Tensor):
-        known: int | None = data.shape[0]
+        known: int | None = data.shape[0] if data.dim() else 0
     elif _is_pair(data):
         known = data[0].shape[0]
     else:
@@ -230,6 +233,8 @@ def _batches(
 def _slices(
     inputs: Tensor, labels: Tensor | None, batch_size: int, target: str, call: dict[str, Any]
 ) -> Iterator[tuple[Tensor, Tensor | None, ModelCall]]:
+    if inputs.dim() == 0:
+        raise ValueError("data yielded no samples: the inputs are a 0-d tensor, not a batch of samples")
     if labels is None and target == "label":
         raise ValueError("target='label' needs labels: pass (x, y) or batches of (x, y), or use target='predicted'")
     if labels is not None and labels.shape[0] != inputs.shape[0]:
