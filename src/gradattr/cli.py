@@ -119,9 +119,10 @@ def _metrics(values: list[str] | None) -> tuple[str, ...]:
     if unknown:
         raise typer.BadParameter(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(NAMED)}")
     for name in names:
-        if required_options(name):
+        needed = required_options(name)
+        if needed:
             raise typer.BadParameter(
-                f"metric {name} needs the option(s) {', '.join(required_options(name))}, which the command line "
+                f"metric {name} needs the option(s) {', '.join(needed)}, which the command line "
                 f"does not take: in Python, gradattr.evaluation.named_metric({name!r}, ...)"
             )
     return tuple(dict.fromkeys(names))
@@ -192,7 +193,7 @@ def reproduce(
         list[str] | None,
         typer.Option(
             help="Quality metrics beside Sensitivity-n, comma-separated; 'none' for none (default: "
-            "deletion_auc, insertion_auc, sparseness, complexity)."
+            "deletion_auc, insertion_auc, sparseness, complexity, deletion_curve, insertion_curve)."
         ),
     ] = None,
     seed: Seed = 0,
