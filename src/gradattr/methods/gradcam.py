@@ -21,71 +21,74 @@ from torch import Tensor, nn
 
 from gradattr.methods._problem import AttributionProblem, activation_leaf, find_layer
 from gradattr.methods.guided_backprop import guided_backprop
+from gradattr.methods.layer_layout import ReshapeOption, layout
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 INTERPOLATIONS = ("linear", "nearest", "area")
 
+ChannelWeights = Callable[[Tensor, Tensor], Tensor]
+"""The weighting of a class activation map: (A, G), both (B, K, *spatial), -> weights W broadcastable to A,
+the map being Σ_k W^k ⊙ A^k (:func:`class_activation_map`)."""
 
-Reshape = Callable[[Tensor], Tensor]
-"""A rearrangement of a layer's output into (B, K, *spatial), e.g. a ViT block's (B, 1 + 14·14, D) tokens:
-``lambda a: a[:, 1:].transpose(1, 2).reshape(a.shape[0], -1, 14, 14)``."""
 
-CHANNELS_LAST = (nn.Linear, nn.Bilinear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, nn.MultiheadAttention,
-                 nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder,
-                 nn.TransformerDecoder, nn.Transformer, nn.RNNBase)  # fmt: skip
-"""Layers whose output is (B, [T,] D), features last: no channels-first spatial map for Grad-CAM."""
+def layer_activations(
+    problem: AttributionProblem, layer: str | nn.Module, *, reshape: ReshapeOption = None, name: str | None = None,
+    gradient: bool = True,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    """The layer's activations A and the gradient G = ∂(Σ_rows S_c)/∂A, both rearranged to (B, K, *spatial).
+
+    One forward pass at the inputs, with the layer's output made a leaf, and one backward pass from S_c down
+    to A only; ``gradient=False``: the forward pass alone, without gradients, and G is ``None``. ``layer`` is
+    a submodule or its dotted name (``name``, the user's name for the messages, defaults to it);
+    ``reshape``: as in :func:`gradattr.methods.layer_layout.layout` (without it a layer whose output has no
+    channels-first spatial dimensions is refused, naming the layer and its output shape).
+    """
+    if isinstance(layer, str):
+        name = layer if name is None else name
+    module = find_layer(problem.model, layer)
+    rows = problem.all_rows
+    with activation_leaf(module) as seen, torch.set_grad_enabled(gradient):
+        output = problem.output(problem.inputs, rows)
+        scores = problem.score(output, rows) if gradient else None
+    if not seen:
+        raise ValueError(f"the layer {name or type(module).__name__} was not called in the forward pass")
+    activations = seen[0]
+    arrange = layout(module, name, activations, reshape)
+    grad = None
+    if scores is not None and scores.requires_grad:
+        (grad,) = torch.autograd.grad(scores.sum(), activations)
+    elif scores is not None:  # the output does not depend on the layer
+        grad = torch.zeros_like(activations)
+    arranged = arrange(activations.detach())
+    if not isinstance(arranged, Tensor) or arranged.dim() < 3 or arranged.shape[0] != rows.numel():
+        shape = tuple(arranged.shape) if isinstance(arranged, Tensor) else type(arranged).__name__
+        raise ValueError(f"Grad-CAM's reshape must give (B, K, *spatial) with B = {rows.numel()}; it gave {shape}")
+    return arranged, None if grad is None else arrange(grad)
+
+
+def gradcam_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+    """Grad-CAM's α_k = (1/Z) Σ_u ∂S_c/∂A^k_u, the spatial mean of the gradient (Selvaraju et al. Eq. 1)."""
+    return gradient.mean(dim=tuple(range(2, gradient.dim())), keepdim=True)
 
 
 def class_activation_map(
-    problem: AttributionProblem, layer: nn.Module, *, relu: bool = True, reshape: Reshape | None = None,
-    name: str | None = None,
+    problem: AttributionProblem, layer: str | nn.Module, *, weights: ChannelWeights = gradcam_weights,
+    relu: bool = True, reshape: ReshapeOption = None, name: str | None = None,
 ) -> Tensor:  # fmt: skip
-    """Grad-CAM at the layer's own resolution: Tensor(B, *spatial) = ReLU(Σ_k α_k A^k).
-
-    One forward pass at the inputs, with the layer's output A (B, K, *spatial, channels first) made a
-    leaf, and one backward pass from S_c down to A only. ``reshape`` rearranges A (and its gradient, in the
-    same way) into (B, K, *spatial) first; without it a layer whose output has no spatial dimensions is refused.
-    """
-    rows = problem.all_rows
-    with activation_leaf(layer) as seen, torch.enable_grad():
-        scores = problem.score(problem.output(problem.inputs, rows), rows)
-    if not seen:
-        raise ValueError("the Grad-CAM layer was not called in the forward pass")
-    activations = seen[0]
-    if reshape is None:
-        _check_spatial(layer, name, activations)
-    if scores.requires_grad:
-        (gradient,) = torch.autograd.grad(scores.sum(), activations)
-    else:  # the output does not depend on the layer
-        gradient = torch.zeros_like(activations)
-    if reshape is not None:
-        activations, gradient = reshape(activations.detach()), reshape(gradient)
-        if not isinstance(activations, Tensor) or activations.dim() < 3 or activations.shape[0] != rows.numel():
-            shape = tuple(activations.shape) if isinstance(activations, Tensor) else type(activations).__name__
-            raise ValueError(f"Grad-CAM's reshape must give (B, K, *spatial) with B = {rows.numel()}; it gave {shape}")
-    spatial = tuple(range(2, activations.dim()))
-    weights = gradient.mean(dim=spatial, keepdim=True)  # α_k, Eq. 1
-    cam = (weights * activations.detach()).sum(dim=1)  # Eq. 2 before the ReLU
+    """A class activation map at the layer's own resolution: Tensor(B, *spatial) = ReLU(Σ_k W^k ⊙ A^k), with
+    W = ``weights(A, G)`` (Grad-CAM's α_k by default: Eq. 2), A and G from :func:`layer_activations`."""
+    activations, gradient = layer_activations(problem, layer, reshape=reshape, name=name)
+    assert gradient is not None
+    cam = (weights(activations, gradient) * activations).sum(dim=1)  # Eq. 2 before the ReLU
     return cam.clamp(min=0) if relu else cam
 
 
-def _check_spatial(layer: nn.Module, name: str | None, activations: Tensor) -> None:
-    """Refuse an output without channels-first spatial dimensions: Grad-CAM would average over the wrong axis
-    (the tokens of a (B, T, D) output taken as channels) and return a meaningless map."""
-    last = layer
-    while isinstance(last, nn.Sequential) and len(last):
-        last = last[-1]
-    flat = activations.dim() < 3
-    if not flat and not isinstance(last, CHANNELS_LAST):
-        return
-    called = f"layer '{name}' ({type(layer).__name__})" if name else f"the layer {type(layer).__name__}"
-    kind = "no spatial dimensions" if flat else "tokens by features, features last, no spatial dimensions"
-    raise ValueError(
-        f"Grad-CAM needs a layer whose output is channels first with spatial dimensions (B, K, *spatial); "
-        f"{called} gives {tuple(activations.shape)}: {kind}. Choose a convolutional layer (e.g. the last one), "
-        "or pass reshape=, a function that rearranges that output into (B, K, *spatial) (for a ViT's patch "
-        "tokens: lambda a: a[:, 1:].transpose(1, 2).reshape(len(a), -1, 14, 14))"
-    )
+def map_for_inputs(problem: AttributionProblem, cam: Tensor, *, upsample: bool, interpolation: str) -> tuple[Tensor]:
+    """A map (B, *spatial) as a layer method's result: resized to the input (``upsample``, one input), else at
+    the layer's resolution (B, 1, *spatial)."""
+    if not upsample or len(problem.inputs) != 1:
+        return (cam.unsqueeze(1),)
+    return (resize_to_input(cam, problem.inputs[0], interpolation),)
 
 
 def resize_to_input(cam: Tensor, like: Tensor, interpolation: str) -> Tensor:
@@ -112,7 +115,7 @@ def gradcam(
     interpolation: str = "linear",
     relu: bool = True,
     upsample: bool = True,
-    reshape: Reshape | None = None,
+    reshape: ReshapeOption = None,
 ) -> tuple[Tensor, ...]:
     """Grad-CAM of the layer given as ``layer=``, upsampled to the input.
 
@@ -125,10 +128,12 @@ def gradcam(
         relu: apply the ReLU of Eq. 2 (keep only evidence for the class).
         upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
             A model with several inputs always gets that map (there is no single input shape to resize to).
-        reshape: a function rearranging the layer's output into (B, K, *spatial) (a permute/reshape/slice: it
-            is applied to the activations and to their gradient alike). Needed for a layer whose output has no
-            channels-first spatial dimensions, a Linear or transformer layer's (B, T, D): refused without it,
-            naming the layer and its output shape.
+        reshape: how the layer's output is read as (B, K, *spatial) (:mod:`gradattr.methods.layer_layout`):
+            ``None`` for a channels-first output; ``"auto"`` for ViT/DeiT/Swin tokens (B, T, D) on a square grid
+            (the leading CLS/distillation/register tokens dropped) and (B, H, W, C) channels-last maps; or a
+            function (a permute/reshape/slice, applied to the activations and to their gradient alike). A layer
+            whose output has no channels-first spatial dimensions, a Linear or transformer layer's (B, T, D), is
+            refused without it, naming the layer and its output shape.
 
     Returns:
         The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
@@ -140,11 +145,8 @@ def gradcam(
         >>> gradattr.attribute(model, torch.randn(2, 1, 8, 8), method="gradcam", layer="1").shape
         torch.Size([2, 1, 8, 8])
     """
-    cam = class_activation_map(problem, find_layer(problem.model, layer), relu=relu, reshape=reshape,
-                               name=layer if isinstance(layer, str) else None)  # fmt: skip
-    if not upsample or len(problem.inputs) != 1:
-        return (cam.unsqueeze(1),)
-    return (resize_to_input(cam, problem.inputs[0], interpolation),)
+    cam = class_activation_map(problem, layer, relu=relu, reshape=reshape)
+    return map_for_inputs(problem, cam, upsample=upsample, interpolation=interpolation)
 
 
 def guided_gradcam(
@@ -152,7 +154,7 @@ def guided_gradcam(
     *,
     layer: str | nn.Module,
     interpolation: str = "linear",
-    reshape: Reshape | None = None,
+    reshape: ReshapeOption = None,
 ) -> tuple[Tensor, ...]:
     """Guided Grad-CAM: Guided Backpropagation ⊙ the upsampled Grad-CAM of ``layer=`` (Selvaraju et al. 3.1).
 
@@ -170,8 +172,7 @@ def guided_gradcam(
         if not x.is_floating_point():
             label = "input" if len(problem.inputs) == 1 else f"inputs[{i}]"
             raise TypeError(f"guided_gradcam needs floating inputs for Guided Backprop, {label} is {x.dtype}")
-    cam = class_activation_map(problem, find_layer(problem.model, layer), reshape=reshape,
-                               name=layer if isinstance(layer, str) else None)  # fmt: skip
+    cam = class_activation_map(problem, layer, reshape=reshape)
     for i, x in enumerate(problem.inputs):
         if x.dim() < cam.dim():
             label = "the input" if len(problem.inputs) == 1 else f"inputs[{i}]"
