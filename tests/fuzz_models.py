@@ -589,7 +589,11 @@ def make_inputs(spec: NetSpec, batch: int, dtype: torch.dtype, seed: int, scale:
     return tuple(inputs) if len(inputs) > 1 else x
 
 
-WRAPPABLE: tuple[str, ...] = tuple(m for m in gradattr.METHODS if m not in (*gradattr.LAYER_METHODS, "smoothgrad"))
+REFERENCE_METHODS: frozenset[str] = frozenset({"gradient_shap", "expected_gradients", "deeplift_shap"})
+"""Methods whose baseline is a distribution of references (the fuzz gives them None: one zero reference)."""
+WRAPPABLE: tuple[str, ...] = tuple(
+    m for m in gradattr.METHODS if m not in (*gradattr.LAYER_METHODS, *REFERENCE_METHODS, "smoothgrad")
+)
 BASELINE_METHODS: frozenset[str] = frozenset({"integrated_gradients", "deeplift", "shapley_sampling"})
 
 

@@ -47,7 +47,17 @@ import gradattr
 from gradattr.engine import UnsupportedOperationError
 from gradattr.metrics import CompletenessWarning
 
-from fuzz_models import ACTIVATIONS, BlockSpec, Case, FuzzNet, NetSpec, cases, net_specs, uses_baseline
+from fuzz_models import (
+    ACTIVATIONS,
+    REFERENCE_METHODS,
+    BlockSpec,
+    Case,
+    FuzzNet,
+    NetSpec,
+    cases,
+    net_specs,
+    uses_baseline,
+)
 
 DOCUMENTED = (ValueError, TypeError, IndexError, UnsupportedOperationError, FloatingPointError)
 """What ``attribute`` may raise (its docstring's Raises section)."""
@@ -362,7 +372,7 @@ def bad_call(case: Case, kind: str) -> tuple[Callable[[], Any], type[Exception] 
         }.get(case.method, {"method": "nope"})
         return lambda: case.call(**invalid), ValueError
     if kind == "baseline":
-        if uses_baseline(case.method, case.options):
+        if uses_baseline(case.method, case.options) or case.method in REFERENCE_METHODS:
             x = case.attributed()[0]
             bad = torch.zeros(x.shape[0] + 2, *x.shape[1:], x.shape[-1] + 1, dtype=x.dtype)
             return lambda: case.call(baseline=bad), ValueError

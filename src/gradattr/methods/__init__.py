@@ -30,8 +30,10 @@ from gradattr.methods._problem import (
     build_problem,
 )
 from gradattr.methods.deeplift import deeplift
+from gradattr.methods.deeplift_shap import deeplift_shap
 from gradattr.methods.epsilon_lrp import epsilon_lrp
 from gradattr.methods.gradcam import gradcam, guided_gradcam
+from gradattr.methods.gradient_shap import gradient_shap
 from gradattr.methods.gradient_x_input import gradient_x_input
 from gradattr.methods.guided_backprop import deconvnet, guided_backprop
 from gradattr.methods.integrated_gradients import integrated_gradients, one_completeness_warning
@@ -48,7 +50,8 @@ class Method:
 
     ``reads_layer``: the method reads the activations of the layer given as ``layer=`` (Grad-CAM) and
     returns a map of the input's shape; ``wraps``: the method runs another one, named by its ``base``
-    option, and passes the options it does not know on to it (SmoothGrad).
+    option, and passes the options it does not know on to it (SmoothGrad); ``references``: its ``baseline``
+    is a distribution of K references (K, ...) shared by all samples (GradientSHAP, DeepLiftSHAP).
     """
 
     function: Callable[..., tuple[Tensor, ...]]
@@ -56,6 +59,7 @@ class Method:
     non_finite_hint: str = "check the model's output for overflow"
     reads_layer: bool = False
     wraps: bool = False
+    references: bool = False
 
     @cached_property
     def options(self) -> dict[str, Any]:
@@ -80,6 +84,9 @@ _REGISTRY: dict[str, Method] = {
     "deeplift": Method(deeplift, uses_baseline=True),
     "occlusion": Method(occlusion, uses_baseline=False),
     "shapley_sampling": Method(shapley_sampling, uses_baseline=True),
+    "gradient_shap": Method(gradient_shap, uses_baseline=True, references=True),
+    "expected_gradients": Method(gradient_shap, uses_baseline=True, references=True),
+    "deeplift_shap": Method(deeplift_shap, uses_baseline=True, references=True),
     "smoothgrad": Method(smoothgrad, uses_baseline=False, wraps=True),
     "guided_backprop": Method(guided_backprop, uses_baseline=False),
     "deconvnet": Method(deconvnet, uses_baseline=False),
@@ -123,7 +130,7 @@ def _resolve_options(method: str, spec: Method, options: dict[str, Any]) -> tupl
         _check_options(method, spec, options)
         return options, spec.uses_baseline
     base_name = options.get("base", "saliency")
-    wrappable = [name for name, m in _REGISTRY.items() if not (m.wraps or m.reads_layer)]
+    wrappable = [name for name, m in _REGISTRY.items() if not (m.wraps or m.reads_layer or m.references)]
     if base_name not in wrappable:
         raise ValueError(f"{method}'s base must be one of {', '.join(wrappable)}, got {base_name!r}")
     base = _REGISTRY[base_name]
@@ -170,9 +177,14 @@ def attribute(
         method: one of :data:`METHODS`.
         target: class index per sample: an int, a sequence or LongTensor of length B, or ``None`` for the
             argmax of the output (or the output itself when the model has one output per sample). The
-            target output is taken before any softmax.
+            target output is taken before any softmax. A neuron target ``(layer, unit)`` explains a unit of a
+            hidden layer instead: ``("features.3", 12)`` is channel 12 of that layer's output summed over
+            space, a tuple of ints indexes its leading dimensions (``(12, 3, 4)``); the forward pass stops
+            at the layer (:mod:`gradattr.methods.neuron`).
         baseline: reference input x̄ for ``deeplift`` and ``integrated_gradients``: ``None`` (zeros), a
-            number, a tensor broadcastable to the inputs, or a tuple of those for multi-input models.
+            number, a tensor broadcastable to the inputs, or a tuple of those for multi-input models. For
+            ``gradient_shap``, ``expected_gradients`` and ``deeplift_shap`` a distribution of K references
+            (K, *input.shape[1:]) shared by all samples (e.g. a sample of the training data), one per input.
         layer: a submodule (or its dotted name) whose output is attributed instead of the inputs, e.g.
             ``"embedding"`` for text models; ``baseline`` is then in that layer's output space. For
             ``gradcam``/``guided_gradcam`` it is the layer whose activations (B, K, *spatial) give the class
@@ -245,7 +257,7 @@ def attribute(
                 problem = build_problem(model, inputs, target, baseline, floating=False, **call)
                 options = {**options, "layer": layer}
             else:
-                problem = build_problem(model, inputs, target, baseline, layer, **call)
+                problem = build_problem(model, inputs, target, baseline, layer, references=spec.references, **call)
             attributions = spec.function(problem, **options)
         except NonFiniteOutputError as error:
             raise FloatingPointError(f"{method}: {error}; {_where_non_finite(problem)}") from None

@@ -10,7 +10,8 @@ From the model's output the explained tensor is picked by ``output`` (HuggingFac
 tuple or list: default ``.logits``/``["logits"]``, else the first element). An output whose dimensions after
 the batch are all 1, (B, 1, 1, 1), is read as (B,). A 3-D output (B, T, V), a causal language model's
 next-token logits, is read at one sequence position per sample (``position``, default -1: the last), giving
-(B, V); the target is then a token id.
+(B, V); the target is then a token id. With a neuron target (:mod:`gradattr.methods.neuron`) the explained
+tensor is a unit of a hidden layer instead, and the pass stops at that layer.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from gradattr.methods.neuron import Neuron
 
 OutputSelector = str | int | Callable[[Any], Tensor] | None
 """Which tensor of a model's output is explained: a key or attribute name (``"logits"``,
@@ -60,7 +63,8 @@ class ModelCall:
 
     ``kwargs``: name -> value; the names in ``per_sample`` hold tensors with one row per sample.
     ``output``: the :data:`OutputSelector`; ``position``: ``None``, an int, or LongTensor(B); ``samples``:
-    the user's batch size B (0: unknown), for messages about passes of other sizes.
+    the user's batch size B (0: unknown), for messages about passes of other sizes; ``neuron``: the hidden
+    unit explained instead of the output (``target=(layer, unit)``).
     """
 
     kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -68,6 +72,7 @@ class ModelCall:
     output: OutputSelector = None
     position: int | Tensor | None = None
     samples: int = 0
+    neuron: Neuron | None = None
 
     @classmethod
     def build(cls, forward_kwargs: ForwardKwargs, output: OutputSelector, position: Position, batch: int) -> ModelCall:
@@ -78,7 +83,9 @@ class ModelCall:
     def rows(self, index: Tensor) -> ModelCall:
         """The call for the samples ``index`` (rows of a new batch): per-sample values and positions follow."""
         position = _rows(self.position, index)
-        return ModelCall(self.forward_kwargs(index), self.per_sample, self.output, position, self.samples)
+        return ModelCall(
+            self.forward_kwargs(index), self.per_sample, self.output, position, self.samples, self.neuron
+        )
 
     def as_options(self) -> dict[str, Any]:
         """``forward_kwargs``, ``output`` and ``position`` as keyword arguments of :func:`gradattr.attribute`."""
@@ -89,7 +96,10 @@ class ModelCall:
         return {name: _rows(v, index) if name in self.per_sample else v for name, v in self.kwargs.items()}
 
     def __call__(self, model: nn.Module, args: Sequence[Any], index: Tensor) -> Tensor:
-        """``model(*args, **kwargs)`` for rows of samples ``index``, read as (K, C) or (K,)."""
+        """``model(*args, **kwargs)`` for rows of samples ``index``, read as (K, C) or (K,) (a neuron target's
+        unit: (K,), the pass stopped at its layer)."""
+        if self.neuron is not None:
+            return self.neuron.read(model, lambda: model(*args, **self.forward_kwargs(index)))
         return self.read(model, model(*args, **self.forward_kwargs(index)), index)
 
     def read(self, model: nn.Module, out: Any, index: Tensor) -> Tensor:

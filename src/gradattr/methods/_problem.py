@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,12 @@ from gradattr.engine.backward import rows_per_pass
 from gradattr.engine.hygiene import view_of
 from gradattr.memory import in_row_chunks
 from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position, _rows
+from gradattr.methods.neuron import Neuron, NeuronTarget
 
 Inputs = Tensor | tuple[Tensor, ...]
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 """Floating dtypes refused for attributed tensors."""
-Target = int | Sequence[int] | Tensor | None
+Target = int | Sequence[int] | Tensor | NeuronTarget | None
 Baseline = float | Tensor | tuple[float | Tensor | None, ...] | None
 
 
@@ -136,6 +137,37 @@ def _baselines(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, 
     return tuple(result)
 
 
+def _references(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """A distribution of K references per input, each (K, *input.shape[1:]) with one K for all inputs
+    (GradientSHAP, DeepLiftSHAP): a tensor of K rows, one row without the batch dimension, a number, ``None``
+    (one zero reference) or a tuple of those for a multi-input model."""
+    items = baseline if isinstance(baseline, (tuple, list)) else (baseline,) * len(inputs)
+    if len(items) != len(inputs):
+        raise ValueError(f"{len(items)} baselines given for {len(inputs)} inputs")
+    result = []
+    for i, (b, x) in enumerate(zip(items, inputs, strict=True)):
+        label = f"baseline[{i}]" if len(inputs) > 1 else "baseline"
+        if isinstance(b, np.ndarray):
+            b = torch.from_numpy(b)
+        if isinstance(b, Tensor):
+            b = b.detach().to(dtype=x.dtype, device=x.device)
+            if b.dim() == x.dim() - 1:
+                b = b.unsqueeze(0)
+            if b.dim() != x.dim() or b.shape[1:] != x.shape[1:] or b.shape[0] == 0:
+                expected = ", ".join(map(str, x.shape[1:]))
+                raise ValueError(
+                    f"{label} of shape {tuple(b.shape)} is not a set of references (K, {expected}) for inputs of "
+                    f"shape {tuple(x.shape)}"
+                )
+            _check_finite(label, b)
+            result.append(b.clone())
+        else:
+            result.extend(_baselines(b, (x,)))  # None or a number: one reference
+    if len({r.shape[0] for r in result}) > 1:
+        raise ValueError(f"the baselines have different numbers of references: {[r.shape[0] for r in result]}")
+    return tuple(result)
+
+
 def _targets(target: Target, batch: int, device: torch.device) -> Tensor | None:
     """LongTensor(B) of class indices, or None (argmax / single output)."""
     if target is None:
@@ -190,7 +222,9 @@ class AttributionProblem:
 
     ``inputs`` are the attributed tensors (the model inputs, or the output of ``layer``); ``baselines`` one
     per input with 1 row (shared) or B rows; ``target`` LongTensor(B) or ``None`` (resolved on first use);
-    ``call`` the model's extra keyword arguments and the reading of its output (:mod:`._model_call`).
+    ``call`` the model's extra keyword arguments and the reading of its output (:mod:`._model_call`);
+    ``references``: for the methods that average over a distribution of baselines (GradientSHAP,
+    DeepLiftSHAP), K references per input, (K, ...), shared by all samples (``baselines`` are then unused).
     """
 
     model: nn.Module
@@ -202,6 +236,7 @@ class AttributionProblem:
     returns_tuple: bool = False
     _output_width: int | None = field(default=None, repr=False)
     call: ModelCall = field(default_factory=ModelCall)
+    references: tuple[Tensor, ...] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -309,6 +344,7 @@ class AttributionProblem:
             returns_tuple=self.returns_tuple,
             _output_width=self._output_width,
             call=self.call.rows(index),
+            references=self.references,
         )
 
     def unpack(self, attributions: tuple[Tensor, ...]) -> Inputs:
@@ -399,12 +435,14 @@ def build_problem(
     forward_kwargs: ForwardKwargs = None,
     output: OutputSelector = None,
     position: Position = None,
+    references: bool = False,
 ) -> AttributionProblem:
     """Validate ``attribute``'s arguments; with ``layer``, the attributed tensor is that module's output.
 
     ``floating=False``: the inputs are only fed to the model (a method that reads a layer's activations,
     such as Grad-CAM), so they may be token ids. ``forward_kwargs``, ``output``, ``position``: the model's
     extra keyword arguments and the reading of its output (:class:`~._model_call.ModelCall`).
+    ``references=True``: ``baseline`` is a distribution of references (K, ...) (:func:`_references`).
     """
     # other inputs may require grad (masks); a tensor made under torch.inference_mode() is copied to one
     # that autograd may use
@@ -414,6 +452,11 @@ def build_problem(
     floats = [x for x in model_inputs if x.is_floating_point()]
     _check_model_matches(model, floats[0] if floats else model_inputs[0], same_dtype=bool(floats))
     call = ModelCall.build(forward_kwargs, output, position, _batch_of(model_inputs[0]))
+    neuron = Neuron.parse(target)
+    if neuron is not None:
+        if output is not None or position is not None:
+            raise ValueError("a neuron target explains a hidden unit: output= and position= do not apply to it")
+        call, target = replace(call, neuron=neuron), None
     if layer is None:
         attributed = model_inputs
     else:
@@ -424,12 +467,13 @@ def build_problem(
     return AttributionProblem(
         model=model,
         inputs=attributed,
-        baselines=_baselines(baseline, attributed),
+        baselines=_baselines(None if references else baseline, attributed),
         target=_targets(target, batch, attributed[0].device),
         model_inputs=model_inputs,
         layer=None if layer is None else find_layer(model, layer),
         returns_tuple=returns_tuple,
         call=call,
+        references=_references(baseline, attributed) if references else None,
     )
 
 

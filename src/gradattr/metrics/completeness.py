@@ -47,11 +47,17 @@ def completeness_gap(
 
 
 def endpoint_scores(problem: AttributionProblem) -> tuple[Tensor, Tensor]:
-    """S_c(x) and S_c(x̄) per sample, each Tensor(B), without gradients (passes within the memory budget)."""
+    """S_c(x) and S_c(x̄) per sample, each Tensor(B), without gradients (passes within the memory budget).
+    With a distribution of K references (GradientSHAP, DeepLiftSHAP), S_c(x̄) is their mean (1/K) Σ_k S_c(x̄_k)."""
     rows = problem.all_rows
-    reference = tuple(b.expand_as(x) for b, x in zip(problem.baselines, problem.inputs, strict=True))
     with torch.no_grad():
-        return problem.scores(problem.inputs, rows), problem.scores(reference, rows)
+        at_input = problem.scores(problem.inputs, rows)
+        if problem.references is None:
+            reference = tuple(b.expand_as(x) for b, x in zip(problem.baselines, problem.inputs, strict=True))
+            return at_input, problem.scores(reference, rows)
+        count, batch = problem.references[0].shape[0], problem.batch_size
+        points = tuple(r.repeat_interleave(batch, dim=0) for r in problem.references)  # reference-major rows
+        return at_input, problem.scores(points, rows.repeat(count)).view(count, batch).mean(0)
 
 
 def problem_gap(
