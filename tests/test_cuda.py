@@ -22,8 +22,7 @@ OPTIONS = {
     "occlusion": {"window": (1, 3, 3)},
     "shapley_sampling": {"samples": 2, "feature_groups": gradattr.patches((1, 9, 9), 3)},
     "smoothgrad": {"samples": 4},
-    "gradcam": {"layer": "2"},
-    "guided_gradcam": {"layer": "2"},
+    **{method: {"layer": "2"} for method in gradattr.LAYER_METHODS},
 }
 
 

@@ -17,8 +17,7 @@ OPTIONS = {
     "integrated_gradients": {"steps": 4},
     "smoothgrad": {"samples": 2},
     "shapley_sampling": {"samples": 1},
-    "gradcam": {"layer": "patch"},
-    "guided_gradcam": {"layer": "patch"},
+    **{method: {"layer": "patch"} for method in gradattr.LAYER_METHODS},
 }
 THREADS, CALLS = 4, 50
 
@@ -58,7 +57,7 @@ def test_every_method_concurrently_fifty_times() -> None:
                           nn.Linear(4, 3)).double()  # fmt: skip
     before = snapshot(model)
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
-    options = {**OPTIONS, "gradcam": {"layer": "0"}, "guided_gradcam": {"layer": "0"}}
+    options = {**OPTIONS, **{method: {"layer": "0"} for method in gradattr.LAYER_METHODS}}
     for method in gradattr.METHODS:
         expected = gradattr.attribute(model, x, method=method, target=0, **options.get(method, {}))
 

@@ -77,8 +77,7 @@ def _options(method: str) -> dict[str, object]:
         "integrated_gradients": {"steps": 8},
         "smoothgrad": {"samples": 3},
         "shapley_sampling": {"samples": 2},
-        "gradcam": {"layer": "patch_embed"},
-        "guided_gradcam": {"layer": "patch_embed"},
+        **{layer_method: {"layer": "patch_embed"} for layer_method in LAYER_METHODS},
     }
     return options.get(method, {})
 

@@ -29,6 +29,7 @@ from gradattr.methods._problem import (
     Target,
     build_problem,
 )
+from gradattr.methods.cams import eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
 from gradattr.methods.deeplift import deeplift
 from gradattr.methods.deeplift_shap import deeplift_shap
 from gradattr.methods.epsilon_lrp import epsilon_lrp
@@ -38,6 +39,7 @@ from gradattr.methods.gradient_x_input import gradient_x_input
 from gradattr.methods.guided_backprop import deconvnet, guided_backprop
 from gradattr.methods.integrated_gradients import integrated_gradients, one_completeness_warning
 from gradattr.methods.occlusion import occlusion
+from gradattr.methods.perturbation_cams import ablationcam, scorecam
 from gradattr.methods.saliency import saliency
 from gradattr.methods.shapley_sampling import shapley_sampling
 from gradattr.methods.smoothgrad import smoothgrad
@@ -92,6 +94,18 @@ _REGISTRY: dict[str, Method] = {
     "deconvnet": Method(deconvnet, uses_baseline=False),
     "gradcam": Method(gradcam, uses_baseline=False, reads_layer=True),
     "guided_gradcam": Method(guided_gradcam, uses_baseline=False, reads_layer=True),
+    "gradcam_plus_plus": Method(gradcam_plus_plus, uses_baseline=False, reads_layer=True),
+    "hirescam": Method(hirescam, uses_baseline=False, reads_layer=True),
+    "xgradcam": Method(xgradcam, uses_baseline=False, reads_layer=True),
+    "layercam": Method(layercam, uses_baseline=False, reads_layer=True),
+    "eigencam": Method(eigencam, uses_baseline=False, reads_layer=True),
+    "scorecam": Method(scorecam, uses_baseline=False, reads_layer=True),
+    "ablationcam": Method(
+        ablationcam,
+        uses_baseline=False,
+        reads_layer=True,
+        non_finite_hint="Ablation-CAM divides by the target score y_c, which is 0 for a sample: choose another target",
+    ),
 }
 
 METHODS: tuple[str, ...] = tuple(_REGISTRY)

@@ -26,6 +26,13 @@ METHOD_LABELS: dict[str, str] = {
     "deconvnet": "Deconvnet",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "Guided Grad-CAM",
+    "scorecam": "Score-CAM",
+    "ablationcam": "Ablation-CAM",
+    "gradcam_plus_plus": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+    "eigencam": "Eigen-CAM",
 }
 SHORT_LABELS: dict[str, str] = {
     "saliency": "Sal",
@@ -44,6 +51,13 @@ SHORT_LABELS: dict[str, str] = {
     "deconvnet": "Deconv",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "GGC",
+    "scorecam": "Score-CAM",
+    "ablationcam": "Abl-CAM",
+    "gradcam_plus_plus": "GC++",
+    "hirescam": "HiRes",
+    "xgradcam": "XGC",
+    "layercam": "LayerCAM",
+    "eigencam": "Eigen",
 }
 METHOD_COLOURS: dict[str, str] = {
     "saliency": "#8c8c8c",
@@ -62,6 +76,13 @@ METHOD_COLOURS: dict[str, str] = {
     "deconvnet": "#bcbd22",
     "gradcam": "#000000",
     "guided_gradcam": "#393b79",
+    "scorecam": "#7b4173",
+    "ablationcam": "#843c39",
+    "gradcam_plus_plus": "#5254a3",
+    "hirescam": "#b5cf6b",
+    "xgradcam": "#8c6d31",
+    "layercam": "#e7ba52",
+    "eigencam": "#ce6dbd",
 }
 
 
