@@ -1,0 +1,138 @@
+"""Class activation maps of the Grad-CAM family, and Eigen-CAM.
+
+Each gradient-weighted CAM is Grad-CAM with another weighting of the layer's activations A (B, K, *spatial)
+by the gradient G = ∂S_c/∂A (:func:`gradattr.methods.gradcam.class_activation_map`):
+
+    L = ReLU(Σ_k W^k ⊙ A^k),   W = weights(A, G)  (per channel, or per channel and position)
+
+and the weightings below are all that differs. Eigen-CAM needs no gradient: it projects the activations on
+their first principal component. Every map is at the layer's resolution, upsampled to the input as Grad-CAM's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gradattr.methods._problem import AttributionProblem
+from gradattr.methods.gradcam import ChannelWeights, class_activation_map, layer_activations, map_for_inputs
+from gradattr.methods.layer_layout import ReshapeOption
+
+LayerMethod = Callable[..., tuple[Tensor, ...]]
+
+_OPTIONS = """
+    Args:
+        problem: the model's inputs (any dtype, e.g. token ids) and target c.
+        layer: the layer (or its dotted name) whose output A gives the map, ``attribute``'s ``layer=``.
+        interpolation: as for :func:`~gradattr.methods.gradcam.gradcam`.
+        relu: apply the final ReLU (keep only evidence for the class).
+        upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
+        reshape: how the layer's output is read as (B, K, *spatial): ``None``, ``"auto"`` (ViT/DeiT/Swin tokens,
+            channels-last maps) or a function, as for :func:`~gradattr.methods.gradcam.gradcam`.
+
+    Returns:
+        The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
+"""
+
+
+def _spatial(tensor: Tensor) -> tuple[int, ...]:
+    return tuple(range(2, tensor.dim()))
+
+
+def plus_plus_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018, Eq. 19 with the ReLU of Eq. 7), as pytorch-grad-cam 1.5.7
+    computes it: w_k = Σ_ab α^k_ab ReLU(g^k_ab) with α = g² / (2g² + (Σ_ab A^k_ab) g³), α = 0 where g = 0.
+
+    Evaluated as α ReLU(g) = g / (2 + (Σ_ab A^k_ab) g) where g > 0 (0 elsewhere), which is the same number
+    without g³'s underflow; pytorch-grad-cam also adds 1e-6 to the denominator, which is left out here.
+    """
+    total = activations.sum(dim=_spatial(activations), keepdim=True)
+    positive = gradient.clamp(min=0)
+    ratio = torch.where(gradient > 0, positive / (2 + total * positive), torch.zeros_like(positive))
+    return ratio.sum(dim=_spatial(gradient), keepdim=True)
+
+
+def hirescam_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+    """HiResCAM (Draelos & Carin 2020, arXiv:2011.08891): the gradient itself at every position,
+    L = ReLU(Σ_k G^k ⊙ A^k)."""
+    return gradient
+
+
+def xgradcam_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+    """XGrad-CAM (Fu et al., BMVC 2020): w_k = Σ_ab g^k_ab A^k_ab / (Σ_ab A^k_ab + 1e-7)."""
+    spatial = _spatial(activations)
+    return (gradient * activations).sum(dim=spatial, keepdim=True) / (activations.sum(dim=spatial, keepdim=True) + 1e-7)
+
+
+def layercam_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+    """LayerCAM (Jiang et al., IEEE TIP 2021): the positive gradient at every position,
+    L = ReLU(Σ_k ReLU(G^k) ⊙ A^k)."""
+    return gradient.clamp(min=0)
+
+
+def _gradient_cam(name: str, weights: ChannelWeights) -> LayerMethod:
+    """The layer method ``name`` of a CAM with this weighting, with Grad-CAM's options; its docstring is the
+    weighting's (formula and paper) and the options'."""
+
+    def method(
+        problem: AttributionProblem,
+        *,
+        layer: str | nn.Module,
+        interpolation: str = "linear",
+        relu: bool = True,
+        upsample: bool = True,
+        reshape: ReshapeOption = None,
+    ) -> tuple[Tensor, ...]:
+        cam = class_activation_map(problem, layer, weights=weights, relu=relu, reshape=reshape)
+        return map_for_inputs(problem, cam, upsample=upsample, interpolation=interpolation)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"{weights.__doc__}\n{_OPTIONS}"
+    return method
+
+
+gradcam_plus_plus = _gradient_cam("gradcam_plus_plus", plus_plus_weights)
+hirescam = _gradient_cam("hirescam", hirescam_weights)
+xgradcam = _gradient_cam("xgradcam", xgradcam_weights)
+layercam = _gradient_cam("layercam", layercam_weights)
+
+
+def principal_projection(activations: Tensor) -> Tensor:
+    """Each sample's activations (B, K, *spatial) projected on their first principal component: (B, *spatial).
+
+    M = the sample's activations as (positions, K) minus their mean over positions; v = M's first right
+    singular vector; the map is M v. SVD fixes v only up to its sign: it is chosen so that the map correlates
+    positively (Σ_u (Mv)_u s_u >= 0) with s_u = Σ_k A^k_u, the channel-summed activations.
+    """
+    rows = activations.flatten(2).transpose(1, 2)  # (B, positions, K)
+    centred = rows - rows.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ vh[:, :1].transpose(1, 2)).squeeze(2)  # (B, positions)
+    agreement = (projection * rows.sum(dim=2)).sum(dim=1, keepdim=True)
+    projection = torch.where(agreement < 0, -projection, projection)
+    return projection.reshape(activations.shape[0], *activations.shape[2:])
+
+
+def eigencam(
+    problem: AttributionProblem,
+    *,
+    layer: str | nn.Module,
+    interpolation: str = "linear",
+    relu: bool = True,
+    upsample: bool = True,
+    reshape: ReshapeOption = None,
+) -> tuple[Tensor, ...]:
+    """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): the layer's activations projected on their first principal
+    component, L = ReLU(M v) (:func:`principal_projection`: M the activations as (positions, K) centred over
+    positions, v its first right singular vector, the sign of v fixed so that L correlates positively with the
+    channel-summed activations). Class-agnostic: ``target`` is not used; one forward pass without gradients.
+    pytorch-grad-cam 1.5.7's ``EigenCAM`` gives the same map up to SVD's arbitrary sign.
+    """
+    activations, _ = layer_activations(problem, layer, reshape=reshape, gradient=False)
+    cam = principal_projection(activations)
+    return map_for_inputs(problem, cam.clamp(min=0) if relu else cam, upsample=upsample, interpolation=interpolation)
+
+
+eigencam.__doc__ = f"{eigencam.__doc__}{_OPTIONS}"
