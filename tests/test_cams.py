@@ -217,27 +217,17 @@ def test_auto_layout_rules() -> None:
     assert layout_of(nn.Conv1d(3, 10, 1), (2, 10, 7)).shape == (2, 10, 7)
 
 
-class Tokens(nn.Module):
-    """(B, T, 4) token features -> Linear (the layer) -> mean over tokens -> 3 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Linear(4, 16)
-        self.head = nn.Linear(16, 3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.embed(x).mean(1))
-
-
 @pytest.mark.parametrize("method", CAMS)
 def test_layers_without_a_map_are_refused_naming_their_shape(method: str) -> None:
-    model = Tokens()
-    refused = r"'embed' \(Linear\) gives \(2, 35, 16\): tokens by features.*reshape=\"auto\""
+    model, tokens = nn.Sequential(nn.Linear(4, 16), nn.Flatten(), nn.Linear(35 * 16, 3)), torch.randn(2, 35, 4)
+    refused = r"'0' \(Linear\) gives \(2, 35, 16\): tokens by features.*reshape=\"auto\""
     with pytest.raises(ValueError, match=refused):
-        gradattr.attribute(model, torch.randn(2, 35, 4), method=method, layer="embed", target=0)
+        gradattr.attribute(model, tokens, method=method, layer="0", target=0)
     with pytest.raises(ValueError, match=r"output \(2, 35, 16\) as \(B, T, D\) tokens, but T = 35 is not a square"):
-        gradattr.attribute(model, torch.randn(2, 35, 4), method=method, layer="embed", target=0, reshape="auto")
-    with pytest.raises(ValueError, match=r"cannot read layer 'head' \(Linear\)'s output \(2, 3\) as a map"):
-        gradattr.attribute(model, torch.randn(2, 35, 4), method=method, layer="head", target=0, reshape="auto")
+        gradattr.attribute(model, tokens, method=method, layer="0", target=0, reshape="auto")
+    with pytest.raises(ValueError, match=r"cannot read layer '2' \(Linear\)'s output \(2, 3\) as a map"):
+        gradattr.attribute(model, tokens, method=method, layer="2", target=0, reshape="auto")
     with pytest.raises(ValueError, match=r"'7' \(Linear\) gives \(6, 5\): no spatial dimensions"):
         gradattr.attribute(cnn(), X, method=method, layer="7", target=0)
+    with pytest.raises(TypeError, match=r"reshape must be None, \"auto\" or a function .*got str 'tokens'"):
+        gradattr.attribute(cnn(), X, method=method, layer="3", target=0, reshape="tokens")

@@ -56,7 +56,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
 # method -> (pytorch-grad-cam class, gradattr's weighting or None for Eigen-CAM)
 METHODS: dict[str, tuple[Any, Callable[[Tensor, Tensor], Tensor] | None]] = {
     "gradcam": (GradCAM, gradcam_weights),
-    "gradcam_plus_plus": (GradCAMPlusPlus, cams.plus_plus_weights),
+    "gradcam_plus_plus": (GradCAMPlusPlus, cams.gradcam_plus_plus_weights),
     "hirescam": (HiResCAM, cams.hirescam_weights),
     "xgradcam": (XGradCAM, cams.xgradcam_weights),
     "layercam": (LayerCAM, cams.layercam_weights),

@@ -200,9 +200,10 @@ def attribute(
             ``gradient_shap``, ``expected_gradients`` and ``deeplift_shap`` a distribution of K references
             (K, *input.shape[1:]) shared by all samples (e.g. a sample of the training data), one per input.
         layer: a submodule (or its dotted name) whose output is attributed instead of the inputs, e.g.
-            ``"embedding"`` for text models; ``baseline`` is then in that layer's output space. For
-            ``gradcam``/``guided_gradcam`` it is the layer whose activations (B, K, *spatial) give the class
-            activation map, and the result has the input's shape.
+            ``"embedding"`` for text models; ``baseline`` is then in that layer's output space. For the
+            class activation maps (:data:`LAYER_METHODS`: ``gradcam``, ``gradcam_plus_plus``, ``eigencam``, ...)
+            it is the layer whose activations (B, K, *spatial) give the map, and the result has the input's
+            shape (``reshape="auto"`` reads ViT/Swin tokens and channels-last maps).
         max_memory: memory budget of this call's passes through the model (bytes, or a string such as
             ``"2GB"``); default :func:`gradattr.set_max_memory`'s, else a quarter of the available RAM or half
             the free GPU memory. Rows are split into passes that fit, never changed (:mod:`gradattr.memory`).

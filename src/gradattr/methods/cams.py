@@ -11,37 +11,19 @@ their first principal component. Every map is at the layer's resolution, upsampl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from gradattr.methods._problem import AttributionProblem
-from gradattr.methods.gradcam import ChannelWeights, class_activation_map, layer_activations, map_for_inputs
+from gradattr.methods.gradcam import ChannelWeights, LayerMethod, class_activation_map, layer_activations, layer_method
 from gradattr.methods.layer_layout import ReshapeOption
-
-LayerMethod = Callable[..., tuple[Tensor, ...]]
-
-_OPTIONS = """
-    Args:
-        problem: the model's inputs (any dtype, e.g. token ids) and target c.
-        layer: the layer (or its dotted name) whose output A gives the map, ``attribute``'s ``layer=``.
-        interpolation: as for :func:`~gradattr.methods.gradcam.gradcam`.
-        relu: apply the final ReLU (keep only evidence for the class).
-        upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
-        reshape: how the layer's output is read as (B, K, *spatial): ``None``, ``"auto"`` (ViT/DeiT/Swin tokens,
-            channels-last maps) or a function, as for :func:`~gradattr.methods.gradcam.gradcam`.
-
-    Returns:
-        The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
-"""
 
 
 def _spatial(tensor: Tensor) -> tuple[int, ...]:
     return tuple(range(2, tensor.dim()))
 
 
-def plus_plus_weights(activations: Tensor, gradient: Tensor) -> Tensor:
+def gradcam_plus_plus_weights(activations: Tensor, gradient: Tensor) -> Tensor:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018, Eq. 19 with the ReLU of Eq. 7), as pytorch-grad-cam 1.5.7
     computes it: w_k = Σ_ab α^k_ab ReLU(g^k_ab) with α = g² / (2g² + (Σ_ab A^k_ab) g³), α = 0 where g = 0.
 
@@ -72,31 +54,22 @@ def layercam_weights(activations: Tensor, gradient: Tensor) -> Tensor:
     return gradient.clamp(min=0)
 
 
-def _gradient_cam(name: str, weights: ChannelWeights) -> LayerMethod:
-    """The layer method ``name`` of a CAM with this weighting, with Grad-CAM's options; its docstring is the
-    weighting's (formula and paper) and the options'."""
+def _gradient_weighted(weights: ChannelWeights) -> LayerMethod:
+    """The layer method of the map Σ_k W^k ⊙ A^k with W = ``weights(A, G)``, named for the weighting
+    (``xgradcam_weights`` gives ``xgradcam``) and documented by its docstring (formula and paper)."""
 
-    def method(
-        problem: AttributionProblem,
-        *,
-        layer: str | nn.Module,
-        interpolation: str = "linear",
-        relu: bool = True,
-        upsample: bool = True,
-        reshape: ReshapeOption = None,
-    ) -> tuple[Tensor, ...]:
-        cam = class_activation_map(problem, layer, weights=weights, relu=relu, reshape=reshape)
-        return map_for_inputs(problem, cam, upsample=upsample, interpolation=interpolation)
+    def signed_map(problem: AttributionProblem, layer: str | nn.Module, reshape: ReshapeOption) -> Tensor:
+        return class_activation_map(problem, layer, weights=weights, relu=False, reshape=reshape)
 
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"{weights.__doc__}\n{_OPTIONS}"
-    return method
+    signed_map.__name__ = weights.__name__.removesuffix("_weights")
+    signed_map.__doc__ = weights.__doc__
+    return layer_method(signed_map)
 
 
-gradcam_plus_plus = _gradient_cam("gradcam_plus_plus", plus_plus_weights)
-hirescam = _gradient_cam("hirescam", hirescam_weights)
-xgradcam = _gradient_cam("xgradcam", xgradcam_weights)
-layercam = _gradient_cam("layercam", layercam_weights)
+gradcam_plus_plus = _gradient_weighted(gradcam_plus_plus_weights)
+hirescam = _gradient_weighted(hirescam_weights)
+xgradcam = _gradient_weighted(xgradcam_weights)
+layercam = _gradient_weighted(layercam_weights)
 
 
 def principal_projection(activations: Tensor) -> Tensor:
@@ -115,24 +88,13 @@ def principal_projection(activations: Tensor) -> Tensor:
     return projection.reshape(activations.shape[0], *activations.shape[2:])
 
 
-def eigencam(
-    problem: AttributionProblem,
-    *,
-    layer: str | nn.Module,
-    interpolation: str = "linear",
-    relu: bool = True,
-    upsample: bool = True,
-    reshape: ReshapeOption = None,
-) -> tuple[Tensor, ...]:
+@layer_method
+def eigencam(problem: AttributionProblem, layer: str | nn.Module, reshape: ReshapeOption) -> Tensor:
     """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): the layer's activations projected on their first principal
     component, L = ReLU(M v) (:func:`principal_projection`: M the activations as (positions, K) centred over
     positions, v its first right singular vector, the sign of v fixed so that L correlates positively with the
-    channel-summed activations). Class-agnostic: ``target`` is not used; one forward pass without gradients.
-    pytorch-grad-cam 1.5.7's ``EigenCAM`` gives the same map up to SVD's arbitrary sign.
+    channel-summed activations). Class-agnostic: the target is only checked against the output; one forward
+    pass without gradients. pytorch-grad-cam 1.5.7's ``EigenCAM`` gives the same map up to SVD's arbitrary sign.
     """
     activations, _ = layer_activations(problem, layer, reshape=reshape, gradient=False)
-    cam = principal_projection(activations)
-    return map_for_inputs(problem, cam.clamp(min=0) if relu else cam, upsample=upsample, interpolation=interpolation)
-
-
-eigencam.__doc__ = f"{eigencam.__doc__}{_OPTIONS}"
+    return principal_projection(activations)

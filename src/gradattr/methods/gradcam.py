@@ -38,26 +38,26 @@ def layer_activations(
     """The layer's activations A and the gradient G = ∂(Σ_rows S_c)/∂A, both rearranged to (B, K, *spatial).
 
     One forward pass at the inputs, with the layer's output made a leaf, and one backward pass from S_c down
-    to A only; ``gradient=False``: the forward pass alone, without gradients, and G is ``None``. ``layer`` is
-    a submodule or its dotted name (``name``, the user's name for the messages, defaults to it);
-    ``reshape``: as in :func:`gradattr.methods.layer_layout.layout` (without it a layer whose output has no
-    channels-first spatial dimensions is refused, naming the layer and its output shape).
+    to A only; ``gradient=False``: the forward pass alone, without gradients, and G is ``None`` (the target is
+    checked against the output all the same). ``layer`` is a submodule or its dotted name (``name``, the
+    user's name for the messages, defaults to it); ``reshape``: as in
+    :func:`gradattr.methods.layer_layout.layout` (without it a layer whose output has no channels-first spatial
+    dimensions is refused, naming the layer and its output shape).
     """
     if isinstance(layer, str):
         name = layer if name is None else name
     module = find_layer(problem.model, layer)
     rows = problem.all_rows
-    with activation_leaf(module) as seen, torch.set_grad_enabled(gradient):
-        output = problem.output(problem.inputs, rows)
-        scores = problem.score(output, rows) if gradient else None
+    with activation_leaf(module) as seen, torch.set_grad_enabled(gradient):  # S_c also checks the target
+        scores = problem.score(problem.output(problem.inputs, rows), rows)
     if not seen:
         raise ValueError(f"the layer {name or type(module).__name__} was not called in the forward pass")
     activations = seen[0]
     arrange = layout(module, name, activations, reshape)
     grad = None
-    if scores is not None and scores.requires_grad:
+    if gradient and scores.requires_grad:
         (grad,) = torch.autograd.grad(scores.sum(), activations)
-    elif scores is not None:  # the output does not depend on the layer
+    elif gradient:  # the output does not depend on the layer
         grad = torch.zeros_like(activations)
     arranged = arrange(activations.detach())
     if not isinstance(arranged, Tensor) or arranged.dim() < 3 or arranged.shape[0] != rows.numel():
@@ -108,24 +108,21 @@ def resize_to_input(cam: Tensor, like: Tensor, interpolation: str) -> Tensor:
     return resized.view(cam.shape[0], *(1,) * leading, *size).expand(like.shape)
 
 
-def gradcam(
-    problem: AttributionProblem,
-    *,
-    layer: str | nn.Module,
-    interpolation: str = "linear",
-    relu: bool = True,
-    upsample: bool = True,
-    reshape: ReshapeOption = None,
-) -> tuple[Tensor, ...]:
-    """Grad-CAM of the layer given as ``layer=``, upsampled to the input.
+LayerMap = Callable[[AttributionProblem, str | nn.Module, ReshapeOption], Tensor]
+"""A class activation map: (problem, layer, reshape) -> the map (B, *spatial) at the layer's resolution, before
+the final ReLU."""
 
+LayerMethod = Callable[..., tuple[Tensor, ...]]
+"""A registered method that reads a layer (:class:`gradattr.methods.Method` with ``reads_layer=True``)."""
+
+OPTIONS_DOC = """
     Args:
         problem: the model's inputs (any dtype, e.g. token ids) and target c.
         layer: the layer (or its dotted name) whose output A (B, K, *spatial) gives the map, ``attribute``'s
             ``layer=``.
         interpolation: ``"linear"`` (linear/bilinear/trilinear by the number of spatial dimensions),
             ``"nearest"`` or ``"area"``.
-        relu: apply the ReLU of Eq. 2 (keep only evidence for the class).
+        relu: apply the final ReLU (keep only evidence for the class).
         upsample: resize to the input; ``False`` returns the map at the layer's resolution (B, 1, *spatial).
             A model with several inputs always gets that map (there is no single input shape to resize to).
         reshape: how the layer's output is read as (B, K, *spatial) (:mod:`gradattr.methods.layer_layout`):
@@ -137,6 +134,37 @@ def gradcam(
 
     Returns:
         The map with the shape of the input (the same value in every channel), or (B, 1, *spatial).
+"""
+
+
+def layer_method(layer_map: LayerMap) -> LayerMethod:
+    """The attribution method of a class activation map, with the map's name and docstring (and
+    :data:`OPTIONS_DOC`): ``method(problem, *, layer, interpolation, relu, upsample, reshape)``, the map of
+    ``layer_map``, through a ReLU (``relu``) and resized to the input (``upsample``, :func:`map_for_inputs`)."""
+
+    def method(
+        problem: AttributionProblem,
+        *,
+        layer: str | nn.Module,
+        interpolation: str = "linear",
+        relu: bool = True,
+        upsample: bool = True,
+        reshape: ReshapeOption = None,
+    ) -> tuple[Tensor, ...]:
+        cam = layer_map(problem, layer, reshape)
+        return map_for_inputs(
+            problem, cam.clamp(min=0) if relu else cam, upsample=upsample, interpolation=interpolation
+        )
+
+    method.__name__ = method.__qualname__ = layer_map.__name__
+    method.__module__ = layer_map.__module__
+    method.__doc__ = f"{layer_map.__doc__ or ''}\n{OPTIONS_DOC}"
+    return method
+
+
+@layer_method
+def gradcam(problem: AttributionProblem, layer: str | nn.Module, reshape: ReshapeOption) -> Tensor:
+    """Grad-CAM of the layer given as ``layer=``, upsampled to the input: ReLU(Σ_k α_k A^k) (Eq. 1-2 above).
 
     Example:
         >>> import torch, gradattr
@@ -145,8 +173,7 @@ def gradcam(
         >>> gradattr.attribute(model, torch.randn(2, 1, 8, 8), method="gradcam", layer="1").shape
         torch.Size([2, 1, 8, 8])
     """
-    cam = class_activation_map(problem, layer, relu=relu, reshape=reshape)
-    return map_for_inputs(problem, cam, upsample=upsample, interpolation=interpolation)
+    return class_activation_map(problem, layer, relu=False, reshape=reshape)
 
 
 def guided_gradcam(

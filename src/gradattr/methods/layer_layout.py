@@ -41,8 +41,13 @@ def layout(layer: nn.Module, name: str | None, activations: Tensor, reshape: Res
     its output shape."""
     if reshape == "auto":
         return auto_layout(layer, name, activations)
-    if reshape is not None:
+    if callable(reshape):
         return reshape
+    if reshape is not None:
+        raise TypeError(
+            'reshape must be None, "auto" or a function that rearranges the layer\'s output into (B, K, *spatial), '
+            f"got {type(reshape).__name__} {reshape!r}"
+        )
     if activations.dim() < 3 or isinstance(_last(layer), CHANNELS_LAST):
         flat = activations.dim() < 3
         kind = "no spatial dimensions" if flat else "tokens by features, features last, no spatial dimensions"
