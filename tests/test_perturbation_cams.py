@@ -134,6 +134,30 @@ def test_per_sample_targets_follow_the_rows(method: str) -> None:
     assert not torch.allclose(batched, gradattr.attribute(model, INPUT, method=method, layer="body", target=0))
 
 
+class Gained(nn.Module):
+    """The small CNN with a per-sample keyword argument used after the layer: logits x ``gain`` (B, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _model(skip=True)
+
+    def forward(self, x: Tensor, gain: Tensor) -> Tensor:
+        return self.inner(x) * gain
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCES))
+def test_per_sample_forward_kwargs_follow_the_rows(method: str) -> None:
+    model, gain = Gained(), torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64)
+    layer = "inner.body"
+    batched = gradattr.attribute(model, INPUT, method=method, layer=layer, target=TARGET, forward_kwargs={"gain": gain})
+    alone = [
+        gradattr.attribute(model, INPUT[b : b + 1], method=method, layer=layer, target=c,
+                           forward_kwargs={"gain": gain[b : b + 1]})
+        for b, c in enumerate(TARGET)
+    ]  # fmt: skip
+    torch.testing.assert_close(batched, torch.cat(alone), rtol=0, atol=TOLERANCE)
+
+
 def test_scorecam_evaluates_each_distinct_mask_once() -> None:
     """3 of 6 channels are constant: one zero mask for them, so 4 masked rows per sample, not 6."""
     model = _model(dead=3)

@@ -289,7 +289,9 @@ SUFFIX_PROBE = (2, 4)
 
 
 def _suffix_rows(problem: AttributionProblem, module: nn.Module, positions: Tensor, channels: Tensor) -> int:
-    """Ablated rows per suffix pass allowed by the memory budget, measured once per model and layer shape."""
+    """Ablated rows per suffix pass allowed by the memory budget: what the part after the layer keeps for one
+    more row (measured once per model and layer shape, as :func:`gradattr.memory.bytes_per_row`) plus the
+    row's ablated copy of the layer's output, the copy the hook returns and the mask."""
     if len(channels) <= SUFFIX_PROBE[1]:
         return len(channels)
     key = ("ablationcam suffix", id(original(module)), tuple(positions.shape), problem.inputs[0].dtype)
@@ -297,5 +299,7 @@ def _suffix_rows(problem: AttributionProblem, module: nn.Module, positions: Tens
     def run(rows: int) -> Tensor:
         return _suffix_pass(problem, module, positions, 0, channels[:rows], grad=True)
 
-    per_row = bytes_per_row(original(problem.model), run, key, SUFFIX_PROBE)
-    return max(1, min(len(channels), math.floor(budget(problem.inputs[0].device) / per_row)))
+    x = problem.inputs[0]
+    copies = (int(positions.max()) + 1) * (2 * (x.element_size() if x.is_floating_point() else 4) + 1)
+    per_row = bytes_per_row(original(problem.model), run, key, SUFFIX_PROBE) + copies
+    return max(1, min(len(channels), math.floor(budget(x.device) / per_row)))
