@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import html
 import json
 import math
 from pathlib import Path
@@ -14,7 +16,9 @@ import chromium_page
 import gradattr
 from gradattr.cli import app
 from gradattr.data import load_digits
+from gradattr.experiments.class_activation_maps import CAM_METHODS
 from gradattr.experiments.recipes import DATASETS, evaluation_set
+from gradattr.report.labels import method_label
 from gradattr.report.tokens import token_colour, token_spans
 from gradattr.robustness import PGD, model_randomisation, robust_accuracy
 from gradattr.training import train_or_load
@@ -51,8 +55,8 @@ def test_report_renders_in_chromium(tiny_run: tuple[Path, Path]) -> None:
         assert heading in headings, headings
     images = facts["images"]
     # digits heatmaps, two Sensitivity-n curves and two deletion/insertion figures (text samples are HTML);
-    # robustness heatmaps and sanity curves
-    assert len(images) == 7
+    # robustness heatmaps and sanity curves, each for the gradient methods and for the class activation maps
+    assert len(images) == 9
     assert {"Deletion and insertion curves, Digits, MLP (ReLU)", "Deletion and insertion curves, Drug reviews, Text CNN"
             } <= {alt for *_, alt in images}  # fmt: skip
     for (complete, width, height, alt), (shown, source) in zip(images, facts["shown"], strict=True):
@@ -81,7 +85,7 @@ def test_report_is_self_contained(tiny_run: tuple[Path, Path]) -> None:
     page = (tiny_run[0] / "report.html").read_text(encoding="utf-8")
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert "http://" not in page and "https://" not in page
-    assert page.count('src="data:image/') == 7  # heatmaps, 2 + 2 curve figures, 2 robustness
+    assert page.count('src="data:image/') == 9  # heatmaps, 2 + 2 curve figures, 2 + 2 robustness
 
 
 def test_results_agree_with_the_api(tiny_run: tuple[Path, Path]) -> None:
@@ -138,10 +142,45 @@ def test_robustness_numbers_agree_with_the_api(tiny_run: tuple[Path, Path]) -> N
         model, _ = train_or_load(key, lambda: recipe.build(data), data, seed=0, cache=cache, progress=False,
                                  **recipe.training, **options)  # fmt: skip
         assert rows["robust accuracy"][name] == pytest.approx(robust_accuracy(model, x, y, attack), abs=1e-12)
-        sanity = model_randomisation(model, x, list(settings["methods"]), seed=0,
-                                     method_options={"gradcam": {"layer": settings["cam_layer"]}})  # fmt: skip
+        layers = {m: {"layer": settings["cam_layer"]} for m in settings["methods"] if m in gradattr.LAYER_METHODS}
+        sanity = model_randomisation(model, x, list(settings["methods"]), seed=0, method_options=layers)
         assert section["sanity_checks"][name]["passes"] == sanity.passes()
     assert rows["robust accuracy"]["robust"] > rows["robust accuracy"]["standard"]
+
+
+def test_the_robustness_section_has_the_cam_family(tiny_run: tuple[Path, Path]) -> None:
+    """Grad-CAM and its family beside the gradient methods: in the settings, the sanity and class-sensitivity
+    tables (JSON and CSV), their own heatmap grid and randomisation curves, and the findings' verdicts."""
+    out, _ = tiny_run
+    section = json.loads((out / "results.json").read_text(encoding="utf-8"))["robustness"]
+    assert set(CAM_METHODS) <= set(section["settings"]["methods"])
+    for model in ("standard", "robust"):
+        assert set(CAM_METHODS) <= set(section["sanity_checks"][model]["passes"])
+        assert set(CAM_METHODS) <= set(section["class_sensitivity"][model])
+    for name in ("sanity_checks", "class_sensitivity"):
+        with (out / f"{name}.csv").open(encoding="utf-8") as rows:
+            methods = {(row["model"], row["method"]) for row in csv.DictReader(rows)}
+        assert {(model, m) for model in ("standard", "robust") for m in CAM_METHODS} <= methods, name
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for alt in ("Heatmaps of the standard and the robust model, class activation maps, Digits",
+                "Heatmaps of the standard and the robust model, gradient methods, Digits",
+                "Cascading randomisation curves, class activation maps",
+                "Cascading randomisation curves, gradient methods"):  # fmt: skip
+        assert f'alt="{alt}"' in page, alt
+    verdicts = []
+    for m in CAM_METHODS:
+        passes = [section["sanity_checks"][model]["passes"][m] for model in ("standard", "robust")]
+        word = "passes on both models" if all(passes) else "fails on both" if not any(passes) else "passes on one model"
+        verdicts.append(f"{method_label(m)} {word} (")
+    cams = next(line for line in section_findings(page) if line.startswith("Class activation maps at conv2"))
+    assert all(verdict in cams for verdict in verdicts), cams
+
+
+def section_findings(page: str) -> list[str]:
+    """The items of the robustness section's "What we found" list, unescaped."""
+    section = page[page.index('id="robustness"') :]
+    found = section[section.index("<h4>What we found</h4><ul>") : section.index("</ul>")]
+    return [html.unescape(item.split("</li>")[0]) for item in found.split("<li>")[1:]]
 
 
 def test_token_colours_are_diverging_and_escaped() -> None:

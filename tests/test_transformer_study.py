@@ -14,10 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 import chromium_page
+import gradattr
 from gradattr.experiments import ReproduceOptions, Study, StudySettings, reproduce, select
 from gradattr.experiments.architectures import ArchitectureComparison, ModelFacts
+from gradattr.experiments.class_activation_maps import CAM_METHODS
 from gradattr.experiments.recipes import DATASETS
 from gradattr.methods import PAPER_METHODS
 from gradattr.report import render_study, write_study
@@ -109,11 +112,15 @@ def test_results_and_report_have_the_transformer_rows(study: Study, tmp_path: Pa
         pytest.skip(reason)
     with chromium_page.chromium() as driver:
         facts = chromium_page.page_facts(driver, tmp_path / "report.html", tmp_path / "screenshot.png")
+        cams = chromium_page.element_screenshots(driver, "figure:has(img[alt^='Class activation maps'])",
+                                                 tmp_path / "cams")  # fmt: skip
+    assert len(cams) == 1 and cams[0].stat().st_size > 5_000
     for heading in ("Transformers against the paper's models", "ViT", "Text transformer",
                     "Digits: ViT against CNN (ReLU)"):  # fmt: skip
         assert heading in facts["headings"], facts["headings"]
-    # heatmaps of the CNN and the ViT, four models' Sensitivity-n curves, one comparison figure per data set
-    assert len(facts["images"]) == 8
+    # heatmaps of the CNN and the ViT, the ViT's class activation maps, four models' Sensitivity-n curves, one
+    # comparison figure per data set
+    assert len(facts["images"]) == 9
     assert all(complete and width > 100 for complete, width, _, _ in facts["images"])
     assert facts["errors"] == []
 
@@ -156,3 +163,29 @@ def test_render_without_transformers_has_no_section(study: Study) -> None:
     paper_only = replace(study, models=[m for m in study.models if not m.subject.transformer])
     assert paper_only.architectures() == []
     assert TITLE.replace("'", "&#x27;") not in render_study(paper_only)
+
+
+def test_the_vit_shows_the_cam_family_on_its_token_grid(study: Study, tmp_path: Path) -> None:
+    """Grad-CAM and its family on the ViT at the LayerNorm before its last block: 16 patch tokens as a 4x4 grid,
+    each value drawn over its 2x2 patch of the 8x8 image; in results.json and the report, not on the CNN."""
+    vit = next(m for m in study.models if m.subject.model_name == "ViT")
+    cnn = next(m for m in study.models if m.subject.model_name == "CNN (ReLU)")
+    assert vit.subject.cam_layer == "blocks.1.norm1" and cnn.cam_maps == {}
+    assert list(vit.cam_maps) == list(CAM_METHODS)
+    for method, cam in vit.cam_maps.items():
+        assert cam.shape == vit.display_inputs.shape == (2, 1, 8, 8), method
+        patches = cam[..., ::2, ::2]  # the 4x4 grid, each token's value repeated over its patch
+        assert torch.equal(cam, patches.repeat_interleave(2, -2).repeat_interleave(2, -1)), method
+        assert torch.isfinite(cam).all() and (cam >= 0).all(), method
+    # the reason for the layer: after the last block only the class token reaches the head
+    model, x = vit.subject.model, vit.display_inputs
+    at_output = gradattr.attribute(model, x, "gradcam", target=vit.display_targets, layer="blocks.1", reshape="auto")
+    assert torch.count_nonzero(at_output) == 0 and torch.count_nonzero(vit.cam_maps["gradcam"]) > 0
+    write_study(study, tmp_path)
+    models = {m["model"]: m for m in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["models"]}
+    assert models["ViT"]["class_activation_maps"] == {"layer": "blocks.1.norm1", "grid": [4, 4],
+                                                      "methods": list(CAM_METHODS)}  # fmt: skip
+    assert "class_activation_maps" not in models["CNN (ReLU)"]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'alt="Class activation maps, Digits, ViT"' in page
+    assert "computed on blocks.1.norm1" in page and "16 patch tokens" in page and "a 4x4 grid" in page

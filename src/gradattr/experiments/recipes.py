@@ -33,6 +33,7 @@ from gradattr.data import (
     load_localisation,
     load_mnist,
 )
+from gradattr.experiments.class_activation_maps import vit_cam_layer
 from gradattr.experiments.study import Features
 from gradattr.groups import patches
 from gradattr.models import build_model
@@ -86,6 +87,8 @@ class ModelRecipe:
         quick_samples: evaluation samples with ``--quick`` (None: the count for its kind of feature,
             :data:`~gradattr.experiments.reproduce.QUICK_SAMPLES`); the transformers take fewer, since each of
             their forward passes costs several times a CNN's and Sensitivity-n makes thousands per sample.
+        cam_layer: the token layer whose class activation maps are shown for the displayed samples (the ViT:
+            :func:`~gradattr.experiments.class_activation_maps.vit_cam_layer`); None: none are shown.
     """
 
     key: str
@@ -96,6 +99,7 @@ class ModelRecipe:
     transformer: bool = False
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quick_samples: int | None = None
+    cam_layer: str | None = None
 
     def build(self, data: Dataset) -> nn.Module:
         return build_model(self.architecture, data, **self.options)
@@ -140,7 +144,7 @@ def _image_models(
     if vit is None:
         return models
     return (*models, ModelRecipe("vit", "ViT", "vision_transformer", vit, training_vit or {}, transformer=True,
-                                 quick_samples=VIT_QUICK_SAMPLES))  # fmt: skip
+                                 quick_samples=VIT_QUICK_SAMPLES, cam_layer=vit_cam_layer(vit["depth"])))  # fmt: skip
 
 
 TEXT_MODELS = (

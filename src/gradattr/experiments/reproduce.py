@@ -314,4 +314,5 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         tokens=data.vocab.decode if isinstance(data, TextDataset) else None,
         sample_seed=settings.seed,
         masks=masks,
+        cam_layer=model_recipe.cam_layer,
     )

@@ -16,6 +16,7 @@ import torch
 
 from gradattr.experiments.architectures import ArchitectureComparison, compare_architectures
 from gradattr.experiments.claims import Claim, paper_claims
+from gradattr.experiments.class_activation_maps import token_grid
 from gradattr.experiments.protocol import Protocol, paper_differences
 from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
@@ -129,6 +130,7 @@ class Study:
             "ops_met": study.ops.to_dict(),
             "seconds_per_sample": study.seconds_per_sample,
             "claims": [claim.to_dict() for claim in self.claims(study)],
+            **({"class_activation_maps": _cams_dict(study)} if study.cam_maps else {}),
         }
 
     def write(self, out: str | Path) -> list[Path]:
@@ -173,6 +175,15 @@ class Study:
         if self.robustness is not None:
             tables |= self.robustness.tables()
         return tables
+
+
+def _cams_dict(study: ModelStudy) -> dict[str, Any]:
+    """Where the displayed class activation maps of ``study`` were computed: the layer, its token grid, the
+    methods."""
+    subject = study.subject
+    layer = str(subject.cam_layer)
+    grid = token_grid(subject.model, study.display_inputs, layer)
+    return {"layer": layer, "grid": list(grid), "methods": list(study.cam_maps)}
 
 
 def _architecture_rows(comparison: ArchitectureComparison) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.data import Dataset
+from gradattr.experiments.class_activation_maps import CAM_METHODS
 from gradattr.experiments.recipes import DATASETS, ModelRecipe
 from gradattr.experiments.study import Training
 from gradattr.methods import LAYER_METHODS, attribute
@@ -49,8 +50,9 @@ class RobustnessSettings:
 
     Attributes:
         dataset: key of an image data set in :data:`~gradattr.experiments.recipes.DATASETS`.
-        methods: the methods whose maps are shown and sanity-checked.
-        cam_layer: the layer Grad-CAM reads (the paper's CNN: its last convolution).
+        methods: the methods whose maps are shown and sanity-checked: the gradient methods, then Grad-CAM and its
+            family (:data:`~gradattr.experiments.class_activation_maps.CAM_METHODS`).
+        cam_layer: the layer the class activation maps read (the paper's CNN: its last convolution).
         epsilon: L∞ radius of PGD, for adversarial training and for robust accuracy (inputs in [-1, 1]).
         train_steps: PGD steps per training batch.
         eval_steps: PGD steps for robust accuracy.
@@ -62,9 +64,8 @@ class RobustnessSettings:
     """
 
     dataset: str = "digits"
-    methods: tuple[str, ...] = (
-        "saliency", "smoothgrad", "guided_backprop", "gradcam", "integrated_gradients", "deeplift",
-    )  # fmt: skip
+    methods: tuple[str, ...] = ("saliency", "smoothgrad", "guided_backprop", "integrated_gradients", "deeplift",
+                                *CAM_METHODS)  # fmt: skip
     cam_layer: str = "conv2"
     epsilon: float = 0.3
     train_steps: int = 3
@@ -79,8 +80,9 @@ class RobustnessSettings:
         return asdict(self)
 
     def method_options(self) -> dict[str, dict[str, Any]]:
-        """Per-method options of :func:`gradattr.attribute`: the Grad-CAM layer; Integrated Gradients without its
-        completeness check (robustness compares maps; the study of each model reports the gap)."""
+        """Per-method options of :func:`gradattr.attribute`: the class activation maps' layer; Integrated
+        Gradients without its completeness check (robustness compares maps; the study of each model reports the
+        gap)."""
         options = {m: {"layer": self.cam_layer} for m in self.methods if m in LAYER_METHODS}
         if "integrated_gradients" in self.methods:
             options["integrated_gradients"] = {"gap_tolerance": None}

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gradattr.engine.inventory import Inventory, inventory
 from gradattr.evaluation import EvaluatedBatch, SensitivityTable, evaluate, named_metrics
+from gradattr.experiments.class_activation_maps import CAM_METHODS, token_cams
 from gradattr.files import one_line
 from gradattr.methods import PAPER_METHODS, attribute
 from gradattr.metrics import completeness_gap, pearson_per_sample
@@ -162,6 +163,8 @@ class Subject:
         masks: ground-truth masks of the evaluation samples (B, ...), for the localisation metrics.
         transformer: softmax attention and layer norms (a ViT or a transformer text classifier), compared with
             the paper's models in the report.
+        cam_layer: the token layer of the class activation maps shown for the displayed samples
+            (:func:`~gradattr.experiments.class_activation_maps.token_cams`); None: none.
     """
 
     dataset: str
@@ -176,6 +179,7 @@ class Subject:
     transformer: bool = False
     sample_seed: int | None = None
     masks: Tensor | None = None
+    cam_layer: str | None = None
 
     @property
     def is_text(self) -> bool:
@@ -228,6 +232,8 @@ class ModelStudy:
         method_options: method -> the options it ran with (e.g. Integrated Gradients' ``steps``).
         display_inputs, display_maps, display_targets, display_predictions: the first samples, for figures
             (maps per token for text).
+        cam_maps: method -> the displayed samples' class activation maps at ``subject.cam_layer`` for their
+            targets (:data:`~gradattr.experiments.class_activation_maps.CAM_METHODS`; empty without a layer).
     """
 
     subject: Subject
@@ -244,6 +250,7 @@ class ModelStudy:
     display_predictions: Tensor
     ops: OpsMet
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cam_maps: dict[str, Tensor] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
         """What was measured, as plain values (tensors, numbers, strings) for a progress entry; the subject is
@@ -257,6 +264,7 @@ class ModelStudy:
             "display_targets": self.display_targets, "display_predictions": self.display_predictions,
             "ops": {"calls": dict(self.ops.calls), "kinds": dict(self.ops.kinds)},
             "method_options": {name: dict(values) for name, values in self.method_options.items()},
+            "cam_maps": dict(self.cam_maps),
         }  # fmt: skip
 
     @classmethod
@@ -276,6 +284,9 @@ class ModelStudy:
         maps = {str(name): as_tensor(m, f"map of {name}") for name, m in state["display_maps"].items()}
         if list(maps) != methods:
             raise ValueError("the displayed maps are not of the study's methods")
+        cams = {str(name): as_tensor(m, f"class activation map of {name}") for name, m in state["cam_maps"].items()}
+        if list(cams) != (list(CAM_METHODS) if subject.cam_layer is not None else []):
+            raise ValueError("the class activation maps are not of the study's CAM methods")
         return cls(
             subject=subject,
             methods=methods,
@@ -294,6 +305,7 @@ class ModelStudy:
                 {str(k): str(v) for k, v in state["ops"]["kinds"].items()},
             ),
             method_options={str(k): dict(v) for k, v in state["method_options"].items()},
+            cam_maps=cams,
         )
 
 
@@ -304,9 +316,10 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
     return fingerprint({
         "study": "model", "dataset": subject.dataset, "model": subject.model_name, "settings": settings.to_dict(),
         "architecture": repr(subject.model), "weights": subject.model.state_dict(), "inputs": subject.inputs,
-        "labels": subject.labels, "state": "with the ops met",  # entries before the ops were recorded are stale
+        "labels": subject.labels, "state": "with the ops met and CAM maps",  # older entries are stale
         **({"masks": subject.masks} if subject.masks is not None else {}),
         **({"transformer": True} if subject.transformer else {}),
+        **({"cam_layer": subject.cam_layer, "cams": list(CAM_METHODS)} if subject.cam_layer is not None else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
                      "method_options": features.method_options, "extra_rows": features.extra_rows,
                      **({"input_baseline": features.input_baseline} if features.input_baseline is not None else {})},
@@ -482,7 +495,15 @@ def study_model(
         display_predictions=predictions,
         ops=ops,
         method_options={name: values for name, values in options.items() if name in methods},
+        cam_maps=_cam_maps(subject, collector.display_inputs, collector.display_targets),
     )
+
+
+def _cam_maps(subject: Subject, inputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """The displayed samples' class activation maps at ``subject.cam_layer`` (none without one)."""
+    if subject.cam_layer is None:
+        return {}
+    return token_cams(subject.model, inputs, targets, subject.cam_layer)
 
 
 def _method_options(subject: Subject, settings: StudySettings) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ counted in the axis limits."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -107,18 +107,21 @@ def removal_figure(
     return figure
 
 
-def randomisation_figure(results: dict[str, SanityResult], *, measure: str = "spearman_abs") -> Figure:
+def randomisation_figure(
+    results: dict[str, SanityResult], *, measure: str = "spearman_abs", methods: Sequence[str] | None = None
+) -> Figure:
     """One panel per model: mean ``measure`` between original and randomised maps against the cascade of
     randomised layers (top layer first; "none" = the trained model, similarity 1), one line per method.
 
     Args:
         results: panel title (e.g. "standard") -> cascading :func:`~gradattr.robustness.model_randomisation`.
         measure: the similarity plotted (default Spearman of the absolute maps, as Adebayo et al.).
+        methods: the methods drawn (default: all of each result's).
     """
     figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results) + 1.6, 3.6), squeeze=False, sharey=True)
     for axis, (title, result) in zip(axes[0], results.items(), strict=True):
         steps = ["none", *result.steps]
-        for method in result.methods:
+        for method in methods if methods is not None else result.methods:
             values = [1.0, *result.mean(method, measure).tolist()]
             axis.plot(steps, values, marker="o", markersize=3, linewidth=1.6, color=METHOD_COLOURS.get(method),
                       label=method_label(method))  # fmt: skip

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from gradattr.experiments.class_activation_maps import CAM_METHODS
 from gradattr.experiments.robustness_study import MODELS, RobustnessStudy
 from gradattr.report.curves import randomisation_figure
 from gradattr.report.figures import data_uri
@@ -44,7 +45,7 @@ def robustness_section(study: RobustnessStudy) -> str:
         "</div><div><h4>Class sensitivity</h4>",
         _class_table(study),
         "</div></div>",
-        _heatmaps(study),
+        _heatmaps(study, _groups(study)),
         "<h4>Sanity checks: cascading parameter randomisation</h4>",
         _sanity(study),
         "</section>",
@@ -80,6 +81,54 @@ def findings(study: RobustnessStudy) -> list[str]:
             + (f"{', '.join(failed)} kept their maps after every layer was randomised (fail)." if failed
                else "every method's maps changed (pass).")
         )  # fmt: skip
+    return lines + _cam_findings(study)
+
+
+UNCHANGED = 0.99
+"""Mean |Spearman| (sanity checks) or mean Spearman between classes (class sensitivity) from which the findings
+call a method's maps unchanged: the same map after randomising a layer, or whatever the class."""
+
+
+def _cam_findings(study: RobustnessStudy) -> list[str]:
+    """What the sanity checks and class sensitivity measured of the class activation maps, with the numbers:
+    which pass, which keep their maps while the layers above theirs are randomised, which ignore the class."""
+    cams = [m for m in study.settings.methods if m in CAM_METHODS]
+    if not cams:
+        return []
+    passes = {model: study.sanity_passes(model) for model in MODELS}
+    final = {model: {m: float(study.sanity[model].mean(m, "spearman_abs")[-1]) for m in cams} for model in MODELS}
+    verdicts = []
+    for method in cams:
+        ok = [passes[model][method] for model in MODELS]
+        word = "passes on both models" if all(ok) else "fails on both" if not any(ok) else "passes on one model"
+        numbers = " / ".join(_number(final[model][method]) for model in MODELS)
+        verdicts.append(f"{method_label(method)} {word} ({numbers})")
+    lines = [
+        f"Class activation maps at {study.settings.cam_layer}, cascading randomisation (mean |Spearman| once every "
+        "layer is random, standard / robust; pass below 0.5): " + "; ".join(verdicts) + "."
+    ]
+    for model in MODELS:
+        result = study.sanity[model]
+        kept = {}
+        for method in cams:
+            values = result.mean(method, "spearman_abs").tolist()
+            steps = [step for step, value in zip(result.steps, values, strict=True) if value >= UNCHANGED]
+            if steps and steps[0] == result.steps[0]:
+                kept[method] = steps
+        for method, steps in kept.items():
+            lines.append(
+                f"{method_label(method)}, {MODEL_TITLES[model]} model: its maps stayed the same (mean |Spearman| ≥ "
+                f"{UNCHANGED}) while {', '.join(steps)} were randomised: they do not depend on those layers, only "
+                f"on the activations at {study.settings.cam_layer}, and change once the layers below are."
+            )
+    agnostic = {m: [study.classes[model].mean(m, "spearman") for model in MODELS] for m in cams}
+    agnostic = {m: values for m, values in agnostic.items() if min(values) >= UNCHANGED}
+    for method, values in agnostic.items():
+        lines.append(
+            f"{method_label(method)} is class-agnostic: the maps of each image's five most likely classes "
+            f"correlate at {' / '.join(_number(v) for v in values)} (mean Spearman, standard / robust), the same "
+            "map whatever class is asked for."
+        )
     return lines
 
 
@@ -116,34 +165,55 @@ def _class_table(study: RobustnessStudy) -> str:
     )
 
 
-def _heatmaps(study: RobustnessStudy) -> str:
+def _groups(study: RobustnessStudy) -> dict[str, list[str]]:
+    """The study's methods in two figures: the gradient methods, and the class activation maps."""
+    methods = study.settings.methods
+    groups = {
+        "gradient methods": [m for m in methods if m not in CAM_METHODS],
+        "class activation maps": [m for m in methods if m in CAM_METHODS],
+    }
+    return {title: group for title, group in groups.items() if group}
+
+
+def _heatmaps(study: RobustnessStudy, groups: dict[str, list[str]]) -> str:
+    """One heatmap grid per group of methods, rows in pairs: each displayed image for the standard and the robust
+    model."""
     count = study.inputs.shape[0]
     order = [(i, name) for i in range(count) for name in MODELS]
     inputs = torch.stack([study.inputs[i] for i, _ in order])
-    maps = {m: torch.stack([study.maps[name][m][i] for i, name in order]) for m in study.settings.methods}
     names = study.class_names
     labels = [
         f"{name}:\ntrue {names[int(study.labels[i])]}, pred. {names[int(study.predictions[name][i])]}"
         for i, name in order
     ]
-    image = heatmap_figure(inputs, maps, row_labels=labels, shared_scale=False)
-    return "<h4>Maps, standard and robust model on the same images</h4>" + figure(
-        data_uri(image, "png"),
-        "Pairs of rows: the same test image explained by the standard and by the adversarially trained model "
-        "(each for its predicted class). Red positive, blue negative, white 0; each map divided by its own scale "
-        "(99.5th percentile of |R|, written under it; the methods differ in scale), so each row's colorbar runs "
-        "from −1 to 1.",
-        f"Heatmaps of the standard and the robust model, {study.dataset}",
-    )
+    parts = ["<h4>Maps, standard and robust model on the same images</h4>"]
+    for title, methods in groups.items():
+        maps = {m: torch.stack([study.maps[name][m][i] for i, name in order]) for m in methods}
+        image = heatmap_figure(inputs, maps, row_labels=labels, shared_scale=False)
+        where = f" at {study.settings.cam_layer}, upsampled to the image" if title == "class activation maps" else ""
+        parts.append(figure(
+            data_uri(image, "png"),
+            f"{title.capitalize()}{where}. Pairs of rows: the same test image explained by the standard and by the "
+            "adversarially trained model (each for its predicted class). Red positive, blue negative, white 0; "
+            "each map divided by its own scale (99.5th percentile of |R|, written under it; the methods differ in "
+            "scale), so each row's colorbar runs from −1 to 1.",
+            f"Heatmaps of the standard and the robust model, {title}, {study.dataset}",
+        ))  # fmt: skip
+    return "".join(parts)
 
 
 def _sanity(study: RobustnessStudy) -> str:
-    curves = figure(
-        data_uri(randomisation_figure({MODEL_TITLES[m]: study.sanity[m] for m in MODELS}), "svg"),
-        "Mean Spearman correlation (absolute maps) between each method's maps on the trained model and after "
-        f"randomising its layers from the top down, {study.settings.sanity_samples} test images. A method that "
-        "explains the model falls towards 0; one that stays high is insensitive to the model (Adebayo et al. 2018).",
-        "Cascading randomisation curves",
+    results = {MODEL_TITLES[m]: study.sanity[m] for m in MODELS}
+    curves = "".join(
+        figure(
+            data_uri(randomisation_figure(results, methods=methods), "svg"),
+            f"{title.capitalize()}: mean Spearman correlation (absolute maps) between each method's maps on the "
+            f"trained model and after randomising its layers from the top down, {study.settings.sanity_samples} "
+            "test images. A method that explains the model falls towards 0; one that stays high is insensitive to "
+            "the model (Adebayo et al. 2018).",
+            f"Cascading randomisation curves, {title}",
+        )
+        for title, methods in _groups(study).items()
     )
     verdicts = {m: study.sanity_passes(m) for m in MODELS}
     methods = list(verdicts[MODELS[0]])

@@ -22,6 +22,7 @@ import numpy as np
 
 from gradattr.evaluation import CURVES, LOWER_IS_BETTER
 from gradattr.experiments.claims import HOLDS, Claim
+from gradattr.experiments.class_activation_maps import token_grid
 from gradattr.experiments.protocol import Protocol
 from gradattr.experiments.results import Study
 from gradattr.experiments.study import ModelStudy
@@ -208,7 +209,7 @@ def _model_block(m: ModelStudy, claims: list[Claim], protocol: Protocol) -> str:
             )
             + f'<p class="protocol"><b>Protocol:</b> {esc(protocol.summary())}</p>'
         )
-    parts.append(attributions)  # the page's full width: its labels stay legible
+    parts.append(attributions + _cam_heatmaps(m))  # the page's full width: its labels stay legible
     parts.append(f'<div class="figures"><div>{curves}</div><div>')
     parts.append("<h4>Method agreement</h4>" + _correlation_table(m))
     parts.append("<h4>Timings</h4>" + _timings_table(m) + "</div></div>")
@@ -293,6 +294,27 @@ def _heatmaps(m: ModelStudy) -> str:
         "Rows: test samples; columns: the input, then each method. Red positive, blue negative, white 0; one "
         "colour scale per row (±the 99.5th percentile of |R| over its maps), shown by the row's colorbar.",
         f"Attribution heatmaps, {m.subject.dataset}, {m.subject.model_name}",
+    )
+
+
+def _cam_heatmaps(m: ModelStudy) -> str:
+    """The class activation maps of the displayed samples at the model's token layer ('' without them)."""
+    if not m.cam_maps:
+        return ""
+    subject = m.subject
+    layer = str(subject.cam_layer)
+    grid = token_grid(subject.model, m.display_inputs, layer)
+    cells = "x".join(str(side) for side in grid)
+    image = heatmap_figure(m.display_inputs, m.cam_maps, row_labels=_row_labels(m), shared_scale=False)
+    return "<h4>Class activation maps</h4>" + figure(
+        data_uri(image, "png"),
+        f"Grad-CAM and its family computed on {layer}, the LayerNorm at the input of the last block: its "
+        f"{math.prod(grid)} patch tokens (the class token left out) read as a {cells} grid (reshape='auto'), "
+        "one value per patch, drawn over the patch's pixels. The last block's output reaches the head only "
+        "through the class token, so every gradient-weighted map (and Ablation-CAM) would be 0 there. Same "
+        "samples and classes as above; red positive, white 0; each map divided by its own scale (99.5th "
+        "percentile of |R|, written under it), so each row's colorbar runs from −1 to 1.",
+        f"Class activation maps, {subject.dataset}, {subject.model_name}",
     )
 
 
