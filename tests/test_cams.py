@@ -59,9 +59,9 @@ def activations_and_gradient(model: nn.Module, layer: nn.Module, x: Tensor, targ
 
 
 def plus_plus(a: Tensor, g: Tensor) -> Tensor:
-    """Grad-CAM++: α = g²/(2g² + Σ_ab A·g³), 0 where g = 0; w_k = Σ_ab α ReLU(g); Σ_k w_k A_k."""
+    """Grad-CAM++: α = g²/(2g² + Σ_ab A·g³ + 1e-6), 0 where g = 0; w_k = Σ_ab α ReLU(g); Σ_k w_k A_k."""
     total = a.sum((2, 3), keepdim=True)
-    alpha = torch.where(g != 0, g**2 / (2 * g**2 + total * g**3), torch.zeros_like(g))
+    alpha = torch.where(g != 0, g**2 / (2 * g**2 + total * g**3 + 1e-6), torch.zeros_like(g))
     return ((alpha * g.clamp(min=0)).sum((2, 3), keepdim=True) * a).sum(1)
 
 

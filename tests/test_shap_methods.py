@@ -154,3 +154,31 @@ def test_one_reference_row_without_batch_dimension_and_none_are_accepted() -> No
     assert torch.equal(one, gradattr.attribute(model, x, method="deeplift_shap", baseline=references[:1], target=2))
     zero = gradattr.attribute(model, x, method="deeplift_shap", target=2)
     torch.testing.assert_close(zero, gradattr.attribute(model, x, method="deeplift", target=2), rtol=0, atol=1e-13)
+
+
+def test_the_shap_methods_and_a_token_neuron_on_a_huggingface_vit() -> None:
+    """On HF's ViT (attention, GELU, LayerNorm): DeepLiftSHAP is the mean of DeepLIFT over the references and
+    complete; GradientSHAP runs; a neuron target on a token of an encoder layer equals the truncated model."""
+    hf_zoo = pytest.importorskip("hf_zoo")
+    case = next(c for c in hf_zoo.hf_models() if c.name == "vit-eager")
+    model = case.model.double()
+    x = case.inputs.double()
+    references = torch.randn(3, *x.shape[1:], dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    r, gap = gradattr.attribute(model, x, method="deeplift_shap", baseline=references, target=1, return_gap=True)
+    each = [gradattr.attribute(model, x, method="deeplift", baseline=b[None], target=1) for b in references]
+    torch.testing.assert_close(r, torch.stack(each).mean(0), rtol=0, atol=1e-12)
+    assert float(gap.abs().max()) < 1e-8  # float64 rounding through softmax and LayerNorm decompositions
+    shap = gradattr.attribute(model, x, method="gradient_shap", baseline=references, target=1, samples=3)
+    assert bool(torch.isfinite(shap).all()) and float(shap.abs().sum()) > 0
+
+    class Token(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vit = model.vit
+
+        def forward(self, pixels: Tensor) -> Tensor:
+            hidden = self.vit.embeddings(pixels)
+            return self.vit.layers[0](hidden)[:, 2, 5]
+
+    ours = gradattr.attribute(model, x, method="deeplift", target=("vit.layers.0", (2, 5)))
+    torch.testing.assert_close(ours, gradattr.attribute(Token(), x, method="deeplift"), rtol=0, atol=1e-12)

@@ -25,15 +25,19 @@ def _spatial(tensor: Tensor) -> tuple[int, ...]:
 
 def gradcam_plus_plus_weights(activations: Tensor, gradient: Tensor) -> Tensor:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018, Eq. 19 with the ReLU of Eq. 7), as pytorch-grad-cam 1.5.7
-    computes it: w_k = Σ_ab α^k_ab ReLU(g^k_ab) with α = g² / (2g² + (Σ_ab A^k_ab) g³), α = 0 where g = 0.
-
-    Evaluated as α ReLU(g) = g / (2 + (Σ_ab A^k_ab) g) where g > 0 (0 elsewhere), which is the same number
-    without g³'s underflow; pytorch-grad-cam also adds 1e-6 to the denominator, which is left out here.
+    computes it: w_k = Σ_ab α^k_ab ReLU(g^k_ab) with α = g² / (2g² + (Σ_ab A^k_ab) g³ + 10⁻⁶), α = 0 where
+    g = 0. The 10⁻⁶ is pytorch-grad-cam's stabiliser; it matters where |g| is small (2g² ≲ 10⁻⁶: untrained
+    or saturated nets), so it is kept to give that library's numbers.
     """
     total = activations.sum(dim=_spatial(activations), keepdim=True)
-    positive = gradient.clamp(min=0)
-    ratio = torch.where(gradient > 0, positive / (2 + total * positive), torch.zeros_like(positive))
-    return ratio.sum(dim=_spatial(gradient), keepdim=True)
+    square = gradient.square()
+    alpha = square / (2 * square + total * square * gradient + PLUS_PLUS_STABILISER)
+    alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
+    return (alpha * gradient.clamp(min=0)).sum(dim=_spatial(gradient), keepdim=True)
+
+
+PLUS_PLUS_STABILISER = 1e-6
+"""pytorch-grad-cam 1.5.7's term in the denominator of Grad-CAM++'s α."""
 
 
 def hirescam_weights(activations: Tensor, gradient: Tensor) -> Tensor:

@@ -67,7 +67,13 @@ class Neuron:
         return modules[self.layer]
 
     def value(self, output: Any) -> Tensor:
-        """S per row: the unit of the layer's output, summed over the dimensions it leaves open, shape (K,)."""
+        """S per row: the unit of the layer's output, summed over the dimensions it leaves open, shape (K,).
+        A layer returning a tuple, list or HuggingFace ``ModelOutput`` is read at its first element (the hidden
+        states, by HuggingFace's convention)."""
+        if hasattr(output, "to_tuple"):
+            output = output.to_tuple()
+        if isinstance(output, (tuple, list)) and output:
+            output = output[0]
         if not isinstance(output, Tensor):
             raise TypeError(f"the neuron target's layer '{self.name}' returned {type(output).__name__}, not a tensor")
         shape = tuple(output.shape[1:])
