@@ -4,6 +4,7 @@ trained CNN, maps side by side, sanity-check curves, class sensitivity and the e
 from __future__ import annotations
 
 import math
+from itertools import takewhile
 
 import torch
 
@@ -85,8 +86,9 @@ def findings(study: RobustnessStudy) -> list[str]:
 
 
 UNCHANGED = 0.99
-"""Mean |Spearman| (sanity checks) or mean Spearman between classes (class sensitivity) from which the findings
-call a method's maps unchanged: the same map after randomising a layer, or whatever the class."""
+"""Mean Spearman of the absolute maps (sanity checks) or mean Spearman between classes (class sensitivity) from
+which the findings call a method's maps unchanged: the same map after randomising a layer, or whatever the
+class."""
 
 
 def _cam_findings(study: RobustnessStudy) -> list[str]:
@@ -104,23 +106,24 @@ def _cam_findings(study: RobustnessStudy) -> list[str]:
         numbers = " / ".join(_number(final[model][method]) for model in MODELS)
         verdicts.append(f"{method_label(method)} {word} ({numbers})")
     lines = [
-        f"Class activation maps at {study.settings.cam_layer}, cascading randomisation (mean |Spearman| once every "
-        "layer is random, standard / robust; pass below 0.5): " + "; ".join(verdicts) + "."
+        f"Class activation maps at {study.settings.cam_layer}, cascading randomisation (mean Spearman of the "
+        "absolute maps once every layer is random, standard / robust; pass: |value| < 0.5): "
+        + "; ".join(verdicts) + "."
     ]
     for model in MODELS:
         result = study.sanity[model]
-        kept = {}
         for method in cams:
-            values = result.mean(method, "spearman_abs").tolist()
-            steps = [step for step, value in zip(result.steps, values, strict=True) if value >= UNCHANGED]
-            if steps and steps[0] == result.steps[0]:
-                kept[method] = steps
-        for method, steps in kept.items():
+            values = zip(result.steps, result.mean(method, "spearman_abs").tolist(), strict=True)
+            steps = [step for step, _ in takewhile(lambda pair: pair[1] >= UNCHANGED, values)]
+            if not steps:
+                continue
+            below = result.steps[len(steps)] if len(steps) < len(result.steps) else None
             lines.append(
-                f"{method_label(method)}, {MODEL_TITLES[model]} model: its maps stayed the same (mean |Spearman| ≥ "
-                f"{UNCHANGED}) while {', '.join(steps)} were randomised: they do not depend on those layers, only "
-                f"on the activations at {study.settings.cam_layer}, and change once the layers below are."
-            )
+                f"{method_label(method)}, {MODEL_TITLES[model]} model: its maps stayed the same (mean Spearman "
+                f"≥ {UNCHANGED}) while {', '.join(steps)} were randomised"
+                + (f", and changed once {below} was: they read the activations at {study.settings.cam_layer}, not "
+                   "the layers above." if below else ", and up to the last layer (fail).")
+            )  # fmt: skip
     agnostic = {m: [study.classes[model].mean(m, "spearman") for model in MODELS] for m in cams}
     agnostic = {m: values for m, values in agnostic.items() if min(values) >= UNCHANGED}
     for method, values in agnostic.items():
