@@ -148,7 +148,8 @@ def main() -> None:
     print_table(columns, rows)
     if args.write:
         command = f"PYTHONPATH=src /work/peers-venv/bin/python benchmarks/bench_cams.py {' '.join(sys.argv[1:])}"
-        lines = header("gradattr's Score-CAM and Ablation-CAM beside pytorch-grad-cam", ["torch", "torchvision", "grad-cam"])
+        title = "gradattr's Score-CAM and Ablation-CAM beside pytorch-grad-cam"
+        lines = header(title, ["torch", "torchvision", "grad-cam"])
         lines += [f"`{command}`", "", f"ResNet-50, {args.layer}, batch {args.batch} at {args.size}x{args.size}; "
                   f"torch threads {torch.get_num_threads()}; load average before {load[0]:.2f} {load[1]:.2f} "
                   f"{load[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; Score-CAM "
