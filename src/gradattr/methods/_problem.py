@@ -105,18 +105,28 @@ def _check_attributed(inputs: tuple[Tensor, ...], floating: bool = True) -> int:
     return batch
 
 
-def _baselines(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """One baseline per input, broadcast to (1 or B, *input.shape[1:]), input dtype and device."""
+def _per_input(baseline: Baseline, inputs: tuple[Tensor, ...]) -> list[tuple[str, Any, Tensor]]:
+    """``(label, baseline, input)`` for each input: one baseline (a numpy array as a tensor) per input, the same
+    one for all inputs unless a tuple/list gives one each."""
     items = baseline if isinstance(baseline, (tuple, list)) else (baseline,) * len(inputs)
     if len(items) != len(inputs):
         raise ValueError(f"{len(items)} baselines given for {len(inputs)} inputs")
+    return [
+        (
+            f"baseline[{i}]" if len(inputs) > 1 else "baseline",
+            torch.from_numpy(b) if isinstance(b, np.ndarray) else b,
+            x,
+        )
+        for i, (b, x) in enumerate(zip(items, inputs, strict=True))
+    ]
+
+
+def _baselines(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """One baseline per input, broadcast to (1 or B, *input.shape[1:]), input dtype and device."""
     result = []
-    for i, (b, x) in enumerate(zip(items, inputs, strict=True)):
-        label = f"baseline[{i}]" if len(inputs) > 1 else "baseline"
+    for label, b, x in _per_input(baseline, inputs):
         if b is None:
             b = 0.0
-        if isinstance(b, np.ndarray):
-            b = torch.from_numpy(b)
         if isinstance(b, (int, float)):
             if not math.isfinite(b):
                 raise ValueError(f"{label} is {b}; it must be finite")
@@ -141,14 +151,8 @@ def _references(baseline: Baseline, inputs: tuple[Tensor, ...]) -> tuple[Tensor,
     """A distribution of K references per input, each (K, *input.shape[1:]) with one K for all inputs
     (GradientSHAP, DeepLiftSHAP): a tensor of K rows, one row without the batch dimension, a number, ``None``
     (one zero reference) or a tuple of those for a multi-input model."""
-    items = baseline if isinstance(baseline, (tuple, list)) else (baseline,) * len(inputs)
-    if len(items) != len(inputs):
-        raise ValueError(f"{len(items)} baselines given for {len(inputs)} inputs")
     result = []
-    for i, (b, x) in enumerate(zip(items, inputs, strict=True)):
-        label = f"baseline[{i}]" if len(inputs) > 1 else "baseline"
-        if isinstance(b, np.ndarray):
-            b = torch.from_numpy(b)
+    for label, b, x in _per_input(baseline, inputs):
         if isinstance(b, Tensor):
             b = b.detach().to(dtype=x.dtype, device=x.device)
             if b.dim() == x.dim() - 1:
