@@ -22,7 +22,7 @@ X = torch.randn(5, 4)
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"method": "lrp"}, ValueError, "unknown method 'lrp'; choose one of saliency"),
+        ({"method": "lrp_plus"}, ValueError, "unknown method 'lrp_plus'; choose one of saliency"),
         (
             {"method": "deeplift", "steps": 3},
             TypeError,

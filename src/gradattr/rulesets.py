@@ -13,6 +13,7 @@ rule set           elementwise         product          normalisation       soft
 ``attnlrp``        ε: f(z)/(z+ε·sgn z) uniform (÷2)     statistic constant  plain (grad×in)  plain
 ``cp``             ε                   uniform          statistic constant  constant         plain
 ``epsilon``        pass: f(z)/z        uniform          statistic constant  plain            ε (Bach et al. 2015)
+``lrp:<name>``     pass: f(z)/z        uniform          statistic constant  plain            a composite's rules
 ``guided``         guided backprop     plain            plain               plain            plain
 ``deconvnet``      deconvnet           plain            plain               plain            plain
 =================  ==================  ===============  ==================  ===============  ======================
@@ -30,6 +31,7 @@ from typing import Any, Literal, get_args
 
 from torch import nn
 
+from gradattr.composites import Composite
 from gradattr.rules import (
     ConstantSoftmax,
     Deconvolution,
@@ -60,6 +62,11 @@ MAX_POOLING: tuple[str, ...] = get_args(MaxPooling)
 
 KINDS: tuple[str, ...] = ("elementwise", "product", "normalisation", "softmax", "layer")
 """The rule slots of a rule set."""
+
+BatchNormHandling = Literal["linear", "merge"]
+"""Eval-mode batch norm: ``"linear"``, an affine op with its plain gradient (the paper's methods); ``"merge"``,
+folded into the linear/conv op before it so that op's LRP rule sees the merged weights, else LRP's pass rule
+(Zennit's ``SequentialMergeBatchNorm`` and ``Pass``)."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,11 @@ class RuleSet:
     product: ProductRule = field(default_factory=Plain)
     normalisation: ProductRule = field(default_factory=Plain)
     softmax: SoftmaxRule = field(default_factory=PlainSoftmax)
-    layer: LayerRule | None = None
+    layer: LayerRule | Composite | None = None
     max_pooling: MaxPooling = "route"
     complete: bool = True
     overrides: tuple[Override, ...] = ()
+    batch_norm: BatchNormHandling = "linear"
 
     @property
     def needs_reference(self) -> bool:
@@ -107,6 +115,13 @@ class RuleSet:
         rules = (self.elementwise, self.product, self.normalisation, self.softmax, self.layer)
         rules += tuple(o.rule for o in self.overrides)
         return any(rule is not None and rule.needs_reference for rule in rules)
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether a layer rule hands relevance to the input directly (flat, w², zB at the first layer), so the
+        inputs need relevance probes (:mod:`gradattr.engine.probes`)."""
+        rules = (self.layer, *(o.rule for o in self.overrides if o.kind == "layer"))
+        return any(rule is not None and rule.direct for rule in rules)
 
     def rule(self, kind: str, path: str | None = None, module: nn.Module | None = None) -> Any:
         """The rule at op kind ``kind`` in the module ``module`` (dotted ``path``): the first override that
@@ -145,6 +160,20 @@ def epsilon_lrp(rules: LrpRules = "attnlrp", epsilon: float = 1e-4) -> RuleSet:
     if rules == "epsilon":  # ε at the layers, relevance passed unchanged through activations (Zennit's Pass)
         return RuleSet("epsilon", Identity(), Uniform(), held, PlainSoftmax(), EpsilonLayer(epsilon))
     return RuleSet("attnlrp", elementwise, Uniform(), held, PlainSoftmax())
+
+
+def lrp(composite: Composite) -> RuleSet:
+    """LRP with ``composite``'s layer rules (:mod:`gradattr.composites`) and AttnLRP's rules elsewhere
+    (Achtibat et al., ICML 2024): relevance passes unchanged through activations (Zennit's ``Pass``, AttnLRP's
+    identity rule: ``g(z) = f(z)/z``), products split uniformly, norms' statistics held constant, softmax in
+    gradient×input form. Its module-keyed entries become overrides; batch norm is merged into the layer
+    before it when the composite says so."""
+    overrides = tuple(Override("layer", rule, where) for where, rule in composite.by_module)
+    batch_norm: BatchNormHandling = "merge" if composite.merge_batch_norm else "linear"
+    return RuleSet(
+        f"lrp:{composite.name}", Identity(), Uniform(), HoldConstant(Uniform()), PlainSoftmax(), composite,
+        overrides=overrides, batch_norm=batch_norm,
+    )
 
 
 GUIDED = RuleSet("guided", Guided(), complete=False)

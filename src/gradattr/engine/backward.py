@@ -48,6 +48,7 @@ def modified_gradient(
     *,
     strict: bool = True,
     gates: GateProducts = "product",
+    relevance: bool = False,
 ) -> tuple[Tensor, ...]:
     """Gradient of the target score w.r.t. ``points`` with the rule set ``rules`` at every op call.
 
@@ -62,6 +63,8 @@ def modified_gradient(
         gates: gate products of recurrent cells (LSTM/GRU): ``"product"`` differentiates both factors
             (Ancona et al. 2018, Sec. 4.2), ``"signal"`` treats the gate as a constant (Arras et al. 2017);
             see :mod:`gradattr.engine.recurrent`.
+        relevance: return LRP's relevance ``points ⊙ g`` plus what first-layer rules not proportional to the
+            input (flat, w², zB) hand to it directly (:mod:`gradattr.engine.probes`), instead of ``g``.
 
     Returns:
         One tensor per point tensor, same shape: the (modified) gradient of sum_k S_c(points_k).
@@ -75,7 +78,7 @@ def modified_gradient(
     def part(rows_: slice) -> tuple[Tensor, ...]:
         references = None if reference is None else tuple(r if r.shape[0] == 1 else r[rows_] for r in reference)
         return _modified_gradient(
-            forward, tuple(p[rows_] for p in points), index[rows_], rules, references, strict, gates
+            forward, tuple(p[rows_] for p in points), index[rows_], rules, references, strict, gates, relevance
         )
 
     parts = in_row_chunks(rows, rows_per_pass(forward, points, index), part)
@@ -112,11 +115,13 @@ def _modified_gradient(
     reference: tuple[Tensor, ...] | None,
     strict: bool,
     gates: GateProducts,
+    relevance: bool = False,
 ) -> tuple[Tensor, ...]:
     if rules is None:
         return _backward(forward, points, index, None)
     if not rules.needs_reference:
-        return _backward(forward, points, index, RuleMode(forward.model, rules, strict=strict, gates=gates))
+        mode = RuleMode(forward.model, rules, strict=strict, gates=gates)
+        return _backward(forward, points, index, mode, relevance)
     if reference is None:
         raise ValueError(f"rule set {rules.name!r} needs reference points (the baseline)")
     shared = index.numel() > 1 and all(r.shape[0] == 1 for r in reference)
@@ -152,8 +157,15 @@ def _backward_with_references(
     return _backward(forward, points, index, mode)
 
 
-def _backward(forward: Forward, points: tuple[Tensor, ...], index: Tensor, mode: RuleMode | None) -> tuple[Tensor, ...]:
+def _backward(
+    forward: Forward, points: tuple[Tensor, ...], index: Tensor, mode: RuleMode | None, relevance: bool = False
+) -> tuple[Tensor, ...]:
     leaves = tuple(p.detach().requires_grad_() for p in points)
+    probes: tuple[Tensor, ...] = ()
+    if relevance and mode is not None and mode.ruleset.needs_probe:
+        probes = tuple(torch.zeros_like(p, requires_grad=True) for p in leaves)
+        for leaf, probe in zip(leaves, probes, strict=True):
+            mode.probes.add(leaf, probe)
     with torch.enable_grad():
         if mode is None:
             scores = forward.score(forward.output(leaves, index), index)
@@ -164,5 +176,9 @@ def _backward(forward: Forward, points: tuple[Tensor, ...], index: Tensor, mode:
             scores = forward.score(output, index)
         if not scores.requires_grad:
             return tuple(torch.zeros_like(p) for p in points)
-        grads = torch.autograd.grad(scores, leaves, torch.ones_like(scores), allow_unused=True)
-    return tuple(torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=True))
+        grads = torch.autograd.grad(scores, leaves + probes, torch.ones_like(scores), allow_unused=True)
+    gradients = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(points, grads, strict=False))
+    if not relevance:
+        return gradients
+    direct = grads[len(leaves) :] or (None,) * len(leaves)
+    return tuple(p * g if d is None else p * g + d for p, g, d in zip(points, gradients, direct, strict=True))

@@ -30,11 +30,15 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode, resolve_name
 
+from gradattr.composites import Composite
 from gradattr.engine import ops
+from gradattr.engine.layer_calls import layer_call, layer_input, layer_kind, merged_with_batch_norm, product_call
 from gradattr.engine.ops.elementwise import Elementwise
+from gradattr.engine.probes import SHADOWED_KINDS, Probes
 from gradattr.engine.provenance import Chain, Facts, Provenance
 from gradattr.engine.recurrent import CellOps, GateProducts, packed_batch_sizes
 from gradattr.rules import ElementwiseRule, Nonlinearity, SoftmaxCall
+from gradattr.rules.layers import LayerCall, LayerRule, apply_layer_rule, pass_relevance
 from gradattr.rulesets import RuleSet
 
 
@@ -192,6 +196,8 @@ class RuleMode(TorchFunctionMode):
         self._warned: set[tuple[str, str]] = set()
         self._clones: dict[tuple[int, int], tuple[weakref.ref[Tensor], Tensor]] = {}
         self.module_stack: list[tuple[str, nn.Module]] = []
+        self.probes = Probes()
+        self._layer_outputs: dict[int, tuple[weakref.ref[Tensor], LayerRule, LayerCall, Tensor, Tensor | None]] = {}
         self._hooks: list[Any] = []
         self._active_expansions = 0
 
@@ -242,7 +248,10 @@ class RuleMode(TorchFunctionMode):
         op = ops.lookup(name)
         if op is None:
             return self.unknown(name, func, args, kwargs)
-        return getattr(self, _HANDLERS[op.kind])(name, op.spec, func, args, kwargs)
+        out = getattr(self, _HANDLERS[op.kind])(name, op.spec, func, args, kwargs)
+        if self.probes and op.kind in SHADOWED_KINDS:
+            self.probes.follow(name, func, args, kwargs, out)
+        return out
 
     def expand(self, expander: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Evaluate ``expander`` with this mode active again, so each of its ops is dispatched."""
@@ -601,7 +610,11 @@ class RuleMode(TorchFunctionMode):
         flat = [*args[:1], *args[1]] if listed else list(args)
         dependent = [i for i, v in enumerate(flat) if _depends(v) and i not in spec.additive]
         if len(dependent) <= 1 and not _depends(tuple(kwargs.values())):
-            return self.layer(name, None, func, args, kwargs)
+            rule = self.rule("layer")
+            if rule is None or self.recording or not dependent:
+                return func(*args, **kwargs)
+            call = product_call(func, flat, listed, kwargs, dependent[0])
+            return self._apply_layer_rule(rule, call, flat[dependent[0]])
         if spec.additive:  # addmm & co. with two dependent factors: β·input + α·(m1 @ m2), each dispatched
             return self.expand(_additive_product(name), args, kwargs)
         if len(dependent) != 2:
@@ -620,11 +633,30 @@ class RuleMode(TorchFunctionMode):
     def layer(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        out = func(*args, **kwargs)
         rule = self.rule("layer")
-        if rule is None or self.recording or not isinstance(out, Tensor) or not out.requires_grad:
-            return out
-        return rule.apply(out)
+        a = layer_input(args, kwargs)
+        if rule is None or self.recording or not _depends(a) or _depends((args[1:], kwargs)):
+            return func(*args, **kwargs)
+        return self._apply_layer_rule(rule, layer_call(spec or layer_kind(name), func, args, kwargs), a)
+
+    def _apply_layer_rule(self, rule: LayerRule | Composite, call: LayerCall, a: Tensor) -> Tensor:
+        """``call`` with the layer rule that applies to it: a composite's choice by kind and position (the
+        first layer: its input has a relevance probe), or ``rule`` itself; the plain op where none does."""
+        probe = self.probes.of(a)
+        if isinstance(rule, Composite):
+            chosen = rule.select(call.kind, probe is not None)
+        else:
+            chosen = rule if call.kind in rule.kinds else None
+        if chosen is None:
+            return call.evaluate(a, call.weight, call.bias)
+        if chosen.direct and probe is None:
+            raise ValueError(
+                f"the layer rule {chosen!r} gives relevance to inputs of value 0 and is for the first layer only, "
+                f"but this {call.kind} op's input is not the model's input (up to linear ops)"
+            )
+        out = apply_layer_rule(chosen, call, a, probe)
+        self._layer_outputs[id(out)] = (weakref.ref(out), chosen, call, a, probe)
+        return out
 
     def softmax(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -692,9 +724,21 @@ class RuleMode(TorchFunctionMode):
     def batch_norm(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if _depends(args[:1]) and ops.batch_norm_uses_batch_statistics(args, kwargs):
+        x = layer_input(args, kwargs)
+        if not _depends(x):
+            return func(*args, **kwargs)
+        if ops.batch_norm_uses_batch_statistics(args, kwargs):
             self.unsupported(name, "batch-norm in training mode normalises with batch statistics")
-        return func(*args, **kwargs)
+            return func(*args, **kwargs)
+        if self.ruleset.batch_norm == "linear" or self.recording:
+            return func(*args, **kwargs)
+        entry = self._layer_outputs.get(id(x))
+        if entry is not None and entry[0]() is x:  # merge into the layer that produced x
+            _, rule, call, a, probe = entry
+            merged = merged_with_batch_norm(call, x, args, kwargs)
+            if merged is not None:
+                return apply_layer_rule(rule, merged, a, probe)
+        return pass_relevance(x, lambda t: func(t, *args[1:], **kwargs))
 
     def normalisation(
         self, name: str, spec: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -38,6 +38,7 @@ from gradattr.methods.gradient_shap import gradient_shap
 from gradattr.methods.gradient_x_input import gradient_x_input
 from gradattr.methods.guided_backprop import deconvnet, guided_backprop
 from gradattr.methods.integrated_gradients import integrated_gradients, one_completeness_warning
+from gradattr.methods.lrp import lrp
 from gradattr.methods.occlusion import occlusion
 from gradattr.methods.perturbation_cams import ablationcam, scorecam
 from gradattr.methods.saliency import saliency
@@ -92,6 +93,7 @@ _REGISTRY: dict[str, Method] = {
     "smoothgrad": Method(smoothgrad, uses_baseline=False, wraps=True),
     "guided_backprop": Method(guided_backprop, uses_baseline=False),
     "deconvnet": Method(deconvnet, uses_baseline=False),
+    "lrp": Method(lrp, uses_baseline=False, non_finite_hint="raise the composite's stabilizer"),
     "gradcam": Method(gradcam, uses_baseline=False, reads_layer=True),
     "guided_gradcam": Method(guided_gradcam, uses_baseline=False, reads_layer=True),
     "gradcam_plus_plus": Method(gradcam_plus_plus, uses_baseline=False, reads_layer=True),

@@ -12,14 +12,15 @@ applied there comes from the method's rule set (:mod:`gradattr.rulesets`). The k
   ``normalisation`` when one factor is a per-row statistic), a division by one (``a * reciprocal(b)``);
 * ``product`` — ``matmul``/``bmm``/``einsum``/...: linear while one factor depends on the input (slot
   ``layer``), slot ``product`` when two do;
-* ``layer`` — linear and convolution layers: plain gradient, or the rule set's LRP layer rule;
+* ``layer`` — linear, convolution and average-pooling layers: plain gradient, or the rule set's LRP layer
+  rule (:mod:`gradattr.rules.layers`);
 * ``softmax`` — ``softmax``/``log_softmax``: slot ``softmax``;
 * ``reduction`` — ``sum``/``mean``: linear; its result is a per-row statistic;
 * ``comparison`` — ``x > 0`` & co.: no gradient, but an input-dependent mask; ``select`` — ``where`` and
   ``masked_fill``: linear in their branches, and when the mask and the branches are elementwise functions of
   one source (``torch.where(x > 0, x, 0.1 * x)``, ``x * (x > 0)``), an elementwise nonlinearity of it;
 * ``structural`` — reshapes, views, indexing, dtype casts, splits: linear, and keep a statistic a statistic;
-* ``linear`` — other ops linear in each input-dependent argument (cat, pad, pooling by averaging, ...);
+* ``linear`` — other ops linear in each input-dependent argument (cat, pad, interpolation, ...);
 * ``routing`` — selections (max pooling, ``max``): the gradient routes to the maximum, or, with the rule
   set's ``max_pooling="exact"``, a tree of ReLUs (slot ``max``);
 * ``normalisation`` — layer/RMS/group/instance norm: slot ``normalisation``, applied in one step;
@@ -174,10 +175,9 @@ def _table() -> dict[str, Op]:
             "torch.nn.functional",
             "pad dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout interpolate upsample "
             "upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle unfold fold channel_shuffle "
-            "embedding avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
-            "adaptive_avg_pool3d",
+            "embedding",
         )
-        + ["torch.avg_pool1d", "torch.adaptive_avg_pool1d", "pad_sequence", "torch.nn.functional.embedding_bag"]
+        + ["pad_sequence", "torch.nn.functional.embedding_bag"]
         + ["_VariableFunctionsClass._pack_padded_sequence", "_VariableFunctionsClass._pad_packed_sequence"],
         Op("linear"),
     )
@@ -192,6 +192,13 @@ def _table() -> dict[str, Op]:
             "torch._C._nn.linear",
         ],
         Op("layer"),
+    )
+    add(
+        [
+            *_names("torch.nn.functional", "avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d"),
+            *["torch.nn.functional.adaptive_avg_pool3d", "torch.avg_pool1d", "torch.adaptive_avg_pool1d"],
+        ],
+        Op("layer", "pooling"),
     )
     for name, pool in expanders.MAX_POOLS.items():
         add(name, Op("routing", pool))
