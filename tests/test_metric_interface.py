@@ -61,7 +61,7 @@ def test_every_metric_equals_the_metric_on_the_maps_and_sensitivity_n_is_unchang
     for name in METHODS:
         assert torch.equal(table.results[name].per_sample, plain.results[name].per_sample)
         maps = gradattr.attribute(model, x, method=name, target=y)
-        assert torch.allclose(table.metrics["l1"].per_sample[name], l1(maps), rtol=1e-6)  # float32 maps; passes of 4 vs 10 rows
+        assert torch.allclose(table.metrics["l1"].per_sample[name], l1(maps), rtol=1e-6)  # float32, 4 vs 10 rows
         assert torch.allclose(table.metrics["mass"].per_sample[name], mass_inside(maps, masks), rtol=1e-6)
         expected = drop_curve(model, x, maps, target=y)
         assert table.metrics["drop"].per_sample[name].shape == (10, 3)
