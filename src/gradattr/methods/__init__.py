@@ -54,7 +54,8 @@ class Method:
     ``reads_layer``: the method reads the activations of the layer given as ``layer=`` (Grad-CAM) and
     returns a map of the input's shape; ``wraps``: the method runs another one, named by its ``base``
     option, and passes the options it does not know on to it (SmoothGrad); ``references``: its ``baseline``
-    is a distribution of K references (K, ...) shared by all samples (GradientSHAP, DeepLiftSHAP).
+    is a distribution of K references (K, ...) shared by all samples (GradientSHAP, DeepLiftSHAP);
+    ``conserves``: its relevance redistributes S_c(x) itself (LRP), so ``return_gap`` gives Σ R − S_c(x).
     """
 
     function: Callable[..., tuple[Tensor, ...]]
@@ -63,6 +64,7 @@ class Method:
     reads_layer: bool = False
     wraps: bool = False
     references: bool = False
+    conserves: bool = False
 
     @cached_property
     def options(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ _REGISTRY: dict[str, Method] = {
     "smoothgrad": Method(smoothgrad, uses_baseline=False, wraps=True),
     "guided_backprop": Method(guided_backprop, uses_baseline=False),
     "deconvnet": Method(deconvnet, uses_baseline=False),
-    "lrp": Method(lrp, uses_baseline=False, non_finite_hint="raise the composite's stabilizer"),
+    "lrp": Method(lrp, uses_baseline=False, non_finite_hint="raise the composite's stabilizer", conserves=True),
     "gradcam": Method(gradcam, uses_baseline=False, reads_layer=True),
     "guided_gradcam": Method(guided_gradcam, uses_baseline=False, reads_layer=True),
     "gradcam_plus_plus": Method(gradcam_plus_plus, uses_baseline=False, reads_layer=True),
@@ -227,6 +229,7 @@ def attribute(
             position (with right-padded batches, pass each sample's last real position). ``target`` is then
             the token id (``None``: the argmax at that position).
         return_gap: also return the completeness gap Σ_i R_i - (S_c(x) - S_c(x̄)) of each sample, Tensor(B)
+            (for ``lrp``: the conservation gap Σ_i R_i - S_c(x), :func:`gradattr.metrics.conservation_gap`)
             (over all inputs of a multi-input model; in the layer's space with ``layer=``), as Captum's
             ``return_convergence_delta``: the same numbers as :func:`gradattr.metrics.completeness_gap`. For
             the methods with a baseline (``integrated_gradients``, ``deeplift``, ``shapley_sampling``); two
@@ -251,11 +254,12 @@ def attribute(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     spec = _lookup(method)
-    if return_gap and (spec.wraps or not spec.uses_baseline):
+    if return_gap and not spec.conserves and (spec.wraps or not spec.uses_baseline):
         with_gap = ", ".join(name for name, m in _REGISTRY.items() if m.uses_baseline and not m.wraps)
         raise ValueError(
-            f"return_gap=True is for the methods whose attributions should sum to S_c(x) - S_c(x̄): {with_gap}; "
-            f"for {method}, gradattr.metrics.completeness_gap(model, x, attributions, target) measures it anyway"
+            f"return_gap=True is for the methods whose attributions should sum to S_c(x) - S_c(x̄): {with_gap}, "
+            f"and to S_c(x): lrp; for {method}, gradattr.metrics.completeness_gap(model, x, attributions, target) "
+            "measures it anyway"
         )
     options, uses_baseline = _resolve_options(method, spec, options)
     if baseline is not None and not uses_baseline:
@@ -285,9 +289,9 @@ def attribute(
             raise mismatch from error
         _check_finite_result(method, spec, problem, attributions)
         if return_gap:
-            from gradattr.metrics.completeness import problem_gap  # gradattr.metrics imports this module
+            from gradattr.metrics.completeness import output_scores, problem_gap  # metrics imports this module
 
-            gap = problem_gap(problem, attributions)
+            gap = problem_gap(problem, attributions, output_scores(problem) if spec.conserves else None)
     if len(attributions) != len(problem.inputs):  # Grad-CAM at the layer's resolution: one map for all inputs
         return attributions[0]
     return (problem.unpack(attributions), gap) if return_gap else problem.unpack(attributions)

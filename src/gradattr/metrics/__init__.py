@@ -9,7 +9,7 @@ from gradattr.metrics.agreement import (
     topk_intersection,
 )
 from gradattr.metrics.axioms import InvarianceResult, input_invariance, non_sensitivity, shifted_model
-from gradattr.metrics.completeness import CompletenessWarning, completeness_gap
+from gradattr.metrics.completeness import CompletenessWarning, completeness_gap, conservation_gap
 from gradattr.metrics.complexity import complexity, effective_complexity, sparseness
 from gradattr.metrics.faithfulness import faithfulness_correlation, monotonicity
 from gradattr.metrics.infidelity import infidelity
@@ -39,6 +39,7 @@ __all__ = [
     "avg_sensitivity",
     "completeness_gap",
     "complexity",
+    "conservation_gap",
     "correlation_matrix",
     "default_ns",
     "deletion_auc",

@@ -9,7 +9,14 @@ from gradattr.methods._model_call import ForwardKwargs, OutputSelector, Position
 from gradattr.methods._problem import AttributionProblem, Target, build_problem
 from gradattr.methods.integrated_gradients import CompletenessWarning
 
-__all__ = ["CompletenessWarning", "completeness_gap", "endpoint_scores", "problem_gap"]
+__all__ = [
+    "CompletenessWarning",
+    "completeness_gap",
+    "conservation_gap",
+    "endpoint_scores",
+    "output_scores",
+    "problem_gap",
+]
 
 
 def completeness_gap(
@@ -44,6 +51,33 @@ def completeness_gap(
         model, inputs, target, baseline, forward_kwargs=forward_kwargs, output=output, position=position
     )
     return problem_gap(problem, (attributions,))
+
+
+def conservation_gap(
+    model: nn.Module,
+    inputs: Tensor,
+    attributions: Tensor,
+    target: Target,
+    *,
+    forward_kwargs: ForwardKwargs = None,
+    output: OutputSelector = None,
+    position: Position = None,
+) -> Tensor:
+    """Per-sample Σ_i R_i − S_c(x): LRP's conservation (Bach et al. 2015; Montavon et al. 2019, Sec. 10.1),
+    relevance redistributes the target logit itself. Exact zero (up to rounding and stabilisers) for bias-free
+    ReLU nets under z⁺, αβ and flat rules; biases absorb relevance otherwise, which this measures.
+
+    Args and Returns as :func:`completeness_gap`, without a baseline.
+    """
+    problem = build_problem(model, inputs, target, forward_kwargs=forward_kwargs, output=output, position=position)
+    return problem_gap(problem, (attributions,), output_scores(problem))
+
+
+def output_scores(problem: AttributionProblem) -> tuple[Tensor, Tensor]:
+    """S_c(x) per sample and zeros: the endpoints of LRP's conservation Σ_i R_i = S_c(x)."""
+    with torch.no_grad():
+        at_input = problem.scores(problem.inputs, problem.all_rows)
+    return at_input, torch.zeros_like(at_input)
 
 
 def endpoint_scores(problem: AttributionProblem) -> tuple[Tensor, Tensor]:
