@@ -183,6 +183,68 @@ def test_explain_gradcam_reads_the_layer(user_model: tuple[Path, Path], tmp_path
     assert mixed.exit_code == 2 and "run them separately" in mixed.output
 
 
+def test_explain_lrp_composite(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """--composite reaches the lrp method only: lrp.npy is gradattr.attribute(..., method="lrp", composite=...) on
+    the same inputs, the other methods' maps do not change with it."""
+    import gradattr
+
+    source, _ = user_model
+    x = load_digits(seed=0).test_x[:3]
+    array = tmp_path / "digits.npy"
+    np.save(array, x.numpy())
+    out = tmp_path / "lrp"
+    result = invoke(
+        "explain", "--model", f"{source}:cnn", "--input", str(array), "--batched",
+        "--method", "lrp,gradient_x_input", "--composite", "epsilon_gamma_box", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    network = load_model(f"{source}:cnn", None)
+    classes = network(x).argmax(1)
+    expected = gradattr.attribute(network, x, method="lrp", target=classes, composite="epsilon_gamma_box")
+    np.testing.assert_allclose(np.load(out / "lrp.npy"), expected.numpy(), rtol=1e-6, atol=1e-7)
+    flat = gradattr.attribute(network, x, method="lrp", target=classes)  # the default, epsilon_plus_flat
+    assert not np.allclose(np.load(out / "lrp.npy"), flat.numpy(), atol=1e-4)
+    gxi = gradattr.attribute(network, x, method="gradient_x_input", target=classes)
+    np.testing.assert_allclose(np.load(out / "gradient_x_input.npy"), gxi.numpy(), rtol=1e-6, atol=1e-7)
+    assert sorted(p.name for p in out.iterdir()) == ["gradient_x_input.npy", "heatmaps.png", "lrp.npy"]
+
+
+def test_explain_several_lrp_composites_side_by_side(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    """Several composites (comma-separated and repeated): one column and one lrp-NAME.npy each."""
+    import gradattr
+
+    source, _ = user_model
+    x = load_digits(seed=0).test_x[:2]
+    array = tmp_path / "digits.npy"
+    np.save(array, x.numpy())
+    out = tmp_path / "lrp"
+    result = invoke("explain", "--model", f"{source}:cnn", "--input", str(array), "--batched", "--method", "lrp",
+                    "--composite", "epsilon_plus,epsilon_alpha2_beta1_flat", "--composite", "epsilon_plus_flat",
+                    "--target", "3", "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    network = load_model(f"{source}:cnn", None)
+    for name in ("epsilon_plus", "epsilon_alpha2_beta1_flat", "epsilon_plus_flat"):
+        expected = gradattr.attribute(network, x, method="lrp", target=3, composite=name)
+        np.testing.assert_allclose(np.load(out / f"lrp-{name}.npy"), expected.numpy(), rtol=1e-6, atol=1e-7)
+    assert not (out / "lrp.npy").exists()
+    assert Image.open(out / "heatmaps.png").size[0] > 400  # input + three columns
+
+
+def test_explain_bad_composite_is_a_usage_error(user_model: tuple[Path, Path], tmp_path: Path) -> None:
+    source, _ = user_model
+    array = tmp_path / "digits.npy"
+    np.save(array, load_digits(seed=0).test_x[:1].numpy())
+    args = ["explain", "--model", f"{source}:cnn", "--input", str(array), "--batched", "--out", str(tmp_path / "o")]
+    result = invoke(*args, "--method", "lrp", "--composite", "epsilon_plus,zplus")
+    assert result.exit_code == 2 and "unknown composite(s) zplus" in result.output
+    for name in ("epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat",
+                 "epsilon_gamma_box"):  # fmt: skip
+        assert name in result.output
+    without = invoke(*args, "--method", "saliency", "--composite", "epsilon_plus")
+    assert without.exit_code == 2 and "add lrp to --method" in without.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_explain_usage_errors_exit_2(user_model: tuple[Path, Path]) -> None:
     source, _ = user_model
     assert invoke("explain", "--model", f"{source}:build").exit_code == 2  # no --input

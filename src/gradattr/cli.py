@@ -110,6 +110,46 @@ def _methods(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+COMPOSITE_HELP = (
+    "LRP composite(s) of --method lrp, comma-separated or repeated: epsilon_plus, epsilon_plus_flat (default), "
+    "epsilon_alpha2_beta1, epsilon_alpha2_beta1_flat, epsilon_gamma_box (its box: the inputs' min and max); "
+    "several are columns 'lrp (NAME)' side by side, saved as lrp-NAME.npy."
+)
+
+
+def _composites(values: list[str] | None, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """``--composite``: names of :data:`gradattr.composites.COMPOSITES` for the lrp method (a usage error for an
+    unknown name, or without ``lrp`` among the methods); empty when not given."""
+    from gradattr.composites import COMPOSITES
+
+    names = _split(values) or []
+    unknown = [name for name in names if name not in COMPOSITES]
+    if unknown:
+        raise typer.BadParameter(f"unknown composite(s) {', '.join(unknown)}; choose from {', '.join(COMPOSITES)}")
+    if names and "lrp" not in methods:
+        raise typer.BadParameter("--composite is the LRP composite of --method lrp; add lrp to --method")
+    return tuple(dict.fromkeys(names))
+
+
+def _explain_rows(methods: tuple[str, ...], composites: tuple[str, ...]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``explain``'s columns as (label, method, options): every method once, lrp once per composite ("lrp" with
+    one composite or none, "lrp (NAME)" with several). Only lrp gets ``composite=``."""
+    rows: list[tuple[str, str, dict[str, Any]]] = []
+    for name in methods:
+        if name != "lrp" or not composites:
+            rows.append((name, name, {}))
+        elif len(composites) == 1:
+            rows.append((name, name, {"composite": composites[0]}))
+        else:
+            rows += [(f"lrp ({c})", name, {"composite": c}) for c in composites]
+    return rows
+
+
+def _file_stem(label: str) -> str:
+    """The .npy name of an ``explain`` column: the method, or ``lrp-NAME`` for the column "lrp (NAME)"."""
+    return label.replace(" (", "-").rstrip(")")
+
+
 def _metrics(values: list[str] | None) -> tuple[str, ...]:
     """``--metrics``: names of :data:`gradattr.evaluation.NAMED` (a usage error otherwise)."""
     from gradattr.evaluation import NAMED, required_options
@@ -303,6 +343,8 @@ def reproduce(
         "Examples:\n\n"
         "  gradattr explain --model mymodels:build --weights net.pt --input cat.png --input dog.png --out maps\n\n"
         "  gradattr explain --model ./net.py:make --input batch.npy --batched --method deeplift,occlusion\n\n"
+        "  gradattr explain --model ./net.py:make --input batch.npy --batched --method lrp --composite "
+        "epsilon_plus_flat,epsilon_gamma_box\n\n"
         "  gradattr explain --model mytext:model --input ids.npy --layer embedding --out maps"
     )
 )
@@ -313,6 +355,7 @@ def explain(
     ],
     weights: Annotated[Path | None, typer.Option(help="State dict to load (torch.load weights_only).")] = None,
     method: Annotated[list[str] | None, typer.Option(help=METHODS_HELP)] = None,
+    composite: Annotated[list[str] | None, typer.Option(help=COMPOSITE_HELP)] = None,
     target: Annotated[int | None, typer.Option(help="Class to explain (default: the predicted class).")] = None,
     layer: Annotated[str | None, typer.Option(help="Attribute this submodule's output (e.g. embedding).")] = None,
     batched: Annotated[bool, typer.Option("--batched", help="Each array file holds a batch (first dim).")] = False,
@@ -322,10 +365,12 @@ def explain(
     """Attribute your model's predictions on your inputs with each method: writes heatmaps.png (rows = inputs,
     columns = methods) and one <method>.npy of attributions per method (the inputs' shape; with --layer, the
     layer output's). Images are scaled to [-1, 1]; arrays are used as they are. Text: save token ids as .npy
-    and pass --layer embedding. Grad-CAM methods read --layer as their convolutional layer."""
+    and pass --layer embedding. Grad-CAM methods read --layer as their convolutional layer. --method lrp takes
+    --composite, the LRP composite (its layer rules); several composites are compared side by side."""
     from gradattr import LAYER_METHODS
 
     names = _methods(method)
+    rows = _explain_rows(names, _composites(composite, names))
     reads_layer = [name in LAYER_METHODS for name in names]
     if layer is not None and any(reads_layer) and not all(reads_layer):
         raise typer.BadParameter(
@@ -350,18 +395,19 @@ def explain(
         classes = predicted if target is None else torch.full_like(predicted, target)
         out.mkdir(parents=True, exist_ok=True)
         maps, files, failed = {}, [], {}
-        for name in names:
+        for label, name, options in rows:
             try:
-                maps[name] = gradattr.attribute(network, x, method=name, target=classes, layer=layer)
+                maps[label] = gradattr.attribute(network, x, method=name, target=classes, layer=layer, **options)
             except Exception as error:  # the other methods still run; every method failing is an error
-                failed[name] = error
+                failed[label] = error
                 continue
-            with atomic_path(out / f"{name}.npy") as partial, partial.open("wb") as handle:
-                np.save(handle, maps[name].numpy())
-            files.append(out / f"{name}.npy")
-        if debug and failed and len(failed) == len(names):
+            path = out / f"{_file_stem(label)}.npy"
+            with atomic_path(path) as partial, partial.open("wb") as handle:
+                np.save(handle, maps[label].numpy())
+            files.append(path)
+        if debug and failed and len(failed) == len(rows):
             raise next(iter(failed.values()))
-        _check_failures({name: one_line(error) for name, error in failed.items()}, len(names))
+        _check_failures({label: one_line(error) for label, error in failed.items()}, len(rows))
         shown = x if layer is None or all(reads_layer) else LayerFunction.of(network, x, layer).layer_output
         labels = [f"{p.name}: class {int(c)}" for p, c in zip(_sample_names(inputs, len(x)), classes, strict=True)]
         files.insert(0, heatmap_grid(shown, maps, out / "heatmaps.png", row_labels=labels))

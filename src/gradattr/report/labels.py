@@ -1,7 +1,8 @@
 """How methods are named and coloured in tables and figures.
 
 A row of :func:`gradattr.evaluate` is named by its label: a method name, or a label of the study's own such as
-``"occlusion_pixels"`` (per-pixel occlusion summed per patch, beside ``"occlusion"`` of whole patches).
+``"occlusion_pixels"`` (per-pixel occlusion summed per patch, beside ``"occlusion"`` of whole patches), or
+``"lrp (NAME)"``: LRP under the composite NAME (:func:`lrp_label`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ METHOD_LABELS: dict[str, str] = {
     "smoothgrad": "SmoothGrad",
     "guided_backprop": "Guided Backprop",
     "deconvnet": "Deconvnet",
+    "lrp": "LRP",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "Guided Grad-CAM",
     "scorecam": "Score-CAM",
@@ -49,6 +51,7 @@ SHORT_LABELS: dict[str, str] = {
     "smoothgrad": "SG",
     "guided_backprop": "GBP",
     "deconvnet": "Deconv",
+    "lrp": "LRP",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "GGC",
     "scorecam": "Score-CAM",
@@ -74,6 +77,7 @@ METHOD_COLOURS: dict[str, str] = {
     "smoothgrad": "#17becf",
     "guided_backprop": "#e377c2",
     "deconvnet": "#bcbd22",
+    "lrp": "#e6550d",
     "gradcam": "#000000",
     "guided_gradcam": "#393b79",
     "scorecam": "#7b4173",
@@ -96,6 +100,9 @@ def method_label(method: str, options: Mapping[str, Any] | None = None) -> str:
     window = _occlusion_window(method, options)
     if window is not None:
         return f"Occlusion ({window} patch)"
+    composite = _lrp_composite(method)
+    if composite is not None:
+        return f"LRP ({composite})"
     return METHOD_LABELS.get(method, method.replace("_", " "))
 
 
@@ -104,7 +111,22 @@ def short_label(method: str, options: Mapping[str, Any] | None = None) -> str:
     window = _occlusion_window(method, options)
     if window is not None:
         return f"Occ {window}"
+    composite = _lrp_composite(method)
+    if composite is not None:
+        return f"LRP {composite}"
     return SHORT_LABELS.get(method, method)
+
+
+def lrp_label(composite: str) -> str:
+    """The row label of the LRP method under a named composite: ``"lrp (epsilon_plus_flat)"``."""
+    return f"lrp ({composite})"
+
+
+def _lrp_composite(label: str) -> str | None:
+    """The composite of a row label made by :func:`lrp_label` (None for any other label)."""
+    if label.startswith("lrp (") and label.endswith(")"):
+        return label[len("lrp (") : -1]
+    return None
 
 
 def _occlusion_window(method: str, options: Mapping[str, Any] | None) -> str | None:
