@@ -71,6 +71,7 @@ def check_option(method: str, function: Callable[..., Any], name: str, value: An
     if hint is None or matches(value, hint):
         return
     message = f"{method} option {name} must be {describe(hint)}, got {type(value).__name__} {value!r}"
-    if isinstance(value, str) and typing.get_origin(hint) is typing.Literal:
+    choices = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if isinstance(value, str) and any(typing.get_origin(choice) is typing.Literal for choice in choices):
         raise ValueError(message)  # the right type, not one of the allowed values
     raise TypeError(message)

@@ -69,7 +69,8 @@ def conservation_gap(
 
     Args and Returns as :func:`completeness_gap`, without a baseline.
     """
-    problem = build_problem(model, inputs, target, forward_kwargs=forward_kwargs, output=output, position=position)
+    call = {"forward_kwargs": forward_kwargs, "output": output, "position": position}
+    problem = build_problem(model, inputs, target, None, **call)
     return problem_gap(problem, (attributions,), output_scores(problem))
 
 

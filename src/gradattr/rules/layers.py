@@ -109,7 +109,7 @@ ALL_KINDS: frozenset[str] = WEIGHTED | {"pooling"}
 
 def stabilise(d: Tensor, epsilon: float) -> Tensor:
     """``d + ε·sign(d)`` with sign(0) := +1 (Zennit's ``stabilize``)."""
-    return d + torch.where(d >= 0, epsilon, -epsilon).to(d.dtype)
+    return d + torch.where(d >= 0, 1.0, -1.0).to(d.dtype) * epsilon  # ε in d's precision
 
 
 def _positive(t: Tensor) -> Tensor:
