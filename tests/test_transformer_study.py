@@ -189,3 +189,66 @@ def test_the_vit_shows_the_cam_family_on_its_token_grid(study: Study, tmp_path: 
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert 'alt="Class activation maps, Digits, ViT"' in page
     assert "computed on blocks.1.norm1" in page and "16 patch tokens" in page and "a 4x4 grid" in page
+
+
+def test_the_cnn_grid_has_an_lrp_composite_column(study: Study, tmp_path: Path) -> None:
+    """The digits CNN's heatmap grid ends with LRP under epsilon_plus_flat: the maps equal gradattr.attribute(...,
+    method="lrp", composite="epsilon_plus_flat") on the displayed samples for their targets; stored with the
+    model's study entry (a changed key: entries from before are recomputed); the other models have none."""
+    from gradattr.experiments.study import ModelStudy, study_key
+    from gradattr.report import study_page
+
+    cnn = next(m for m in study.models if m.subject.model_name == "CNN (ReLU)")
+    assert cnn.subject.lrp_composite == "epsilon_plus_flat"
+    assert list(cnn.lrp_maps) == ["lrp (epsilon_plus_flat)"]
+    x, targets = cnn.display_inputs, cnn.display_targets
+    expected = gradattr.attribute(cnn.subject.model, x, "lrp", target=targets, composite="epsilon_plus_flat")
+    shown = cnn.lrp_maps["lrp (epsilon_plus_flat)"]
+    assert shown.shape == x.shape == (2, 1, 8, 8) and torch.count_nonzero(shown) > 0
+    torch.testing.assert_close(shown, expected, rtol=1e-6, atol=1e-8)
+    assert all(m.lrp_maps == {} for m in study.models if m is not cnn)
+    # stored with the study entry, and the entry's key changes with the composite
+    again = ModelStudy.from_state(cnn.subject, cnn.to_state())
+    assert torch.equal(again.lrp_maps["lrp (epsilon_plus_flat)"], shown)
+    settings = StudySettings(num_subsets=5, ig_steps=4, display=2, batch_size=4, progress=False)
+    without = replace(cnn.subject, lrp_composite=None)
+    assert study_key(cnn.subject, settings) != study_key(without, settings)
+    with pytest.raises(ValueError, match="LRP maps"):
+        ModelStudy.from_state(without, cnn.to_state())
+    state = cnn.to_state()
+    del state["lrp_maps"]  # an entry from before the column: valid for a model without a composite only
+    with pytest.raises(ValueError, match="LRP maps"):
+        ModelStudy.from_state(cnn.subject, state)
+    # the report draws it as the grid's last column, these very maps
+    drawn: dict[str, dict[str, torch.Tensor]] = {}
+
+    def recording(inputs: torch.Tensor, maps: dict[str, torch.Tensor], **options: object) -> object:
+        drawn.setdefault(str(options.get("row_labels")), dict(maps))
+        return heatmap_figure(inputs, maps, **options)
+
+    heatmap_figure = study_page.heatmap_figure
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(study_page, "heatmap_figure", recording)
+        page = render_study(study)
+    grids = [maps for maps in drawn.values() if "lrp (epsilon_plus_flat)" in maps]
+    assert len(grids) == 1 and list(grids[0]) == [*cnn.display_maps, "lrp (epsilon_plus_flat)"]
+    torch.testing.assert_close(grids[0]["lrp (epsilon_plus_flat)"], expected, rtol=1e-6, atol=1e-8)
+    assert "The last column is LRP under the composite epsilon_plus_flat" in page
+    write_study(study, tmp_path)
+    models = {m["model"]: m for m in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["models"]}
+    assert models["CNN (ReLU)"]["lrp_composite_shown"] == "epsilon_plus_flat"
+    assert "lrp_composite_shown" not in models["ViT"]
+
+    reason = chromium_page.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with chromium_page.chromium() as driver:
+        facts = chromium_page.page_facts(driver, tmp_path / "report.html", tmp_path / "screenshot.png")
+        grid = chromium_page.element_screenshots(
+            driver, "figure:has(img[alt='Attribution heatmaps, Digits, CNN (ReLU)'])", tmp_path / "grid"
+        )
+    assert len(grid) == 1 and grid[0].stat().st_size > 5_000
+    image = next(i for i in facts["images"] if i[3] == "Attribution heatmaps, Digits, CNN (ReLU)")
+    vit = next(i for i in facts["images"] if i[3] == "Attribution heatmaps, Digits, ViT")
+    assert image[0] and image[1] / image[2] > vit[1] / vit[2]  # loaded; one column more than the ViT's grid
+    assert facts["errors"] == []

@@ -63,6 +63,9 @@ z = 0 and compounds over 64 steps; on the trained drug-review LSTM 7232 of 26214
 VIT_DIGITS = {"dim": 32, "depth": 2, "heads": 4}
 """The ViT on 8x8 digits: 2x2 patches (16 tokens and the class token), width 32, two blocks of four heads."""
 VIT_DIGITS_TRAINING = {"epochs": 100, "patience": 20, "batch_size": 32, "lr": 2e-3, "monitor": "val_accuracy"}
+CNN_LRP_COMPOSITE = "epsilon_plus_flat"
+"""The LRP composite shown in the image CNNs' heatmap grids: z+ at the convolutions, ε at the dense layers, flat
+at the first layer (Zennit's EpsilonPlusFlat, the usual choice for CNNs; Kohlbrenner et al. 2020)."""
 VIT_QUICK_SAMPLES = 150
 TEXT_TRANSFORMER_QUICK_SAMPLES = 32
 VIT_28 = {"dim": 32, "depth": 2, "heads": 4, "patch_size": 4}
@@ -89,6 +92,8 @@ class ModelRecipe:
             their forward passes costs several times a CNN's and Sensitivity-n makes thousands per sample.
         cam_layer: the token layer whose class activation maps are shown for the displayed samples (the ViT:
             :func:`~gradattr.experiments.class_activation_maps.vit_cam_layer`); None: none are shown.
+        lrp_composite: the LRP composite whose maps of the displayed samples are shown beside the methods' (the
+            image CNNs: :data:`CNN_LRP_COMPOSITE`); None: none.
     """
 
     key: str
@@ -100,6 +105,7 @@ class ModelRecipe:
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     quick_samples: int | None = None
     cam_layer: str | None = None
+    lrp_composite: str | None = None
 
     def build(self, data: Dataset) -> nn.Module:
         return build_model(self.architecture, data, **self.options)
@@ -139,7 +145,7 @@ def _image_models(
     models = (
         ModelRecipe("mlp-relu", "MLP (ReLU)", "mnist_mlp", {"activation": "relu"}, training_mlp),
         ModelRecipe("mlp-tanh", "MLP (Tanh)", "mnist_mlp", {"activation": "tanh"}, training_mlp),
-        ModelRecipe("cnn", "CNN (ReLU)", "mnist_cnn", {}, training_cnn),
+        ModelRecipe("cnn", "CNN (ReLU)", "mnist_cnn", {}, training_cnn, lrp_composite=CNN_LRP_COMPOSITE),
     )
     if vit is None:
         return models
@@ -196,7 +202,8 @@ DATASETS: tuple[DatasetRecipe, ...] = (
     ),
     DatasetRecipe(
         "cifar10", "CIFAR-10", load_cifar10,
-        (ModelRecipe("cnn", "CNN (ReLU)", "cifar10_cnn", {}, {"epochs": 10, "patience": 2}),), quick=False,
+        (ModelRecipe("cnn", "CNN (ReLU)", "cifar10_cnn", {}, {"epochs": 10, "patience": 2},
+                      lrp_composite=CNN_LRP_COMPOSITE),), quick=False,
         description="CIFAR-10 32x32 RGB (your --cifar10 files); features: 4x4 patches", needs_directory=True,
     ),
     DatasetRecipe(

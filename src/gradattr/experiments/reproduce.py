@@ -315,4 +315,5 @@ def _subject(recipe: DatasetRecipe, model_recipe: ModelRecipe, data: Dataset, op
         sample_seed=settings.seed,
         masks=masks,
         cam_layer=model_recipe.cam_layer,
+        lrp_composite=model_recipe.lrp_composite,
     )

@@ -131,6 +131,7 @@ class Study:
             "seconds_per_sample": study.seconds_per_sample,
             "claims": [claim.to_dict() for claim in self.claims(study)],
             **({"class_activation_maps": _cams_dict(study)} if study.cam_maps else {}),
+            **({"lrp_composite_shown": study.subject.lrp_composite} if study.lrp_maps else {}),
         }
 
     def write(self, out: str | Path) -> list[Path]:

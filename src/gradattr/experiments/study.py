@@ -165,6 +165,8 @@ class Subject:
             the paper's models in the report.
         cam_layer: the token layer of the class activation maps shown for the displayed samples
             (:func:`~gradattr.experiments.class_activation_maps.token_cams`); None: none.
+        lrp_composite: the LRP composite (a name of :data:`gradattr.composites.COMPOSITES`) whose maps of the
+            displayed samples are shown beside the methods' (a CNN's); None: none.
     """
 
     dataset: str
@@ -180,6 +182,7 @@ class Subject:
     sample_seed: int | None = None
     masks: Tensor | None = None
     cam_layer: str | None = None
+    lrp_composite: str | None = None
 
     @property
     def is_text(self) -> bool:
@@ -234,6 +237,8 @@ class ModelStudy:
             (maps per token for text).
         cam_maps: method -> the displayed samples' class activation maps at ``subject.cam_layer`` for their
             targets (:data:`~gradattr.experiments.class_activation_maps.CAM_METHODS`; empty without a layer).
+        lrp_maps: row label ``"lrp (NAME)"`` -> the displayed samples' LRP maps for their targets under
+            ``subject.lrp_composite`` (:func:`lrp_maps`; empty without a composite).
     """
 
     subject: Subject
@@ -251,6 +256,7 @@ class ModelStudy:
     ops: OpsMet
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     cam_maps: dict[str, Tensor] = field(default_factory=dict)
+    lrp_maps: dict[str, Tensor] = field(default_factory=dict)
 
     def to_state(self) -> dict[str, Any]:
         """What was measured, as plain values (tensors, numbers, strings) for a progress entry; the subject is
@@ -264,7 +270,7 @@ class ModelStudy:
             "display_targets": self.display_targets, "display_predictions": self.display_predictions,
             "ops": {"calls": dict(self.ops.calls), "kinds": dict(self.ops.kinds)},
             "method_options": {name: dict(values) for name, values in self.method_options.items()},
-            "cam_maps": dict(self.cam_maps),
+            "cam_maps": dict(self.cam_maps), "lrp_maps": dict(self.lrp_maps),
         }  # fmt: skip
 
     @classmethod
@@ -287,6 +293,9 @@ class ModelStudy:
         cams = {str(name): as_tensor(m, f"class activation map of {name}") for name, m in state["cam_maps"].items()}
         if list(cams) != (list(CAM_METHODS) if subject.cam_layer is not None else []):
             raise ValueError("the class activation maps are not of the study's CAM methods")
+        lrp = {str(name): as_tensor(m, f"LRP map of {name}") for name, m in state.get("lrp_maps", {}).items()}
+        if list(lrp) != ([lrp_label(subject.lrp_composite)] if subject.lrp_composite is not None else []):
+            raise ValueError("the LRP maps are not of the model's composite")
         return cls(
             subject=subject,
             methods=methods,
@@ -306,6 +315,7 @@ class ModelStudy:
             ),
             method_options={str(k): dict(v) for k, v in state["method_options"].items()},
             cam_maps=cams,
+            lrp_maps=lrp,
         )
 
 
@@ -320,6 +330,7 @@ def study_key(subject: Subject, settings: StudySettings) -> str:
         **({"masks": subject.masks} if subject.masks is not None else {}),
         **({"transformer": True} if subject.transformer else {}),
         **({"cam_layer": subject.cam_layer, "cams": list(CAM_METHODS)} if subject.cam_layer is not None else {}),
+        **({"lrp_composite": subject.lrp_composite} if subject.lrp_composite is not None else {}),
         "features": {"description": features.description, "groups": features.groups, "layer": features.layer,
                      "method_options": features.method_options, "extra_rows": features.extra_rows,
                      **({"input_baseline": features.input_baseline} if features.input_baseline is not None else {})},
@@ -496,6 +507,7 @@ def study_model(
         ops=ops,
         method_options={name: values for name, values in options.items() if name in methods},
         cam_maps=_cam_maps(subject, collector.display_inputs, collector.display_targets),
+        lrp_maps=lrp_maps(subject, collector.display_inputs, collector.display_targets),
     )
 
 
@@ -504,6 +516,21 @@ def _cam_maps(subject: Subject, inputs: Tensor, targets: Tensor) -> dict[str, Te
     if subject.cam_layer is None:
         return {}
     return token_cams(subject.model, inputs, targets, subject.cam_layer)
+
+
+def lrp_label(composite: str) -> str:
+    """The row label of LRP under a named composite, ``"lrp (epsilon_plus_flat)"`` (the report names it with
+    :func:`gradattr.report.labels.method_label`)."""
+    return f"lrp ({composite})"
+
+
+def lrp_maps(subject: Subject, inputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
+    """``{"lrp (NAME)": maps}``: LRP of ``inputs`` for ``targets`` under ``subject.lrp_composite`` (NAME), as
+    ``attribute(model, inputs, "lrp", target=targets, composite=NAME)`` gives it (none without a composite)."""
+    if subject.lrp_composite is None:
+        return {}
+    maps = attribute(subject.model, inputs, "lrp", target=targets, composite=subject.lrp_composite)
+    return {lrp_label(subject.lrp_composite): maps}
 
 
 def _method_options(subject: Subject, settings: StudySettings) -> dict[str, dict[str, Any]]:

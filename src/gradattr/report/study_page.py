@@ -285,14 +285,21 @@ def _short(m: ModelStudy, name: str) -> str:
 
 
 def _heatmaps(m: ModelStudy) -> str:
-    if not m.display_maps:
+    if not m.display_maps and not m.lrp_maps:
         return '<p class="note">No attribution maps (no method ran on this model).</p>'
-    image = heatmap_figure(m.display_inputs, m.display_maps, row_labels=_row_labels(m),
+    image = heatmap_figure(m.display_inputs, {**m.display_maps, **m.lrp_maps}, row_labels=_row_labels(m),
                            method_options=_label_options(m))  # fmt: skip
+    lrp = (
+        f" The last column is LRP under the composite {m.subject.lrp_composite} (z+ at the convolutions, ε at the "
+        "dense layers, flat at the first layer; gradattr.attribute(..., method='lrp', composite=...)): its "
+        "relevance is in the logit's unit like the others'; it is shown, not measured."
+        if m.lrp_maps
+        else ""
+    )
     return figure(
         data_uri(image, "png"),
         "Rows: test samples; columns: the input, then each method. Red positive, blue negative, white 0; one "
-        "colour scale per row (±the 99.5th percentile of |R| over its maps), shown by the row's colorbar.",
+        "colour scale per row (±the 99.5th percentile of |R| over its maps), shown by the row's colorbar." + lrp,
         f"Attribution heatmaps, {m.subject.dataset}, {m.subject.model_name}",
     )
 
