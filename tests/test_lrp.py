@@ -262,6 +262,40 @@ def test_bias_free_relu_nets_conserve_relevance(name: str) -> None:
     torch.testing.assert_close(conservation_gap(model, x, relevance, target=1), gap, rtol=0, atol=1e-12)
 
 
+class Residual(nn.Module):
+    """Bias-free ResNet-style block: relu(conv(relu(conv(x))) + x), twice, then pooling and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.stem = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1, bias=False) for _ in range(4))
+        self.head = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.stem(x))
+        for first, second in (self.convs[:2], self.convs[2:]):
+            h = F.relu(second(F.relu(first(h))) + h)
+        return self.head(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def test_residual_adds_split_relevance_in_proportion_and_conserve_it() -> None:
+    """z-rule at the add: each summand gets its share of the sum's relevance, so nothing is doubled or lost
+    (Zennit needs a canonizer per block type for this; its issue #236). With LRP-0 at the bias-free layers
+    every layer conserves, so the whole net does exactly. (z⁺ and αβ lose the relevance of a unit whose
+    contributions are all of one sign, which a residual sum can make negative: not the add's doing.)"""
+    model = Residual().double()
+    x = torch.rand(3, 2, 6, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    lrp0 = EpsilonLayer(1e-12)
+    composite = Composite({"conv": lrp0, "linear": lrp0, "pooling": lrp0})
+    relevance, gap = gradattr.attribute(model, x, method="lrp", composite=composite, target=2, return_gap=True)
+    scores = model(x)[:, 2].detach()
+    assert scores.abs().min() > 1e-3
+    torch.testing.assert_close(gap, torch.zeros_like(gap), rtol=0, atol=1e-9 * float(scores.abs().max()))
+    plain = gradattr.attribute(model, x, method="gradient_x_input", target=2)  # LRP-0 on a ReLU net (Prop. 1)
+    torch.testing.assert_close(relevance, plain, rtol=1e-6, atol=1e-10)  # ε = 1e-12 against tiny z
+
+
 def test_module_overrides_and_path_globs_choose_the_rule() -> None:
     """Keys by module class and path glob win over the op kind: ε = 0.25 at the head only."""
     model, x = net("cnn")

@@ -737,7 +737,9 @@ class RuleMode(TorchFunctionMode):
             _, rule, call, a, probe = entry
             merged = merged_with_batch_norm(call, x, args, kwargs)
             if merged is not None:
-                return apply_layer_rule(rule, merged, a, probe)
+                with torch.no_grad():  # the norm of the layer's output: the merged layer's, without a convolution
+                    value = func(x.detach(), *args[1:], **kwargs)
+                return apply_layer_rule(rule, merged, a, probe, value)
         return pass_relevance(x, lambda t: func(t, *args[1:], **kwargs))
 
     def normalisation(

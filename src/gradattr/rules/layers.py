@@ -283,13 +283,14 @@ class ZBox:
 
 
 class _LayerRuleFunction(torch.autograd.Function):
-    """``z = op(a)`` forward; the rule's ``(g_a, R_a)`` backward, ``R_a`` into the input's probe."""
+    """``z = op(a)`` forward (or the given value of it); the rule's ``(g_a, R_a)`` backward, ``R_a`` into the
+    input's probe."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, rule: LayerRule, call: LayerCall, a: Tensor, probe: Tensor | None
+        ctx: Any, rule: LayerRule, call: LayerCall, a: Tensor, probe: Tensor | None, value: Tensor | None
     ) -> Tensor:
-        z = call.evaluate(a, call.weight, call.bias)
+        z = call.evaluate(a, call.weight, call.bias) if value is None else value
         ctx.rule, ctx.call = rule, call
         ctx.save_for_backward(a, z.clone())  # a copy: the model may write to its output in place (relu_)
         return z
@@ -298,12 +299,15 @@ class _LayerRuleFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         a, z = ctx.saved_tensors
         grad_a, direct = ctx.rule.backward(ctx.call, a, z, z * grad)
-        return None, None, grad_a, direct
+        return None, None, grad_a, direct, None
 
 
-def apply_layer_rule(rule: LayerRule, call: LayerCall, a: Tensor, probe: Tensor | None) -> Tensor:
-    """``op(a)`` whose backward is ``rule``'s; a direct rule's relevance goes to ``probe``."""
-    return _LayerRuleFunction.apply(rule, call, a, probe if rule.direct else None)
+def apply_layer_rule(
+    rule: LayerRule, call: LayerCall, a: Tensor, probe: Tensor | None, value: Tensor | None = None
+) -> Tensor:
+    """``op(a)`` whose backward is ``rule``'s; a direct rule's relevance goes to ``probe``. ``value``: the op's
+    output when it is already known (a batch norm folded into the layer: the norm of the layer's output)."""
+    return _LayerRuleFunction.apply(rule, call, a, probe if rule.direct else None, value)
 
 
 class _PassRelevance(torch.autograd.Function):
