@@ -283,3 +283,12 @@ def test_curve_legends_sit_outside_the_plots() -> None:
             if axis.get_visible():
                 assert not box.overlaps(_figure_extent(axis.patch, figure)), axis.get_title()
         plt.close(figure)
+
+
+def test_long_column_titles_break_after_underscores() -> None:
+    """A composite's name is broken after an underscore, not inside a word; other titles wrap at spaces."""
+    from gradattr.report.heatmaps import _wrap
+
+    assert _wrap(method_label("lrp (epsilon_plus_flat)"), 16) == "LRP (epsilon_\nplus_flat)"
+    assert _wrap(method_label("lrp (epsilon_alpha2_beta1_flat)"), 16) == "LRP (epsilon_\nalpha2_beta1_\nflat)"
+    assert _wrap("Integrated Gradients", 16) == "Integrated\nGradients" and _wrap("a_b c", 16) == "a_b c"

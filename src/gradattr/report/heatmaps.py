@@ -7,6 +7,7 @@ per row shows that scale.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,9 +58,25 @@ browser scales the figure down to the report's width."""
 
 
 def _wrap(text: str, width: int) -> str:
-    """Each line of ``text`` broken into lines of at most ``width`` characters at spaces (a longer word keeps its
-    line)."""
-    return "\n".join(part for line in text.splitlines() for part in textwrap.wrap(line, width) or [""]) or text
+    """Each line of ``text`` broken into lines of at most ``width`` characters at spaces; a longer word is broken
+    after its underscores (``epsilon_plus_flat``), or else keeps its line."""
+    return "\n".join(part for line in text.splitlines() for part in _wrap_line(line, width)) or text
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    if not any(len(word) > width and "_" in word for word in line.split(" ")):
+        return textwrap.wrap(line, width) or [""]
+    lines, current = [], ""
+    for word in line.split(" "):
+        pieces = re.findall(r"[^_]*_|[^_]+", word) if len(word) > width else [word]
+        for k, piece in enumerate(pieces):
+            glue = "" if k or not current else " "
+            if current and len(current) + len(glue) + len(piece) > width:
+                lines.append(current)
+                current = piece
+            else:
+                current += glue + piece
+    return [*lines, current]
 
 
 def heatmap_figure(
