@@ -108,8 +108,8 @@ ALL_KINDS: frozenset[str] = WEIGHTED | {"pooling"}
 
 
 def stabilise(d: Tensor, epsilon: float) -> Tensor:
-    """``d + ε·sign(d)`` with sign(0) := +1 (Zennit's ``stabilize``)."""
-    return d + torch.where(d >= 0, 1.0, -1.0).to(d.dtype) * epsilon  # ε in d's precision
+    """``d + ε·sign(d)`` with sign(0) := +1 (Zennit's ``stabilize``), in ``d``'s precision."""
+    return torch.where(d >= 0, d + epsilon, d - epsilon)
 
 
 def _positive(t: Tensor) -> Tensor:
@@ -120,20 +120,34 @@ def _negative(t: Tensor) -> Tensor:
     return t.clamp(max=0)
 
 
-def _signed_input_gradient(call: LayerCall, a: Tensor, w_pos: Tensor, w_neg: Tensor, s: Tensor) -> Tensor:
-    """``g_a`` of ``a⁺ ⊙ w_posᵀ s + a⁻ ⊙ w_negᵀ s``: ``w_posᵀ s`` where ``a > 0``, ``w_negᵀ s`` where ``a < 0``."""
-    grad = call.input_gradient(a, w_pos, s) * (a > 0)
-    if bool((a < 0).any()):
-        grad = grad + call.input_gradient(a, w_neg, s) * (a < 0)
-    return grad
+@dataclass(frozen=True)
+class _Signed:
+    """A layer's input split by sign, ``a = a⁺ + a⁻``; ``negative`` is ``None`` when no input is negative (after
+    a ReLU), which saves the a⁻ terms."""
 
+    a: Tensor
+    positive: Tensor
+    negative: Tensor | None
 
-def _split_forward(call: LayerCall, a: Tensor, w_pos: Tensor, b_pos: Tensor | None, w_neg: Tensor) -> Tensor:
-    """``w_pos a⁺ + b_pos + w_neg a⁻`` (the a⁻ term only where some input is negative)."""
-    d = call.forward(_positive(a), w_pos, b_pos)
-    if bool((a < 0).any()):
-        d = d + call.forward(_negative(a), w_neg, None)
-    return d
+    @classmethod
+    def of(cls, a: Tensor) -> _Signed:
+        if bool((a < 0).any()):
+            return cls(a, _positive(a), _negative(a))
+        return cls(a, a, None)
+
+    def forward(self, call: LayerCall, w_pos: Tensor, b_pos: Tensor | None, w_neg: Tensor) -> Tensor:
+        """``w_pos a⁺ + b_pos + w_neg a⁻``."""
+        d = call.forward(self.positive, w_pos, b_pos)
+        return d if self.negative is None else d + call.forward(self.negative, w_neg, None)
+
+    def input_gradient(self, call: LayerCall, w_pos: Tensor, w_neg: Tensor, s: Tensor) -> Tensor:
+        """``g_a`` of ``a⁺ ⊙ w_posᵀ s + a⁻ ⊙ w_negᵀ s``: ``w_posᵀ s`` where ``a > 0``, ``w_negᵀ s`` where ``a < 0``,
+        0 where ``a = 0`` (no relevance there, none passed on)."""
+        grad = call.input_gradient(self.a, w_pos, s)
+        if self.negative is None:
+            return grad.masked_fill_(self.a == 0, 0.0)
+        negative = call.input_gradient(self.a, w_neg, s).masked_fill_(self.a == 0, 0.0)
+        return torch.where(self.a > 0, grad, negative)
 
 
 @dataclass(frozen=True)
@@ -147,7 +161,7 @@ class EpsilonLayer:
     direct: bool = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
-        return call.input_gradient(a, call.weight, relevance / stabilise(z, self.epsilon)), None
+        return call.input_gradient(a, call.weight, relevance.div_(stabilise(z, self.epsilon))), None
 
 
 @dataclass(frozen=True)
@@ -161,10 +175,11 @@ class ZPlus:
     direct: bool = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
+        signed = _Signed.of(a)
         w_pos, b_pos = call.parameters_modified(_positive)
         w_neg, _ = call.parameters_modified(_negative, bias=False)
-        s = relevance / stabilise(_split_forward(call, a, w_pos, b_pos, w_neg), self.stabilizer)
-        return _signed_input_gradient(call, a, w_pos, w_neg, s), None
+        s = relevance.div_(stabilise(signed.forward(call, w_pos, b_pos, w_neg), self.stabilizer))
+        return signed.input_gradient(call, w_pos, w_neg, s), None
 
 
 @dataclass(frozen=True)
@@ -185,13 +200,14 @@ class AlphaBeta:
             raise ValueError(f"alpha and beta must be >= 0 with alpha - beta = 1, got {self.alpha}, {self.beta}")
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
+        signed = _Signed.of(a)
         w_pos, b_pos = call.parameters_modified(_positive)
         w_neg, b_neg = call.parameters_modified(_negative)
-        s_pos = relevance / stabilise(_split_forward(call, a, w_pos, b_pos, w_neg), self.stabilizer)
-        grad = self.alpha * _signed_input_gradient(call, a, w_pos, w_neg, s_pos)
+        s_pos = relevance / stabilise(signed.forward(call, w_pos, b_pos, w_neg), self.stabilizer)
+        grad = signed.input_gradient(call, w_pos, w_neg, s_pos.mul_(self.alpha))
         if self.beta:
-            s_neg = relevance / stabilise(_split_forward(call, a, w_neg, b_neg, w_pos), self.stabilizer)
-            grad = grad - self.beta * _signed_input_gradient(call, a, w_neg, w_pos, s_neg)
+            s_neg = relevance.div_(stabilise(signed.forward(call, w_neg, b_neg, w_pos), self.stabilizer))
+            grad = grad - signed.input_gradient(call, w_neg, w_pos, s_neg.mul_(self.beta))
         return grad, None
 
 
@@ -212,15 +228,14 @@ class Gamma:
         gamma = self.gamma
         w_up, b_up = call.parameters_modified(lambda t: t + gamma * _positive(t))
         w_down, b_down = call.parameters_modified(lambda t: t + gamma * _negative(t))
-        grad = torch.zeros_like(a)
+        signed, grad = _Signed.of(a), torch.zeros_like(a)
         for mask, (w_a_pos, b), w_a_neg in (
             (z > 0, (w_up, b_up), w_down),
             (z < 0, (w_down, b_down), w_up),
         ):
             if bool(mask.any()):
-                d = _split_forward(call, a, w_a_pos, b, w_a_neg)
-                s = mask * relevance / stabilise(d, self.stabilizer)
-                grad = grad + _signed_input_gradient(call, a, w_a_pos, w_a_neg, s)
+                s = (relevance / stabilise(signed.forward(call, w_a_pos, b, w_a_neg), self.stabilizer)).mul_(mask)
+                grad = grad + signed.input_gradient(call, w_a_pos, w_a_neg, s)
         return grad, None
 
 
