@@ -6,7 +6,8 @@ The public surface: :func:`attribute`, :data:`METHODS`, :data:`PAPER_METHODS` (A
 Sensitivity-n over a data set), :func:`token_attributions` (one relevance per token from an embedding's
 attributions), :func:`train` (seeded training with early stopping), :func:`set_max_memory` and
 :func:`memory_budget` (the memory budget of every pass through the model). Data and models live
-in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`.
+in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`; LRP's
+composites (``attribute(..., method="lrp", composite=...)``) in :mod:`gradattr.composites`.
 """
 
 from gradattr.evaluation import evaluate

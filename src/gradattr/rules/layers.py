@@ -28,8 +28,8 @@ stabiliser) and ``Wᵀ s`` the input-gradient of the op (its vector-Jacobian pro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -104,7 +104,6 @@ class LayerRule(Protocol):
 
 
 WEIGHTED: frozenset[str] = frozenset({"linear", "conv", "conv_transpose", "product"})
-ALL_KINDS: frozenset[str] = WEIGHTED | {"pooling"}
 
 
 def stabilise(d: Tensor, epsilon: float) -> Tensor:
@@ -156,9 +155,9 @@ class EpsilonLayer:
     ``g_a = Wᵀ (R / stab(z))``. At average pooling with ε = 10⁻⁶ it is Zennit's ``Norm``."""
 
     epsilon: float = 1e-4
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = False
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         return call.input_gradient(a, call.weight, relevance.div_(stabilise(z, self.epsilon))), None
@@ -170,9 +169,9 @@ class ZPlus:
     ``d = W⁺a⁺ + b⁺ + W⁻a⁻``: only positive contributions ``a_j w_jk > 0`` share the relevance."""
 
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = False
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         signed = _Signed.of(a)
@@ -191,9 +190,9 @@ class AlphaBeta:
     alpha: float = 2.0
     beta: float = 1.0
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = False
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if self.alpha < 0 or self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
@@ -220,9 +219,9 @@ class Gamma:
 
     gamma: float = 0.25
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = False
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         gamma = self.gamma
@@ -245,9 +244,9 @@ class Flat:
     share, ``R_j = Σ_k 1 / Σ_j' 1 · R_k`` — independent of the input's value (first layer only)."""
 
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = True
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = True
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         ones, _ = call.parameters_modified(torch.ones_like, bias=False)
@@ -261,9 +260,9 @@ class WSquare:
     unbounded real-valued inputs (first layer only)."""
 
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = WEIGHTED
-    direct: bool = True
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = True
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         squared, b_squared = call.parameters_modified(torch.square)
@@ -280,9 +279,9 @@ class ZBox:
     low: float | Tensor
     high: float | Tensor
     stabilizer: float = 1e-6
-    needs_reference: bool = False
-    kinds: frozenset[str] = field(default=WEIGHTED)
-    direct: bool = True
+    needs_reference: ClassVar[bool] = False
+    kinds: ClassVar[frozenset[str]] = WEIGHTED
+    direct: ClassVar[bool] = True
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
         low, high = (
