@@ -110,9 +110,11 @@ def w_square(eps: float = 1e-6) -> Rule:
     return rule
 
 
-def z_box(low: float, high: float, eps: float = 1e-6) -> Rule:
+def z_box(low: float | np.ndarray, high: float | np.ndarray, eps: float = 1e-6) -> Rule:
+    """zB with bounds per input feature (arrays of the flattened input's length) or one for all."""
+
     def rule(a, M, b, ones, R):
-        c = a[None, :] * M - low * np.maximum(M, 0) - high * np.minimum(M, 0)
+        c = a[None, :] * M - np.multiply(low, np.maximum(M, 0)) - np.multiply(high, np.minimum(M, 0))
         d = c.sum(1) + b - np.maximum(b, 0) - np.minimum(b, 0)
         return (c / stab(d, eps)[:, None] * R[:, None]).sum(0)
 

@@ -104,7 +104,9 @@ def test_first_layer_rules_give_relevance_to_inputs_of_value_zero(kind: str, nam
     assert np.abs(expected.reshape(3, -1)[:, :5]).max() > 1e-3 * np.abs(expected).max()
 
 
-def zennit_rules(name: str, low: float = -2.5, high: float = 3.0) -> Callable[[int, nn.Module], ref.Rule]:
+def zennit_rules(
+    name: str, low: float | np.ndarray = -2.5, high: float | np.ndarray = 3.0
+) -> Callable[[int, nn.Module], ref.Rule]:
     """Zennit's composites as the reference sees them (ε = stabiliser = 1e-6, γ = 0.25)."""
     conv = {"epsilon_plus": ref.z_plus(), "epsilon_gamma_box": ref.gamma(0.25)}.get(
         name.removesuffix("_flat"), ref.alpha_beta(2.0, 1.0)
@@ -128,6 +130,15 @@ def test_named_composites_are_zennits(kind: str, name: str) -> None:
     options = {"low": -2.5, "high": 3.0} if name == "epsilon_gamma_box" else {}
     got = gradattr.attribute(model, x, method="lrp", composite=name, target=TARGETS, **options)
     close(got, reference(model, x, zennit_rules(name)))
+
+
+def test_box_bounds_per_channel() -> None:
+    """zB with per-channel bounds (1, C, 1, 1), as for normalised images."""
+    model, x = net("cnn")
+    low, high = torch.tensor([-2.0, -3.0]).view(1, 2, 1, 1), torch.tensor([2.5, 1.5]).view(1, 2, 1, 1)
+    got = gradattr.attribute(model, x, method="lrp", composite="epsilon_gamma_box", low=low, high=high, target=TARGETS)
+    per_feature = [t.expand(1, 2, 6, 6).reshape(-1).numpy() for t in (low, high)]
+    close(got, reference(model, x, zennit_rules("epsilon_gamma_box", *per_feature)))
 
 
 class FunctionalCNN(nn.Module):
