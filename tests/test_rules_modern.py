@@ -312,7 +312,7 @@ def test_epsilon_layer_rule_equals_layer_by_layer_lrp() -> None:
     for i in reversed(range(3)):
         a = activations[i]
         z = layers[i](a).detach()
-        s = relevance / (z + eps * torch.where(z >= 0, 1.0, -1.0))
+        s = relevance / (z + eps * torch.where(z >= 0, 1.0, -1.0).to(F64))  # ε in float64, as z
         relevance = a * (s @ layers[i].weight)
     got = gradattr.attribute(model, x, method="epsilon_lrp", rules="epsilon", epsilon=eps, target=1)
     torch.testing.assert_close(got, relevance, **EXACT)
