@@ -215,7 +215,11 @@ class Gamma:
     """γ (Montavon et al. 2019; generalised to negative inputs as Zennit's ``Gamma``, Andéol et al. 2021).
     Where ``z_k > 0``: z⁺'s form with weights ``W + γW⁺`` on positive and ``W + γW⁻`` on negative inputs
     (``d = (W + γW⁺)a⁺ + b + γb⁺ + (W + γW⁻)a⁻``); where ``z_k < 0`` the mirror image (``W + γW⁻`` on positive,
-    ``W + γW⁺`` on negative inputs, bias ``b + γb⁻``); nothing where ``z_k = 0``."""
+    ``W + γW⁺`` on negative inputs, bias ``b + γb⁻``); nothing where ``z_k = 0``.
+
+    After a ReLU (``a ≥ 0``) one convolution does: with ``d⁺ = W⁺a + b⁺`` the denominators are ``z + γd⁺``
+    (``z > 0``) and ``z + γ(z − d⁺)`` (``z < 0``, as ``W⁻a + b⁻ = z − d⁺``), neither a difference of like
+    signs, and the gradient is ``Wᵀ(s₊ + (1 + γ)s₋) + γW⁺ᵀ(s₊ − s₋)``."""
 
     gamma: float = 0.25
     stabilizer: float = 1e-6
@@ -224,10 +228,12 @@ class Gamma:
     direct: ClassVar[bool] = False
 
     def backward(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Backward:
-        gamma = self.gamma
+        gamma, signed = self.gamma, _Signed.of(a)
+        if signed.negative is None:
+            return self._non_negative_inputs(call, a, z, relevance), None
         w_up, b_up = call.parameters_modified(lambda t: t + gamma * _positive(t))
         w_down, b_down = call.parameters_modified(lambda t: t + gamma * _negative(t))
-        signed, grad = _Signed.of(a), torch.zeros_like(a)
+        grad = torch.zeros_like(a)
         for mask, (w_a_pos, b), w_a_neg in (
             (z > 0, (w_up, b_up), w_down),
             (z < 0, (w_down, b_down), w_up),
@@ -236,6 +242,18 @@ class Gamma:
                 s = (relevance / stabilise(signed.forward(call, w_a_pos, b, w_a_neg), self.stabilizer)).mul_(mask)
                 grad = grad + signed.input_gradient(call, w_a_pos, w_a_neg, s)
         return grad, None
+
+    def _non_negative_inputs(self, call: LayerCall, a: Tensor, z: Tensor, relevance: Tensor) -> Tensor:
+        gamma = self.gamma
+        w_pos, b_pos = call.parameters_modified(_positive)
+        d_pos = call.forward(a, w_pos, b_pos)
+        up = relevance / stabilise(z + gamma * d_pos, self.stabilizer)
+        down = relevance.div_(stabilise((1 + gamma) * z - gamma * d_pos, self.stabilizer))
+        up.mul_(z > 0)
+        down.mul_(z < 0)
+        grad = call.input_gradient(a, call.weight, up + (1 + gamma) * down)
+        grad += call.input_gradient(a, w_pos, up.sub_(down).mul_(gamma))
+        return grad.masked_fill_(a == 0, 0.0)
 
 
 @dataclass(frozen=True)
