@@ -204,7 +204,7 @@ class FunctionalBatchNorm(nn.Module):
 def test_batch_norm_folds_into_the_layer_before_it(name: str) -> None:
     torch.manual_seed(3)
     model = nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 6),
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(3 * 36, 6),
         nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5),
     ).double().eval()  # fmt: skip
     _randomise(model[1], 0)

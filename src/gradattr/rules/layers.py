@@ -322,7 +322,7 @@ class _LayerRuleFunction(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, rule: LayerRule, call: LayerCall, a: Tensor, probe: Tensor | None, value: Tensor | None
     ) -> Tensor:
-        z = call.evaluate(a, call.weight, call.bias) if value is None else value
+        z = call.evaluate(a, call.weight, call.bias) if value is None else value.clone()  # an output of its own
         ctx.rule, ctx.call = rule, call
         ctx.save_for_backward(a, z.clone())  # a copy: the model may write to its output in place (relu_)
         return z
