@@ -32,25 +32,15 @@ import torch
 import torchvision
 from torch import Tensor, nn
 from zennit.attribution import Gradient
-from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
 from zennit.torchvision import ResNetCanonizer
-
-import gradattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, header, markdown_table, print_table, timed
+from zennit_lrp import HIGH, LOW, OUT, SPEED_END, SPEED_START, gradattr_map, output_relevance, zennit_composite
 
-OUT = Path(__file__).resolve().parent / "LRP_ZENNIT.md"
+from gradattr.composites import COMPOSITES
+
 COMMAND = "PYTHONPATH=src /work/peers-venv/bin/python benchmarks/peers/lrp_speed.py --profile"
-SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
-COMPOSITES = (
-    "epsilon_plus",
-    "epsilon_plus_flat",
-    "epsilon_alpha2_beta1",
-    "epsilon_alpha2_beta1_flat",
-    "epsilon_gamma_box",
-)
-LOW, HIGH = -2.0, 2.5
 BATCH, SIZE, REPEATS = 8, 224, 3
 MODELS: dict[str, Callable[[], list[Any]]] = {
     "vgg16": lambda: [],
@@ -77,17 +67,9 @@ def floor(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
     return grad
 
 
-def ours(model: nn.Module, x: Tensor, target: Tensor, name: str) -> Tensor:
-    kwargs: dict[str, Any] = {"low": LOW, "high": HIGH} if name == "epsilon_gamma_box" else {}
-    return gradattr.attribute(model, x, method="lrp", target=target, composite=name, **kwargs)
-
-
 def theirs(model: nn.Module, x: Tensor, target: Tensor, name: str, canonizers: Callable[[], list[Any]]) -> Tensor:
-    kwargs: dict[str, Any] = {"canonizers": canonizers()}
-    if name == "epsilon_gamma_box":
-        kwargs.update(low=torch.full_like(x, LOW), high=torch.full_like(x, HIGH))
-    with Gradient(model, ZENNIT_COMPOSITES[name](**kwargs)) as attributor:
-        _, rel = attributor(x.clone(), lambda o: torch.eye(o.shape[1], dtype=o.dtype)[target] * o.detach())
+    with Gradient(model, zennit_composite(name, canonizers(), x)) as attributor:
+        _, rel = attributor(x.clone(), output_relevance(target))
     return rel
 
 
@@ -96,7 +78,7 @@ def profile(model: nn.Module, x: Tensor, target: Tensor, rows: int = 14) -> list
     from torch.profiler import profile as torch_profile
 
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        ours(model, x, target, "epsilon_plus")
+        gradattr_map(model, x, target, "epsilon_plus")
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     table = [
@@ -125,7 +107,7 @@ def main() -> None:
         t_floor, _, _ = timed(lambda model=model: floor(model, x, target), REPEATS)
         for i, name in enumerate(COMPOSITES):
             warm = 1 if i == 0 else 0
-            t_ours, _, a = timed(lambda model=model, name=name: ours(model, x, target, name), REPEATS, warm)
+            t_ours, _, a = timed(lambda model=model, name=name: gradattr_map(model, x, target, name), REPEATS, warm)
             t_theirs, _, b = timed(
                 lambda model=model, name=name, c=canonizers: theirs(model, x, target, name, c), REPEATS, warm
             )

@@ -57,19 +57,13 @@ from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 import gradattr
+from gradattr.composites import COMPOSITES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, header, markdown_table, print_table
 
 OUT = Path(__file__).resolve().parent / "LRP_ZENNIT.md"
 COMMAND = "PYTHONPATH=src /work/peers-venv/bin/python benchmarks/peers/zennit_lrp.py"
-COMPOSITES = (
-    "epsilon_plus",
-    "epsilon_plus_flat",
-    "epsilon_alpha2_beta1",
-    "epsilon_alpha2_beta1_flat",
-    "epsilon_gamma_box",
-)
 LOW, HIGH = -2.0, 2.5
 TARGETS = [1, 207]
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
@@ -445,6 +439,12 @@ def write(lines: list[str], start: float) -> None:
     OUT.write_text("\n".join(lines + tail))
 
 
+def section(title: str, measure: Callable[..., Any], cols: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown section: the title, the measuring function's docstring as its text, the table."""
+    text = (measure.__doc__ or "").replace("\n    ", " ").strip()
+    return [f"## {title}", "", text, "", *markdown_table(cols, rows), ""]
+
+
 def main() -> None:
     torch.set_num_threads(2)
     target = torch.tensor(TARGETS)
@@ -473,25 +473,11 @@ def main() -> None:
     srows = resnet_sum_stabilizer(target, saved)
     scols = ["composite", "max|Δ| ÷ max|R_zennit|", "ΣR rel. diff"]
     print_table(scols, srows)
-    lines += [
-        "## ResNet-18 (every BN eps 0): the residual add's stabiliser",
-        "",
-        (resnet_sum_stabilizer.__doc__ or "").replace("\n    ", " ").strip(),
-        "",
-        *markdown_table(scols, srows),
-        "",
-    ]
+    lines += section("ResNet-18 (every BN eps 0): the residual add's stabiliser", resnet_sum_stabilizer, scols, srows)
     crows = conditioning(target, saved)
     ccols = ["net", "composite", "max|Δ| ÷ max", "99.9 % |Δ| ÷ max", "ΣR rel."]
     print_table(ccols, crows)
-    lines += [
-        "## Conditioning: gradattr against itself, input × (1 + 1e-7)",
-        "",
-        (conditioning.__doc__ or "").replace("\n    ", " ").strip(),
-        "",
-        *markdown_table(ccols, crows),
-        "",
-    ]
+    lines += section("Conditioning: gradattr against itself, input × (1 + 1e-7)", conditioning, ccols, crows)
     write(lines, start)
 
     zrows = densenet_zero_inputs(target, saved)
