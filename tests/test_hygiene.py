@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from types import MethodType
 
 import pytest
 import torch
@@ -148,3 +149,28 @@ def test_deepcopy_equivalence_after_many_calls() -> None:
     for method in INPUT_METHODS:
         gradattr.attribute(model, x, method=method, target=2)
     torch.testing.assert_close(model(x), twin(x), rtol=0, atol=0)
+
+
+def _sequential_forward(self: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    for module in self:
+        x = module(x)
+    return x
+
+
+@pytest.mark.parametrize("layer", [None, "1"])
+def test_forward_rebound_on_the_instance_runs_the_view(layer: str | None) -> None:
+    """``model.forward = MethodType(f, model)`` (as patching libraries do): the call's view runs f on itself,
+    so eval mode and ``layer=`` hooks apply, and the result equals that of the same model without the patch.
+    The model stays in training mode with dropout: a forward on the user's module would be random."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    patched = copy.deepcopy(plain)
+    patched.forward = MethodType(_sequential_forward, patched)
+    x = torch.randn(4, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("deeplift", "saliency", "integrated_gradients"):
+            expected = gradattr.attribute(plain, x, method=method, target=1, layer=layer)
+            got = gradattr.attribute(patched, x, method=method, target=1, layer=layer)
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert patched.training and patched.forward.__self__ is patched

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import MethodType
 from typing import Any
 
 import torch
@@ -65,6 +66,16 @@ def _alias(value: Any, parameters: dict[int, Tensor]) -> Any:
     return value
 
 
+def _rebound(value: Any, module: nn.Module, view: Callable[[nn.Module], nn.Module]) -> Any:
+    """A method bound to a module of the model and stored on an instance (``model.forward =
+    MethodType(f, model)``, as patching libraries do) bound to that module's view instead: otherwise the
+    view would run the user's module, outside the call's eval mode and rules."""
+    owner = getattr(value, "__self__", None)
+    if isinstance(value, MethodType) and isinstance(owner, nn.Module):
+        return MethodType(value.__func__, view(owner))
+    return value
+
+
 def model_view(model: nn.Module) -> nn.Module:
     """An eval-mode view of ``model`` sharing its tensors, with parameters detached (see the module doc).
 
@@ -79,7 +90,7 @@ def model_view(model: nn.Module) -> nn.Module:
             return done
         copy = object.__new__(type(module))
         views[id(module)] = copy
-        state = {key: _alias(value, parameters) for key, value in module.__dict__.items()}
+        state = {key: _rebound(_alias(value, parameters), module, view) for key, value in module.__dict__.items()}
         for key in _HOOK_DICTS:
             if key in state:
                 state[key] = type(state[key])(state[key])
