@@ -7,6 +7,7 @@ models expose the word embedding as ``model.embedding``.
 """
 
 from gradattr.models.cnn import Cifar10CNN, MnistCNN, cifar10_cnn, mnist_cnn
+from gradattr.models.decoder import TextDecoder, text_decoder
 from gradattr.models.mlp import MLP, mnist_mlp
 from gradattr.models.pooled import PooledCNN, pooled_cnn
 from gradattr.models.registry import IMAGE_MODELS, MODELS, TEXT_MODELS, build_model
@@ -25,6 +26,7 @@ __all__ = [
     "ResidualBlock",
     "SmallResNet",
     "TextCNN",
+    "TextDecoder",
     "TextLSTM",
     "TextTransformer",
     "VisionTransformer",
@@ -35,6 +37,7 @@ __all__ = [
     "pooled_cnn",
     "small_resnet",
     "text_cnn",
+    "text_decoder",
     "text_lstm",
     "text_transformer",
     "vision_transformer",

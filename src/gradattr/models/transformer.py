@@ -42,14 +42,16 @@ class FeedForward(nn.Module):
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a fused query/key/value projection and
-    ``F.scaled_dot_product_attention`` (softmax(q kᵀ / √d) v per head), as ViT implementations write it."""
+    ``F.scaled_dot_product_attention`` (softmax(q kᵀ / √d) v per head), as ViT implementations write it;
+    ``causal=True`` lets position t attend to positions 0..t only (a decoder)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"the width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.dropout = dropout
+        self.causal = causal
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -57,17 +59,21 @@ class SelfAttention(nn.Module):
         """``(N, T, dim)`` -> ``(N, T, dim)``."""
         n, t, dim = x.shape
         q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         return self.proj(out.transpose(1, 2).reshape(n, t, dim))
 
 
 class ViTBlock(nn.Module):
-    """Pre-norm encoder block: ``x + attention(norm1(x))``, then ``x + mlp(norm2(x))``."""
+    """Pre-norm block: ``x + attention(norm1(x))``, then ``x + mlp(norm2(x))`` (causal attention in a
+    decoder)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0, causal: bool = False
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads, dropout, causal)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, int(dim * mlp_ratio), dropout)
 
