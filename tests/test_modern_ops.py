@@ -69,3 +69,38 @@ def test_float32_completeness_is_float32_precise() -> None:
     with torch.no_grad():
         delta = model(x)[:, 2] - model(baseline)[:, 2]
     assert float(((r.flatten(1).sum(1) - delta).abs() / delta.abs()).max()) < 1e-4
+
+
+class _LeftPaddedAttention(torch.nn.Module):
+    """Causal attention over a sequence whose first two positions are padding: those queries see no key at
+    all (every entry of their mask row is False), as in HuggingFace's SDPA path with left padding."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.qkv, self.head = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[1]
+        mask = torch.ones(steps, steps, dtype=torch.bool).tril()
+        mask[:, :2] = False
+        q, k, v = self.qkv(x)[:, None].chunk(3, dim=-1)
+        attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, 0]
+        return self.head(torch.tanh(attended).sum(1))
+
+
+def test_queries_with_every_key_masked_get_zero_attention_as_in_pytorch() -> None:
+    """PyTorch (2.5+) gives a query with no visible key the weights 0 (not 0/0 = NaN); gradattr's expansion
+    of ``scaled_dot_product_attention`` for the rules does the same, so DeepLIFT stays finite and complete."""
+    from gradattr.engine.ops.expanders import scaled_dot_product_attention
+
+    torch.manual_seed(0)
+    model = _LeftPaddedAttention().double()
+    x = torch.randn(3, 6, 8, dtype=torch.float64)
+    q, k, v = (torch.randn(3, 1, 6, 4, dtype=torch.float64) for _ in range(3))
+    mask = torch.ones(6, 6, dtype=torch.bool).tril()
+    mask[:, :2] = False
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, attn_mask=mask), expected, rtol=1e-12, atol=0)
+    r, gap = gradattr.attribute(model, x, "deeplift", target=1, baseline=0.1, return_gap=True)
+    assert bool(r.isfinite().all()) and float(r.abs().max()) > 0
+    assert float(gap.abs().max()) < 1e-12

@@ -198,10 +198,20 @@ def scaled_dot_product_attention(*args: Any, **kwargs: Any) -> Tensor:
     mask = call["attn_mask"]
     if mask is not None:
         scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask
-    weights = torch.softmax(scores, dim=-1)
+    weights = _safe_softmax(scores) if mask is not None or call["is_causal"] else torch.softmax(scores, dim=-1)
     if call["dropout_p"] > 0:
         weights = F.dropout(weights, call["dropout_p"], training=True)
     return torch.matmul(weights, v)
+
+
+def _safe_softmax(scores: Tensor) -> Tensor:
+    """Softmax over the keys, with weights 0 for a query whose keys are all masked (``-inf``), as PyTorch's
+    attention (2.5+) gives them (HuggingFace's left padding makes such rows), instead of 0/0 = NaN. The row
+    is set to 0 before the softmax and its weights to 0 after it, so that no NaN reaches either pass."""
+    empty = scores.isneginf().all(dim=-1, keepdim=True)
+    if not bool(empty.any()):
+        return torch.softmax(scores, dim=-1)
+    return torch.softmax(scores.masked_fill(empty, 0.0), dim=-1).masked_fill(empty, 0.0)
 
 
 def native_multi_head_attention(*args: Any, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
