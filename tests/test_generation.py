@@ -133,7 +133,8 @@ def _window(method: str, model: nn.Module) -> dict[str, object]:
 
 def test_occlusion_rows_are_output_drops_computed_by_hand() -> None:
     """Occluding token j (its embedding set to 0) drops step i's logit by M[b, i, j]: brute force, one
-    forward pass per (token, step) on the truncated sequence."""
+    forward pass per (token, step) on the truncated sequence. The shared passes (one per occluded token)
+    equal one row per step through gradattr.attribute (an explicit window takes that path)."""
     model = text_decoder(100, embedding_dim=16, heads=2, seed=3).double().eval()
     result = attribute_generation(model, PROMPT[:1], method="occlusion", generated_ids=GENERATED[:1])
     ids = result.ids
@@ -154,6 +155,10 @@ def test_occlusion_rows_are_output_drops_computed_by_hand() -> None:
         prefix, target = ids[:, :position], int(ids[0, position])
         drops = [score(prefix, target, None) - score(prefix, target, j) for j in range(position)]
         torch.testing.assert_close(result.matrix[0, step, :position], torch.tensor(drops, dtype=torch.float64))
+    one_row_each = attribute_generation(
+        model, PROMPT[:1], method="occlusion", generated_ids=GENERATED[:1], window=(1, 16), batch_size=3
+    )
+    torch.testing.assert_close(one_row_each.matrix, result.matrix, rtol=1e-12, atol=1e-14, equal_nan=True)
 
 
 def test_greedy_generation_follows_the_argmax_and_stops_at_eos() -> None:

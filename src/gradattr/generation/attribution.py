@@ -20,13 +20,14 @@ relevance for step i (they are NaN in ``matrix``), else the call raises.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
 from gradattr.generation.decoding import Continuation, continuation, next_token_logits, sequence_kwargs
+from gradattr.generation.occlusion import occlusion_rows, step_scores
 from gradattr.generation.result import GenerationAttribution
 from gradattr.memory import MemoryLimit
 from gradattr.methods import LAYER_METHODS, METHODS, attribute
@@ -151,12 +152,11 @@ def attribute_generation(
     )
 
 
-class _Rows:
+class _Rows(NamedTuple):
     """The matrix (B, G, P + G) and the gap (B, G) or ``None`` of one call."""
 
-    def __init__(self, matrix: Tensor, gap: Tensor | None) -> None:
-        self.matrix = matrix
-        self.gap = gap
+    matrix: Tensor
+    gap: Tensor | None
 
 
 def _rows(
@@ -180,6 +180,13 @@ def _rows(
     gap = torch.full((samples, steps), float("nan")) if method in GAP_METHODS else None
     if sample.numel() == 0:
         return _Rows(matrix, gap)
+    if method == "occlusion" and baseline is None and set(options) <= {"value", "batch_size"}:  # shared passes
+        drops = occlusion_rows(
+            model, sequence, prompt_length, contrast, embedding, output, options.get("value", 0.0),
+            options.get("batch_size"),
+        )  # fmt: skip
+        per_token = drops[sample, step].masked_fill(sequence.attention_mask[sample] == 0, 0.0)
+        return _Rows(_placed(matrix, per_token, sample, step, prompt_length, method), gap)
     ids, mask = sequence.ids[sample], sequence.attention_mask[sample]
     kwargs: dict[str, Any] = sequence_kwargs(model, mask)
     scorer: nn.Module = model
@@ -192,15 +199,21 @@ def _rows(
         return_gap=gap is not None, **options,
     )  # fmt: skip
     attributions, row_gap = result if gap is not None else (result, None)
-    per_token = token_attributions(attributions, mask).detach()
-    later = _at_or_after(prompt_length + step, length, per_token.device)
-    _check_causal(per_token, later, prompt_length + step, method)
-    matrix = matrix.to(per_token)
-    matrix[sample, step] = per_token.masked_fill(later, float("nan"))
+    matrix = _placed(matrix, token_attributions(attributions, mask).detach(), sample, step, prompt_length, method)
     if gap is not None and row_gap is not None:
         gap = gap.to(row_gap)
         gap[sample, step] = row_gap.detach()
     return _Rows(matrix, gap)
+
+
+def _placed(matrix: Tensor, per_token: Tensor, sample: Tensor, step: Tensor, prompt_length: int, method: str) -> Tensor:
+    """``matrix`` with the rows ``per_token`` (K, L) at (sample, step), checked to be causal, NaN at and after
+    each step's position."""
+    later = _at_or_after(prompt_length + step, per_token.shape[1], per_token.device)
+    _check_causal(per_token, later, prompt_length + step, method)
+    matrix = matrix.to(per_token)
+    matrix[sample, step] = per_token.masked_fill(later, float("nan"))
+    return matrix
 
 
 def _token_options(method: str, embedding: nn.Module, length: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -244,11 +257,8 @@ def _scores(
 ) -> Tensor:
     """S_i of every step from one forward pass over the whole sequence (NaN past EOS)."""
     with preserved_model(model, warn=False) as view, torch.no_grad():
-        out = view(sequence.ids, **sequence_kwargs(view, sequence.attention_mask))
-        logits = next_token_logits(view, out, output)[:, prompt_length - 1 : -1]
-    score = logits.gather(-1, sequence.ids[:, prompt_length:, None].to(logits.device))[..., 0]
-    if contrast is not None:
-        score = score - logits.gather(-1, contrast[..., None].to(logits.device))[..., 0]
+        logits = next_token_logits(view, view(sequence.ids, **sequence_kwargs(view, sequence.attention_mask)), output)
+    score = step_scores(logits, sequence.ids, prompt_length, contrast)
     return score.masked_fill(~sequence.generated.to(score.device), float("nan"))
 
 

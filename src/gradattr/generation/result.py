@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
-from gradattr.files import write_csv
+from gradattr.files import write_csv, write_text
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class GenerationAttribution:
             (DeepLIFT, Integrated Gradients, Shapley sampling), Σ_j matrix[b, i, j] − S(x) for ``lrp``; else
             ``None``.
         method: the method's name.
+        contrast_tokens: per sample, the G contrast tokens as strings (the tokenizer's), where known; the HTML
+            view names each step's alternative with them (else with its id).
     """
 
     matrix: Tensor
@@ -48,6 +50,7 @@ class GenerationAttribution:
     target_logits: Tensor
     completeness_gap: Tensor | None
     method: str
+    contrast_tokens: list[list[str]] | None = None
 
     @property
     def generated_length(self) -> int:
@@ -96,3 +99,15 @@ class GenerationAttribution:
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`to_records` to ``path`` as CSV (one row per attribution, atomically); returns the path."""
         return write_csv(path, self.to_records())
+
+    def to_html(self, path: str | Path | None = None, *, sample: int = 0, title: str | None = None) -> str:
+        """A self-contained HTML page of ``sample``: its tokens coloured by attribution for the generated token
+        the reader clicks, the whole matrix as a heatmap, and each step's score and gap
+        (:func:`gradattr.report.generation.generation_html`). Written to ``path`` (atomically) when given;
+        returns the page."""
+        from gradattr.report.generation import generation_html
+
+        page = generation_html(self, sample=sample, title=title)
+        if path is not None:
+            write_text(path, page)
+        return page
