@@ -261,3 +261,22 @@ def test_records_and_csv_hold_the_matrix(tmp_path: object) -> None:
         assert record["attribution"] == float(result.matrix[b, i, j])
         assert record["completeness_gap"] == float(result.completeness_gap[b, i])
     assert result.tokens[1][5] == "19" and records[0]["generated_token"] == "7"
+
+
+INPUT_METHODS = [m for m in gradattr.METHODS if m not in gradattr.LAYER_METHODS]
+DETERMINISTIC = ("saliency", "gradient_x_input", "guided_backprop", "deconvnet", "lrp", "deeplift_shap")
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS)
+def test_every_input_method_explains_generated_tokens(method: str) -> None:
+    """Every method of gradattr.METHODS that attributes inputs runs on a decoder: finite rows over the earlier
+    tokens, NaN after them; the deterministic ones equal the truncated single-target call."""
+    model = text_decoder(100, embedding_dim=16, heads=2, seed=3).double()
+    result = attribute_generation(model, PROMPT, method=method, generated_ids=GENERATED)
+    for step in range(3):
+        row = result.matrix[:, step]
+        assert bool(row[:, : 5 + step].isfinite().all()) and bool(row[:, 5 + step :].isnan().all())
+        if method in DETERMINISTIC:
+            baseline = torch.zeros(1, 5 + step, 16, dtype=torch.float64) if method == "deeplift_shap" else None
+            expected = _truncated_row(model, result.ids, 5 + step, method, baseline=baseline)
+            torch.testing.assert_close(row[:, : 5 + step], expected, rtol=1e-9, atol=1e-12)
