@@ -280,3 +280,21 @@ def test_every_input_method_explains_generated_tokens(method: str) -> None:
             baseline = torch.zeros(1, 5 + step, 16, dtype=torch.float64) if method == "deeplift_shap" else None
             expected = _truncated_row(model, result.ids, 5 + step, method, baseline=baseline)
             torch.testing.assert_close(row[:, : 5 + step], expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ("gpt2", "llama", "qwen2"))
+def test_huggingface_generate_is_greedy_and_runs_in_eval_mode(name: str) -> None:
+    """HF models continue with their own generate() (key/value cache) on the call's eval-mode view: the
+    tokens equal an argmax loop over full forward passes, although the model stays in training mode
+    (GPT-2's dropout would make a training-mode continuation random)."""
+    hf_zoo = pytest.importorskip("hf_zoo")
+    model = hf_zoo.hf_model(name, "sdpa").model.double()
+    model.train()
+    result = attribute_generation(model, PROMPT, method="saliency", max_new_tokens=5)
+    assert all(m.training for m in model.modules())
+    expected = PROMPT
+    with torch.no_grad():
+        for _ in range(5):
+            logits = copy.deepcopy(model).eval()(expected).logits
+            expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    torch.testing.assert_close(result.ids, expected, rtol=0, atol=0)

@@ -7,7 +7,9 @@ Sensitivity-n over a data set), :func:`token_attributions` (one relevance per to
 attributions), :func:`train` (seeded training with early stopping), :func:`set_max_memory` and
 :func:`memory_budget` (the memory budget of every pass through the model). Data and models live
 in :mod:`gradattr.data` and :mod:`gradattr.models`; further measures in :mod:`gradattr.metrics`; LRP's
-composites (``attribute(..., method="lrp", composite=...)``) in :mod:`gradattr.composites`.
+composites (``attribute(..., method="lrp", composite=...)``) in :mod:`gradattr.composites`; token-by-token
+attribution of a causal language model's generated text in :mod:`gradattr.generation`
+(``attribute_generation``).
 """
 
 from gradattr.evaluation import evaluate
