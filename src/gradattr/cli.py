@@ -245,6 +245,9 @@ def reproduce(
     robustness: Annotated[
         bool, typer.Option(help="Also compare a standard and an adversarially trained CNN (digits).")
     ] = True,
+    language_model: Annotated[
+        bool, typer.Option(help="Also train a small language model on the drug reviews and explain its words.")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     threads: Annotated[
         int,
@@ -294,6 +297,7 @@ def reproduce(
         ),
         command=_command_line(context),
         robustness=robustness,
+        language_model=language_model,
         progress_dir=out / PROGRESS_FOLDER,
         fresh=fresh,
         token_removal=token_removal.value,
@@ -328,9 +332,10 @@ def reproduce(
         )  # fmt: skip
     console.print(table)
     if study.reused:
-        models = sum(name != "robustness" for name in study.reused)
+        sections = {"robustness": "the robustness study", "language-model": "the language-model section"}
+        models = sum(name not in sections for name in study.reused)
         parts = [_count(models, "finished model study", "finished model studies")] if models else []
-        parts += ["the robustness study"] if "robustness" in study.reused else []
+        parts += [text for name, text in sections.items() if name in study.reused]
         console.print(f"reused {' and '.join(parts)} from {out / PROGRESS_FOLDER}", soft_wrap=True)
     console.print(f"wrote {files[0]} (and results.json, CSVs) in {time.perf_counter() - start:.0f} s", soft_wrap=True)
     failed = {f"{m.subject.model_name} ({m.subject.dataset}): {name}": reason
@@ -423,6 +428,162 @@ def _sample_names(paths: list[Path], count: int) -> list[Path]:
     if len(paths) == count:
         return paths
     return [Path(f"sample {i}") for i in range(count)]
+
+
+class DtypeChoice(str, Enum):
+    """``explain-text --dtype``: the floating-point type the model runs in."""
+
+    float32 = "float32"
+    float64 = "float64"
+
+
+TOP_SOURCES = 3
+"""How many prompt tokens ``explain-text`` prints per generated token."""
+
+
+def _text_methods(method: str) -> str:
+    """``explain-text --method``: one of :data:`gradattr.METHODS` that attributes inputs (a usage error
+    otherwise)."""
+    from gradattr import LAYER_METHODS, METHODS
+
+    usable = [name for name in METHODS if name not in LAYER_METHODS]
+    if method not in usable:
+        raise typer.BadParameter(f"method {method!r} cannot explain generated text; choose from {', '.join(usable)}")
+    return method
+
+
+@app.command(
+    "explain-text",
+    epilog=(
+        "Examples:\n\n"
+        '  gradattr explain-text --model ./my-gpt2 --prompt "The capital of France is" --out explained\n\n'
+        '  gradattr explain-text --model gpt2 --prompt "The nurse said that" --contrast " he" --method deeplift\n\n'
+        "  gradattr explain-text --model Qwen/Qwen2.5-0.5B --prompt 'def add(a, b):' --dtype float64"
+    ),
+)
+def explain_text(
+    model: Annotated[
+        str, typer.Option(help="A HuggingFace causal LM: its directory, or its name in the local HuggingFace cache.")
+    ],
+    prompt: Annotated[str, typer.Option(help="The text the model continues.")],
+    method: Annotated[str, typer.Option(help="Attribution method (any of gradattr.METHODS but the CAMs).")] = (
+        "epsilon_lrp"
+    ),
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Most tokens generated (greedy).")] = 20,
+    contrast: Annotated[
+        str | None,
+        typer.Option(help="Explain logit(token) - logit(CONTRAST) for each generated token: one token, e.g. ' she'."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory for generation.html and generation.csv.")] = Path(
+        "gradattr-explain-text"
+    ),
+    dtype: Annotated[DtypeChoice, typer.Option(help="Run the model in this floating-point type.")] = (
+        DtypeChoice.float32
+    ),
+    debug: Debug = False,
+) -> None:
+    """Explain a HuggingFace causal language model's continuation of a prompt: which tokens (prompt and
+    earlier generated ones) made it say each token (gradattr.generation.attribute_generation). Prints the
+    generated text and the prompt tokens that drove each generated token most; writes generation.html (tokens
+    coloured by attribution for the generated token you click, the whole matrix as a heatmap) and
+    generation.csv (one row per attribution). The model is loaded from disk only, never downloaded."""
+    name = _text_methods(method)
+    if not prompt:
+        raise typer.BadParameter("--prompt is empty; give the text the model continues")
+
+    def run() -> tuple[Any, Any, list[Path]]:
+        import dataclasses
+
+        import torch
+
+        from gradattr.generation import attribute_generation
+
+        network, tokenizer = _causal_lm(model, getattr(torch, dtype.value))
+        encoded = tokenizer(prompt, return_tensors="pt")
+        contrast_id = None if contrast is None else _token_id(tokenizer, contrast)
+        result = attribute_generation(
+            network, encoded["input_ids"], method=name, max_new_tokens=max_new_tokens,
+            target="token" if contrast is None else "contrast", contrast_ids=contrast_id,
+            attention_mask=encoded.get("attention_mask"), tokenizer=tokenizer,
+        )  # fmt: skip
+        if contrast_id is not None:  # names the alternative in the HTML view
+            alternative = tokenizer.decode([contrast_id])
+            result = dataclasses.replace(result, contrast_tokens=[[alternative] * result.generated_length])
+        page, table = out / "generation.html", out / "generation.csv"
+        result.to_html(page)
+        return result, tokenizer, [page, result.to_csv(table)]
+
+    result, tokenizer, files = _guarded(debug, run)
+    explained = result.attention_mask[0, result.prompt_length :].bool()
+    typer.echo(f"generated: {tokenizer.decode(result.target_ids[0][explained].tolist())!r}")
+    typer.echo(f"prompt tokens that drove each generated token most ({result.method}):")
+    for step, token, sources in _top_prompt_tokens(result, TOP_SOURCES):
+        typer.echo(
+            f"  {step:>3} {token!r:<14} <- " + ", ".join(f"{source!r} {value:+.3g}" for source, value in sources)
+        )
+    for path in files:
+        console.print(f"wrote {path}", soft_wrap=True)
+
+
+def _causal_lm(name: str, dtype: Any) -> tuple[Any, Any]:
+    """The HuggingFace causal LM (in eval mode, in ``dtype``) and tokenizer at the directory ``name``, or of
+    that name in the local HuggingFace cache (``local_files_only``: nothing is downloaded)."""
+    from gradattr.files import one_line
+
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        raise ImportError(
+            f"explain-text loads the HuggingFace model {name} with transformers, which is not installed "
+            "(pip install 'gradattr[hf]')"
+        ) from None
+    directory = Path(name).expanduser()
+    source = str(directory) if directory.exists() else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        network = AutoModelForCausalLM.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as error:
+        if directory.exists():
+            raise ValueError(
+                f"--model {name}: no HuggingFace causal language model and tokenizer in that directory "
+                f"({one_line(error)})"
+            ) from error
+        raise FileNotFoundError(
+            f"--model {name}: no such directory, and no model of that name in the local HuggingFace cache; "
+            f"explain-text never downloads (fetch it first, e.g. huggingface-cli download {name})"
+        ) from error
+    return network.to(dtype).eval(), tokenizer
+
+
+def _token_id(tokenizer: Any, token: str) -> int:
+    """``--contrast``: the id of ``token``, text that encodes to one token (or a vocabulary entry as it is)."""
+    ids = tokenizer.encode(token, add_special_tokens=False)
+    if len(ids) == 1:
+        return int(ids[0])
+    vocabulary = tokenizer.get_vocab()
+    if token in vocabulary:
+        return int(vocabulary[token])
+    pieces = ", ".join(repr(piece) for piece in tokenizer.convert_ids_to_tokens(ids))
+    raise ValueError(
+        f"--contrast {token!r} is {len(ids)} tokens ({pieces}), not one; give a single token of the vocabulary "
+        "(mind the leading space, e.g. ' she')"
+    )
+
+
+def _top_prompt_tokens(result: Any, count: int) -> list[tuple[int, str, list[tuple[str, float]]]]:
+    """Per explained generated token of sample 0: its step (from 1), its string, and the ``count`` prompt tokens
+    with the largest attribution, as (token, attribution)."""
+    prompt = result.prompt_length
+    mask = result.attention_mask[0].bool()
+    real = mask[:prompt].nonzero().flatten().tolist()
+    rows = []
+    for step in mask[prompt:].nonzero().flatten().tolist():
+        values = result.matrix[0, step]
+        ranked = sorted(real, key=lambda j: float(values[j]), reverse=True)[:count]
+        rows.append(
+            (step + 1, result.tokens[0][prompt + step], [(result.tokens[0][j], float(values[j])) for j in ranked])
+        )
+    return rows
 
 
 RELU_ONLY_RETIRED = (
