@@ -233,6 +233,10 @@ def test_a_model_that_is_not_causal_is_refused() -> None:
         ),
         (lambda m: attribute_generation(m, PROMPT, generated_ids=GENERATED[:, :0]), ValueError, "T >= 1"),
         (lambda m: attribute_generation(m, PROMPT, layer="nope"), ValueError, "'nope' is not a submodule"),
+        (
+            lambda m: attribute_generation(m, PROMPT, attention_mask=torch.tensor([[0, 1, 1, 1, 1]] * 2)),
+            ValueError, "takes no attention_mask",
+        ),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_named(call: Callable[[nn.Module], object], error: type[Exception], match: str) -> None:
@@ -298,3 +302,15 @@ def test_huggingface_generate_is_greedy_and_runs_in_eval_mode(name: str) -> None
             logits = copy.deepcopy(model).eval()(expected).logits
             expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], 1)
     torch.testing.assert_close(result.ids, expected, rtol=0, atol=0)
+
+
+def test_a_small_memory_budget_splits_the_rows_without_changing_them() -> None:
+    """max_memory bounds every pass: a budget of a few rows gives more passes and the same matrix."""
+    model = text_decoder(100, embedding_dim=16, heads=2, seed=3).double()
+    passes = []
+    model.embedding.register_forward_hook(lambda module, args, out: passes.append(out.shape[0]))
+    free = attribute_generation(model, PROMPT, method="deeplift", generated_ids=GENERATED)
+    free_passes, passes[:] = list(passes), []
+    tight = attribute_generation(model, PROMPT, method="deeplift", generated_ids=GENERATED, max_memory=60_000)
+    assert passes.count(1) >= 6 and 1 not in free_passes  # the 6 rows, one per pass (besides checks and probes)
+    torch.testing.assert_close(tight.matrix, free.matrix, rtol=1e-12, atol=1e-15, equal_nan=True)

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from gradattr.engine import preserved_model
-from gradattr.generation.decoding import Continuation, continuation, next_token_logits, sequence_kwargs
+from gradattr.generation.decoding import Continuation, accepts, continuation, next_token_logits, sequence_kwargs
 from gradattr.generation.occlusion import occlusion_rows, step_scores
 from gradattr.generation.result import GenerationAttribution
-from gradattr.memory import MemoryLimit
+from gradattr.memory import MemoryLimit, memory_budget
 from gradattr.methods import LAYER_METHODS, METHODS, attribute
 from gradattr.methods._model_call import OutputSelector
 from gradattr.tokens import token_attributions
@@ -133,11 +133,17 @@ def attribute_generation(
     if given is None and (type(max_new_tokens) is not int or max_new_tokens < 1):
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
     eos = _eos(model, eos_token_id)
-    with preserved_model(model) as view:
-        sequence = continuation(view, prompt, mask, given, max_new_tokens, eos, output, {})
+    if not bool(mask.all()) and not accepts(model, "attention_mask"):
+        raise ValueError(
+            f"attention_mask has padding, but {type(model).__name__}.forward takes no attention_mask: pass prompts of "
+            "one length (one call per length) or a model that masks padding"
+        )
     embedding = _embedding(model, layer)
+    with preserved_model(model) as view:
+        sequence = continuation(view, prompt, mask, given, max_new_tokens, eos, output)
     contrast = None if contrast_ids is None else _contrast(contrast_ids, sequence.generated.shape)
-    rows = _rows(model, sequence, prompt.shape[1], contrast, embedding, method, baseline, output, max_memory, options)
+    with memory_budget(max_memory):
+        rows = _rows(model, sequence, prompt.shape[1], contrast, embedding, method, baseline, output, options)
     return GenerationAttribution(
         matrix=rows.matrix,
         ids=sequence.ids,
@@ -168,7 +174,6 @@ def _rows(
     method: str,
     baseline: Any,
     output: OutputSelector,
-    max_memory: MemoryLimit,
     options: dict[str, Any],
 ) -> _Rows:
     """One :func:`gradattr.attribute` call over the B·G (sample, step) rows, each the whole sequence with its
@@ -195,7 +200,7 @@ def _rows(
     options = _token_options(method, embedding, length, options)
     result = attribute(
         scorer, ids, method, target=sequence.ids[sample, prompt_length + step], baseline=baseline, layer=embedding,
-        max_memory=max_memory, forward_kwargs=kwargs, output=output, position=prompt_length + step - 1,
+        forward_kwargs=kwargs, output=output, position=prompt_length + step - 1,
         return_gap=gap is not None, **options,
     )  # fmt: skip
     attributions, row_gap = result if gap is not None else (result, None)

@@ -9,7 +9,6 @@ after it are padding (mask 0) and are not explained.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,14 +77,12 @@ def continuation(
     max_new_tokens: int,
     eos_token_id: int | None,
     output: OutputSelector,
-    forward_kwargs: Mapping[str, Any],
 ) -> Continuation:
     """The sequence to explain: ``input_ids`` followed by ``generated_ids``, or by up to ``max_new_tokens``
     greedy tokens (stopping per sample after ``eos_token_id``, default the model's ``config.eos_token_id``)."""
     if generated_ids is None:
         with torch.no_grad():
-            generated_ids = _greedy(model, input_ids, attention_mask, max_new_tokens, eos_token_id, output,
-                                    forward_kwargs)  # fmt: skip
+            generated_ids = _greedy(model, input_ids, attention_mask, max_new_tokens, eos_token_id, output)
     generated = torch.ones_like(generated_ids, dtype=torch.bool)
     if eos_token_id is not None and generated_ids.shape[1] > 1:  # after a sample's first EOS: padding
         is_eos = (generated_ids == eos_token_id).long()
@@ -102,7 +99,6 @@ def _greedy(
     max_new_tokens: int,
     eos_token_id: int | None,
     output: OutputSelector,
-    forward_kwargs: Mapping[str, Any],
 ) -> Tensor:
     """LongTensor(B, G): the argmax token at each step (G <= max_new_tokens: stops once every sample has
     emitted ``eos_token_id``)."""
@@ -111,13 +107,13 @@ def _greedy(
         pad = eos_token_id if eos_token_id is not None else 0
         sequences = model.generate(
             input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-            eos_token_id=eos_token_id, pad_token_id=pad, **forward_kwargs,
+            eos_token_id=eos_token_id, pad_token_id=pad,
         )  # fmt: skip
         return sequences[:, prompt:]
     ids, mask = input_ids, attention_mask
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for _ in range(max_new_tokens):
-        logits = next_token_logits(model, model(ids, **sequence_kwargs(model, mask), **forward_kwargs), output)
+        logits = next_token_logits(model, model(ids, **sequence_kwargs(model, mask)), output)
         token = logits[:, -1].argmax(-1)
         if eos_token_id is not None:
             token = torch.where(done, torch.full_like(token, eos_token_id), token)
