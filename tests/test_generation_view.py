@@ -38,14 +38,15 @@ SCREENSHOT = Path("/tmp/generation_view.png")
 
 @pytest.fixture(scope="module")
 def result() -> GenerationAttribution:
-    """Two samples (the second left-padded by one token) of a small decoder, 3 generated tokens each, with the
-    token strings of :data:`TOKENS` for sample 0."""
+    """Two samples of a small decoder, 3 generated tokens each, with the token strings of :data:`TOKENS` for
+    sample 0; sample 1 is made left-padded by one token (mask 0, matrix 0 there, as attribute_generation
+    gives a model that masks padding)."""
     model = text_decoder(50, embedding_dim=16, seed=0).eval()
     prompt = torch.tensor([[3, 7, 9, 11, 4], [0, 8, 2, 30, 5]])
-    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
-    found = attribute_generation(model, prompt, method="deeplift", generated_ids=torch.tensor([[12, 6, 40]] * 2),
-                                 attention_mask=mask)  # fmt: skip
-    return dataclasses.replace(found, tokens=[TOKENS, found.tokens[1]])
+    found = attribute_generation(model, prompt, method="deeplift", generated_ids=torch.tensor([[12, 6, 40]] * 2))
+    mask, matrix = found.attention_mask.clone(), found.matrix.clone()
+    mask[1, 0], matrix[1, :, 0] = 0, 0.0
+    return dataclasses.replace(found, tokens=[TOKENS, found.tokens[1]], attention_mask=mask, matrix=matrix)
 
 
 def _cell_titles(page: str) -> list[list[str | None]]:
@@ -104,7 +105,7 @@ def test_a_contrast_names_both_tokens() -> None:
     found = attribute_generation(model, torch.tensor([3, 7, 9]), method="gradient_x_input", target="contrast",
                                  generated_ids=torch.tensor([12, 7]), contrast_ids=9)  # fmt: skip
     page = generation_html(found)
-    assert "logit(token) − logit(alternative)" in page and "&#x27;12&#x27; vs &#x27;9&#x27;" in page
+    assert "target: logit(token) − logit(&#x27;9&#x27;)" in page and "<b>12</b> vs 9" in page
     assert "completeness gap" not in page
 
 
@@ -228,7 +229,7 @@ def test_explain_text_contrast(tiny_gpt2: Path, tmp_path: Path) -> None:
     run = _explain_text(tiny_gpt2, tmp_path, "--contrast", " the", "--max-new-tokens", "3")
     assert run.exit_code == 0, run.output
     page = (tmp_path / "generation.html").read_text(encoding="utf-8")
-    assert "logit(token) − logit(alternative)" in page and 'vs <span class="ws">␣</span>the' in page
+    assert "logit(token) − logit(&#x27; the&#x27;)" in page and 'vs <span class="ws">␣</span>the' in page
 
 
 def test_explain_text_errors(tiny_gpt2: Path, tmp_path: Path) -> None:

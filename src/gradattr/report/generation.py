@@ -169,18 +169,22 @@ class _SampleView:
         }
 
     def summary(self) -> str:
-        """The header line: method, target, and every step's score and gap."""
-        target = "logit of each generated token" if self.alternatives is None else "logit(token) − logit(alternative)"
+        """The header line: method, target (the alternative named once when every step has the same one), and
+        every step's token ('tok' vs 'alt' otherwise), score and gap."""
+        alternatives = set(self.alternatives or [])
+        if not alternatives:
+            target = "logit of each generated token"
+        elif len(alternatives) == 1:
+            target = f"logit(token) − logit({next(iter(alternatives))!r})"
+        else:
+            target = "logit(token) − logit(alternative)"
         scores = []
         for i in self.steps:
-            score = f"{self._label(i)} {self.logits[i]:.4g}"
+            label = repr(self.tokens[self.prompt_length + i])
+            label += f" vs {self.alternatives[i]!r}" if len(alternatives) > 1 else ""  # type: ignore[index]
+            score = f"{label} {self.logits[i]:.4g}"
             scores.append(score if self.gaps is None else f"{score} (gap {self.gaps[i]:.2g})")
         return f"method {self.result.method} · target: {target} · scores: " + ", ".join(scores)
-
-    def _label(self, step: int) -> str:
-        """The generated token as plain text: ``'tok'``, or ``'tok' vs 'alt'`` for a contrast."""
-        token = repr(self.tokens[self.prompt_length + step])
-        return token if self.alternatives is None else f"{token} vs {self.alternatives[step]!r}"
 
     def caption(self, step: int) -> str:
         """The line above the tokens naming the explained step (hidden unless it is the chosen one)."""
