@@ -492,8 +492,6 @@ def explain_text(
         raise typer.BadParameter("--prompt is empty; give the text the model continues")
 
     def run() -> tuple[Any, Any, list[Path]]:
-        import dataclasses
-
         import torch
 
         from gradattr.generation import attribute_generation
@@ -506,9 +504,6 @@ def explain_text(
             target="token" if contrast is None else "contrast", contrast_ids=contrast_id,
             attention_mask=encoded.get("attention_mask"), tokenizer=tokenizer,
         )  # fmt: skip
-        if contrast_id is not None:  # names the alternative in the HTML view
-            alternative = tokenizer.decode([contrast_id])
-            result = dataclasses.replace(result, contrast_tokens=[[alternative] * result.generated_length])
         page, table = out / "generation.html", out / "generation.csv"
         result.to_html(page)
         return result, tokenizer, [page, result.to_csv(table)]

@@ -152,6 +152,7 @@ def attribute_generation(
         tokens=_tokens(sequence.ids, tokenizer),
         target_ids=sequence.ids[:, prompt.shape[1] :],
         contrast_ids=contrast,
+        contrast_tokens=None if contrast is None else _tokens(contrast, tokenizer),
         target_logits=_scores(model, sequence, prompt.shape[1], contrast, output),
         completeness_gap=rows.gap,
         method=method,
