@@ -282,7 +282,9 @@ def test_every_input_method_explains_generated_tokens(method: str) -> None:
         assert bool(row[:, : 5 + step].isfinite().all()) and bool(row[:, 5 + step :].isnan().all())
         if method in DETERMINISTIC:
             baseline = torch.zeros(1, 5 + step, 16, dtype=torch.float64) if method == "deeplift_shap" else None
-            expected = _truncated_row(model, result.ids, 5 + step, method, baseline=baseline)
+            prefix, token = result.ids[:, : 5 + step], result.ids[:, 5 + step]
+            r = gradattr.attribute(model, prefix, method, target=token, layer=model.embedding, baseline=baseline)
+            expected = r.norm(dim=-1) if method in ("guided_backprop", "deconvnet") else r.sum(-1)
             torch.testing.assert_close(row[:, : 5 + step], expected, rtol=1e-9, atol=1e-12)
 
 
@@ -314,3 +316,18 @@ def test_a_small_memory_budget_splits_the_rows_without_changing_them() -> None:
     tight = attribute_generation(model, PROMPT, method="deeplift", generated_ids=GENERATED, max_memory=60_000)
     assert passes.count(1) >= 6 and 1 not in free_passes  # the 6 rows, one per pass (besides checks and probes)
     torch.testing.assert_close(tight.matrix, free.matrix, rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+def test_signed_gradient_maps_vanish_summed_over_a_pre_layernorm_embedding() -> None:
+    """Why guided_backprop and deconvnet default to aggregate="norm": in a pre-LayerNorm decoder every path
+    from the embedding passes through a LayerNorm, whose input gradient has zero mean over the features, so
+    a signed gradient summed over the embedding is 0 up to rounding; the norm is not."""
+    model = text_decoder(100, embedding_dim=16, heads=2, seed=3).double()
+    summed = attribute_generation(model, PROMPT, method="guided_backprop", generated_ids=GENERATED, aggregate="sum")
+    norm = attribute_generation(model, PROMPT, method="guided_backprop", generated_ids=GENERATED)
+    assert float(summed.matrix.nan_to_num().abs().max()) < 1e-12 * float(norm.matrix.nan_to_num().max())
+    assert float(norm.matrix.nan_to_num().min()) >= 0 and float(norm.matrix.nan_to_num().max()) > 0
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        attribute_generation(model, PROMPT, method="saliency", generated_ids=GENERATED, aggregate="mean")
+    with pytest.raises(ValueError, match="whole tokens"):
+        attribute_generation(model, PROMPT, method="occlusion", generated_ids=GENERATED, aggregate="norm")

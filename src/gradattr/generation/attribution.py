@@ -6,7 +6,9 @@ of the attribution matrix explains S_i = logit_{t-1}(x_t) (or logit_{t-1}(x_t) �
 contrast token a_i) with any method of :data:`gradattr.METHODS` that attributes the inputs, taken at the token
 embedding and summed over it (:func:`gradattr.token_attributions`):
 
-    M[b, i, j] = Σ_d R_{b, j, d}  for j < t,      M[b, i, j] = NaN for j >= t.
+    M[b, i, j] = Σ_d R_{b, j, d}  for j < t,      M[b, i, j] = NaN for j >= t
+
+(‖R_{b, j, :}‖₂ instead of the sum for signed gradient maps, see :data:`SIGNED_GRADIENT_MAPS`).
 
 Because the model is causal, the logits at position t − 1 of the *whole* sequence equal those of the prompt
 truncated after x_{t-1}: every row is computed on the whole sequence, all rows of all samples stacked into
@@ -39,6 +41,15 @@ TARGETS = ("token", "contrast")
 token's logit."""
 
 GAP_METHODS = ("deeplift", "integrated_gradients", "shapley_sampling", "lrp")
+"""Methods whose rows have a completeness (``lrp``: conservation) gap."""
+
+AGGREGATES = ("sum", "norm")
+"""How a token's embedding attributions become one number: their sum, or their Euclidean norm."""
+
+SIGNED_GRADIENT_MAPS = ("guided_backprop", "deconvnet")
+"""Methods whose maps are (modified) gradients with a sign, not contributions: their ``aggregate`` default is
+``"norm"``. Summed over the embedding they vanish in a pre-LayerNorm transformer, where every path from the
+embedding passes through a LayerNorm, whose input gradient has zero mean over the features."""
 """Methods whose rows have a completeness (``lrp``: conservation) gap."""
 
 CAUSAL_TOLERANCE = 1e-5
@@ -76,6 +87,7 @@ def attribute_generation(
     eos_token_id: int | None = None,
     output: OutputSelector = None,
     max_memory: MemoryLimit = None,
+    aggregate: str | None = None,
     **options: Any,
 ) -> GenerationAttribution:
     """Attribute every generated token of a causal language model to the tokens before it.
@@ -103,6 +115,9 @@ def attribute_generation(
         eos_token_id: a sample stops after it; default ``model.config.eos_token_id`` when the model has one.
         output: which tensor of the model's output holds the logits, as in :func:`gradattr.attribute`.
         max_memory: the memory budget of the passes, as in :func:`gradattr.attribute`.
+        aggregate: one number per token from its embedding's attributions: ``"sum"`` (keeps the sums of the
+            methods: completeness) or ``"norm"`` (Euclidean norm, for gradient maps); default ``"norm"``
+            for guided_backprop and deconvnet (:data:`SIGNED_GRADIENT_MAPS`), ``"sum"`` otherwise.
         **options: the method's options (``steps``, ``epsilon``, ``composite``, ...).
 
     Returns:
@@ -125,6 +140,12 @@ def attribute_generation(
         raise ValueError(f"method {method!r} cannot explain generated tokens; choose one of {usable}")
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if aggregate is not None and aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)} or None, got {aggregate!r}")
+    if aggregate is None:
+        aggregate = "norm" if method in SIGNED_GRADIENT_MAPS else "sum"
+    if aggregate == "norm" and method in ("occlusion", "shapley_sampling"):
+        raise ValueError(f"{method} removes whole tokens: one number per token already; aggregate='norm' is for maps")
     if (target == "contrast") != (contrast_ids is not None):
         raise ValueError("target='contrast' needs contrast_ids= (the alternative token), and contrast_ids needs it")
     prompt = _ids("input_ids", input_ids)
@@ -143,7 +164,9 @@ def attribute_generation(
         sequence = continuation(view, prompt, mask, given, max_new_tokens, eos, output)
     contrast = None if contrast_ids is None else _contrast(contrast_ids, sequence.generated.shape)
     with memory_budget(max_memory):
-        rows = _rows(model, sequence, prompt.shape[1], contrast, embedding, method, baseline, output, options)
+        rows = _rows(
+            model, sequence, prompt.shape[1], contrast, embedding, method, baseline, output, aggregate, options
+        )
     return GenerationAttribution(
         matrix=rows.matrix,
         ids=sequence.ids,
@@ -175,6 +198,7 @@ def _rows(
     method: str,
     baseline: Any,
     output: OutputSelector,
+    aggregate: str,
     options: dict[str, Any],
 ) -> _Rows:
     """One :func:`gradattr.attribute` call over the B·G (sample, step) rows, each the whole sequence with its
@@ -205,7 +229,10 @@ def _rows(
         return_gap=gap is not None, **options,
     )  # fmt: skip
     attributions, row_gap = result if gap is not None else (result, None)
-    matrix = _placed(matrix, token_attributions(attributions, mask).detach(), sample, step, prompt_length, method)
+    per_token = token_attributions(
+        attributions if aggregate == "sum" else attributions.norm(dim=-1, keepdim=True), mask
+    )
+    matrix = _placed(matrix, per_token.detach(), sample, step, prompt_length, method)
     if gap is not None and row_gap is not None:
         gap = gap.to(row_gap)
         gap[sample, step] = row_gap.detach()
