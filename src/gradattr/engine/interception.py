@@ -109,6 +109,19 @@ def _any_depends(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return _depends(args) or _depends(tuple(kwargs.values()))
 
 
+def _custom_function_on_stack() -> type[torch.autograd.Function] | None:
+    """The user's (not gradattr's) ``torch.autograd.Function`` whose ``apply`` is on the call stack, if any:
+    its forward runs with gradients off, and its output gets the Function's own backward."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        owner = frame.f_locals.get("cls") if frame.f_code.co_name == "apply" else None
+        if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
+            if not owner.__module__.startswith("gradattr."):
+                return owner
+        frame = frame.f_back
+    return None
+
+
 class _Names:
     """Caches the resolved name of each function object."""
 
@@ -245,6 +258,14 @@ class RuleMode(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         name = _NAMES.name(func)
+        if not torch.is_grad_enabled() and _any_depends(args, kwargs):
+            function = _custom_function_on_stack()
+            if function is not None:  # inside its forward: autograd will use its backward, not our rules
+                self.unsupported(
+                    f"{function.__module__}.{function.__qualname__}",
+                    "it is a custom torch.autograd.Function, whose own backward replaces the rules of the ops in "
+                    "its forward",
+                )
         op = ops.lookup(name)
         if op is None:
             return self.unknown(name, func, args, kwargs)
@@ -837,13 +858,25 @@ def _broadcasts(reference: torch.Size, shape: torch.Size) -> bool:
     return all(r in (1, s) for r, s in zip(reference, shape, strict=True))
 
 
+_FACTOR_NAMES = {
+    "addmm": ("mat1", "mat2"),
+    "baddbmm": ("batch1", "batch2"),
+    "addbmm": ("batch1", "batch2"),
+    "addmv": ("mat", "vec"),
+    "addr": ("vec1", "vec2"),
+}
+"""torch's keyword names of the two factors of each ``addmm``-style op (BLOOM passes ``batch1=``/``batch2=``)."""
+
+
 def _additive_product(name: str) -> Callable[..., Tensor]:
-    """``addmm``-style ops as ``β·input + α·product(m1, m2)``."""
+    """``addmm``-style ops as ``β·input + α·product(m1, m2)``; the factors may come by position or by name."""
     base = name.rsplit(".", 1)[-1]
     reduce_batch = base == "addbmm"
     outer = base == "addr"
+    names = _FACTOR_NAMES[base]
 
-    def expand(input: Tensor, a: Tensor, b: Tensor, *, beta: float = 1, alpha: float = 1, **_: Any) -> Tensor:
+    def expand(input: Tensor, *factors: Tensor, beta: float = 1, alpha: float = 1, **named: Any) -> Tensor:
+        a, b = (*factors, *(named[n] for n in names if n in named))
         product = torch.outer(a, b) if outer else torch.matmul(a, b)
         if reduce_batch:
             product = product.sum(0)
