@@ -104,3 +104,79 @@ def test_queries_with_every_key_masked_get_zero_attention_as_in_pytorch() -> Non
     r, gap = gradattr.attribute(model, x, "deeplift", target=1, baseline=0.1, return_gap=True)
     assert bool(r.isfinite().all()) and float(r.abs().max()) > 0
     assert float(gap.abs().max()) < 1e-12
+
+
+class _CappedAttentionScores(torch.nn.Module):
+    """Gemma-2's attention: scores soft-capped, c·tanh(s / c), then the causal mask added as a large negative
+    float (``additive=True``) or applied by ``masked_fill`` with −inf; softmax; weights times values."""
+
+    def __init__(self, additive: bool, dim: int = 8) -> None:
+        super().__init__()
+        self.additive = additive
+        self.qkv, self.head = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        capped = torch.tanh(q @ k.transpose(-1, -2) / 50.0) * 50.0
+        allowed = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()
+        if self.additive:
+            masked = capped + torch.zeros(allowed.shape, dtype=x.dtype).masked_fill(~allowed, torch.finfo(x.dtype).min)
+        else:
+            masked = capped.masked_fill(~allowed, -torch.inf)
+        return self.head(torch.tanh(torch.softmax(masked, dim=-1) @ v).sum(1))
+
+
+@pytest.mark.parametrize("method", ("epsilon_lrp", "deeplift"))
+def test_a_mask_added_after_a_nonlinearity_is_not_part_of_its_rule(method: str) -> None:
+    """A constant added after a nonlinearity (the mask after Gemma-2's soft-capping) stays outside the rule's
+    activation: ε-LRP gave NaN (f(z)/z with f(z) ≈ −1.8e308) and now equals the same model masked by
+    masked_fill; DeepLIFT agrees too, and is complete."""
+    torch.manual_seed(0)
+    additive = _CappedAttentionScores(additive=True).double()
+    selected = _CappedAttentionScores(additive=False).double()
+    selected.load_state_dict(additive.state_dict())
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    r = gradattr.attribute(additive, x, method, target=1)
+    assert bool(r.isfinite().all()) and float(r.abs().max()) > 0
+    torch.testing.assert_close(r, gradattr.attribute(selected, x, method, target=1), rtol=1e-9, atol=1e-12)
+
+
+class _FusedGelu(torch.autograd.Function):
+    """A GELU with its own backward, as BLOOM ships it (``GeLUFunction``)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)  # type: ignore[attr-defined]
+        return torch.nn.functional.gelu(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        with torch.enable_grad():
+            z = x.detach().requires_grad_()
+            (g,) = torch.autograd.grad(torch.nn.functional.gelu(z), z, grad)
+        return g
+
+
+class _WithFusedGelu(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(6, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(_FusedGelu.apply(self.fc1(x)))
+
+
+def test_a_custom_autograd_function_on_the_input_path_is_refused_by_name() -> None:
+    """Its forward runs with gradients off and its own backward replaces the rules inside: DeepLIFT would be
+    the plain gradient there (not complete), so it is refused, naming the Function and the module; with
+    strict=False it warns and goes on; gradient methods use the Function's backward as autograd does."""
+    torch.manual_seed(0)
+    model = _WithFusedGelu().double()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    with pytest.raises(gradattr.engine.UnsupportedOperationError, match=r"_FusedGelu.*custom torch.autograd.Function"):
+        gradattr.attribute(model, x, "deeplift", target=0)
+    with pytest.warns(UserWarning, match="_FusedGelu"):
+        gradattr.attribute(model, x, "deeplift", target=0, strict=False)
+    expected = torch.autograd.functional.jacobian(lambda t: model(t)[:, 0].sum(), x)
+    torch.testing.assert_close(gradattr.attribute(model, x, "saliency", target=0, abs=False), expected)

@@ -511,7 +511,11 @@ class RuleMode(TorchFunctionMode):
         def composed(u: Tensor) -> Tensor:
             return spec.compute(f_a(u), f_b(u), alpha)
 
-        out = self._chain_rule(name, source, composed, pointwise, plain) if nonlinear else plain()
+        # Adding a constant (a bias, an attention mask) after a nonlinearity is not part of the activation a
+        # rule sees: the ε rule's f(z)/z would hand the constant to the input (−1e308 from a mask: NaN). The
+        # chain stays recorded, so a nonlinear op after it still composes from the source.
+        shifted = operation in ("add", "sub") and len(dependent) == 1
+        out = self._chain_rule(name, source, composed, pointwise, plain) if nonlinear and not shifted else plain()
         self.facts.set(out, Facts(Chain(source, composed, nonlinear, pointwise), statistic))
         return out
 
