@@ -9,6 +9,7 @@ come from tests/hf_zoo.py with random weights; gradattr's own TextDecoder covers
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 import gradattr
 from gradattr.generation import GenerationAttribution, attribute_generation
+from gradattr.metrics import CompletenessWarning
 from gradattr.models import text_decoder
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -331,3 +333,25 @@ def test_signed_gradient_maps_vanish_summed_over_a_pre_layernorm_embedding() -> 
         attribute_generation(model, PROMPT, method="saliency", generated_ids=GENERATED, aggregate="mean")
     with pytest.raises(ValueError, match="whole tokens"):
         attribute_generation(model, PROMPT, method="occlusion", generated_ids=GENERATED, aggregate="norm")
+
+
+def test_an_ill_conditioned_deeplift_row_warns() -> None:
+    """Gemma-2 normalises every branch before and after it; a zero embedding baseline sends each of those
+    inputs to 0 (statistic 1/√ε), and float32 loses the rows (gap > 1 of S(x) − S(x̄)): the call warns and
+    names a better baseline, which brings the gap down by orders of magnitude. GPT-2 does not warn."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Gemma2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=100,
+        max_position_embeddings=64, num_key_value_heads=2, head_dim=8, attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.Gemma2ForCausalLM(config).eval()
+    with pytest.warns(CompletenessWarning, match="mean token embedding"):
+        zero = attribute_generation(model, PROMPT[:1], method="deeplift", generated_ids=GENERATED[:1])
+    mean = model.get_input_embeddings().weight.detach().mean(0)
+    better = attribute_generation(model, PROMPT[:1], method="deeplift", generated_ids=GENERATED[:1], baseline=mean)
+    assert float(better.completeness_gap.abs().max()) < 1e-4 * float(zero.completeness_gap.abs().max())
+    hf_zoo = pytest.importorskip("hf_zoo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)
+        attribute_generation(hf_zoo.hf_model("gpt2").model, PROMPT, method="deeplift", generated_ids=GENERATED)

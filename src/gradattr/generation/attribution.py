@@ -21,6 +21,7 @@ relevance for step i (they are NaN in ``matrix``), else the call raises.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -34,6 +35,7 @@ from gradattr.generation.result import GenerationAttribution
 from gradattr.memory import MemoryLimit, memory_budget
 from gradattr.methods import LAYER_METHODS, METHODS, attribute
 from gradattr.methods._model_call import OutputSelector
+from gradattr.methods.integrated_gradients import CompletenessWarning
 from gradattr.tokens import token_attributions
 
 TARGETS = ("token", "contrast")
@@ -51,6 +53,11 @@ SIGNED_GRADIENT_MAPS = ("guided_backprop", "deconvnet")
 ``"norm"``. Summed over the embedding they vanish in a pre-LayerNorm transformer, where every path from the
 embedding passes through a LayerNorm, whose input gradient has zero mean over the features."""
 """Methods whose rows have a completeness (``lrp``: conservation) gap."""
+
+DEEPLIFT_GAP_WARNING = 1e-3
+"""Relative completeness gap of a DeepLIFT row, |gap| / |S(x) − S(x̄)|, above which the call warns: float
+rounding stays near 1e-6 in float32; more means the baseline drives normalisations to 0 (see
+:func:`_warn_ill_conditioned`)."""
 
 CAUSAL_TOLERANCE = 1e-5
 """Largest relevance, relative to the row's largest, a later token may get before the model is called not
@@ -109,8 +116,10 @@ def attribute_generation(
         layer: the token embedding (name or module) whose output is attributed; default
             ``model.get_input_embeddings()``.
         baseline: the reference of the methods with one, in embedding space: a number, a (D,) embedding
-            (e.g. the padding token's) or a tensor broadcastable to (T, D); default 0. Occlusion sets a token's
-            embedding to ``value`` (default 0) and Shapley sampling to the baseline, one token at a time.
+            (e.g. the padding token's) or a tensor broadcastable to (T, D); default 0 (DeepLIFT warns when
+            that leaves its rows ill-conditioned: the mean embedding, ``weight.mean(0)``, is better there).
+            Occlusion sets a token's embedding to ``value`` (default 0) and Shapley sampling to the baseline,
+            one token at a time.
         tokenizer: turns ids into ``tokens`` (anything with ``decode``); default: the ids as strings.
         eos_token_id: a sample stops after it; default ``model.config.eos_token_id`` when the model has one.
         output: which tensor of the model's output holds the logits, as in :func:`gradattr.attribute`.
@@ -232,11 +241,32 @@ def _rows(
     per_token = token_attributions(
         attributions if aggregate == "sum" else attributions.norm(dim=-1, keepdim=True), mask
     )
-    matrix = _placed(matrix, per_token.detach(), sample, step, prompt_length, method)
+    matrix = _placed(matrix, per_token, sample, step, prompt_length, method)
     if gap is not None and row_gap is not None:
         gap = gap.to(row_gap)
         gap[sample, step] = row_gap.detach()
+        if method == "deeplift":
+            _warn_ill_conditioned(row_gap.detach(), per_token.sum(1) - row_gap.detach())
     return _Rows(matrix, gap)
+
+
+def _warn_ill_conditioned(gap: Tensor, delta: Tensor) -> None:
+    """DeepLIFT is exact, so a large gap is rounding made large. A zero embedding baseline puts the input of
+    every normalisation to 0 in the baseline pass (RMS 0: statistic 1/√ε ≈ 1000), so each normalisation's
+    Shapley split is a difference of terms ~1/√ε larger than the result; in float32 (RMS norms and softmax
+    run in float32 in most HF decoders) that loses 3 digits per normalisation (Gemma-2, with four per
+    block: all of them)."""
+    relative = gap.abs() / delta.abs().clamp_min(torch.finfo(delta.dtype).tiny)
+    worst = float(relative.max())
+    if worst > DEEPLIFT_GAP_WARNING:
+        warnings.warn(
+            f"DeepLIFT's completeness gap reaches {worst:.2g} of S(x) − S(x̄) (see .completeness_gap): the rows are "
+            "ill-conditioned, as when a zero baseline puts a normalisation's input at 0; a baseline away from 0, "
+            "e.g. the mean token embedding (baseline=model.get_input_embeddings().weight.mean(0)), is better "
+            "conditioned",
+            CompletenessWarning,
+            stacklevel=4,
+        )
 
 
 def _placed(matrix: Tensor, per_token: Tensor, sample: Tensor, step: Tensor, prompt_length: int, method: str) -> Tensor:
