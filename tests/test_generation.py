@@ -355,3 +355,54 @@ def test_an_ill_conditioned_deeplift_row_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompletenessWarning)
         attribute_generation(hf_zoo.hf_model("gpt2").model, PROMPT, method="deeplift", generated_ids=GENERATED)
+
+
+_SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+          "vocab_size": 100, "max_position_embeddings": 64}  # fmt: skip
+_ROTARY = {"n_embd": 32, "n_layer": 2, "n_head": 4, "vocab_size": 100, "n_positions": 64, "rotary_dim": 4}
+FAMILIES = {  # model class -> (config class, arguments, largest relative DeepLIFT gap: measured x 10)
+    "PhiForCausalLM": ("PhiConfig", _SMALL, 1e-13),
+    "GPTNeoXForCausalLM": ("GPTNeoXConfig", _SMALL, 1e-12),
+    "OPTForCausalLM": ("OPTConfig", {**_SMALL, "ffn_dim": 64, "word_embed_proj_dim": 32}, 1e-13),
+    "FalconForCausalLM": ("FalconConfig", _SMALL, 1e-13),
+    "GPTJForCausalLM": ("GPTJConfig", _ROTARY, 1e-13),
+    "CodeGenForCausalLM": ("CodeGenConfig", _ROTARY, 1e-13),
+    # float32 inside a float64 model (RMS norms, eager softmax): the gap is float32 rounding, made larger by
+    # the normalisations (Gemma-2: four per block; OLMo-2: norms of queries and keys too)
+    "MistralForCausalLM": ("MistralConfig", {**_SMALL, "num_key_value_heads": 2}, 1e-5),
+    "Phi3ForCausalLM": ("Phi3Config", {**_SMALL, "num_key_value_heads": 2, "pad_token_id": 0}, 1e-6),
+    "Qwen3ForCausalLM": ("Qwen3Config", {**_SMALL, "num_key_value_heads": 2, "head_dim": 8}, 1e-5),
+    "GemmaForCausalLM": ("GemmaConfig", {**_SMALL, "num_key_value_heads": 2, "head_dim": 8}, 2e-4),
+    "Gemma2ForCausalLM": ("Gemma2Config", {**_SMALL, "num_key_value_heads": 2, "head_dim": 8}, 4e-2),
+    "Olmo2ForCausalLM": ("Olmo2Config", {**_SMALL, "num_key_value_heads": 2}, 1e-2),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decoder_families_as_users_load_them(family: str) -> None:
+    """Twelve more HuggingFace decoder families (random weights, float64): DeepLIFT's rows are complete (with
+    the mean token embedding as baseline) to the precision the model computes in, and AttnLRP's are finite."""
+    transformers = pytest.importorskip("transformers")
+    config_class, arguments, bound = FAMILIES[family]
+    torch.manual_seed(0)
+    model = getattr(transformers, family)(getattr(transformers, config_class)(**arguments)).eval().double()
+    mean = model.get_input_embeddings().weight.detach().mean(0)
+    result = attribute_generation(model, PROMPT[:1], method="deeplift", generated_ids=GENERATED[:1], baseline=mean)
+    delta = result.matrix.nan_to_num().sum(-1) - result.completeness_gap
+    assert float((result.completeness_gap.abs() / delta.abs()).max()) < bound
+    lrp = attribute_generation(model, PROMPT[:1], method="epsilon_lrp", generated_ids=GENERATED[:1])
+    assert bool(lrp.matrix[0, -1, :7].isfinite().all()) and float(lrp.matrix[0, -1, :7].abs().max()) > 0
+
+
+def test_bloom_is_refused_by_name_for_the_rule_methods() -> None:
+    """BLOOM's GELU is a custom autograd.Function with its own backward: the rules cannot reach inside it, so
+    DeepLIFT and eps-LRP refuse it by name instead of returning the plain gradient there; gradient methods run."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=4, vocab_size=100)
+    model = transformers.BloomForCausalLM(config).eval().double()
+    for method in ("deeplift", "epsilon_lrp"):
+        with pytest.raises(gradattr.engine.UnsupportedOperationError, match="GeLUFunction"):
+            attribute_generation(model, PROMPT[:1], method=method, generated_ids=GENERATED[:1])
+    saliency = attribute_generation(model, PROMPT[:1], method="saliency", generated_ids=GENERATED[:1])
+    assert bool(saliency.matrix[0, -1, :7].isfinite().all())
