@@ -4,7 +4,8 @@
 with :func:`gradattr.report.write_study` (report.html, results.json, CSVs).
 
 Long runs resume: with ``ReproduceOptions.progress_dir`` (``OUT/.progress`` for the command), each finished
-model study and the robustness study is saved there (:class:`gradattr.progress.ProgressStore`), keyed by a hash
+model study, the robustness study and the language-model section are saved there
+(:class:`gradattr.progress.ProgressStore`), keyed by a hash
 of everything that determines it (:func:`~gradattr.experiments.study.study_key`,
 :meth:`~gradattr.experiments.robustness_study.RobustnessModels.key`), and the batches of the model being
 studied are checkpointed. A later run with the same folder loads what matches instead of measuring it again
@@ -23,6 +24,12 @@ from typing import Any
 from torch import nn
 
 from gradattr.data import Dataset, TextDataset
+from gradattr.experiments.language_model import (
+    LanguageModelSettings,
+    LanguageModelStudy,
+    language_model,
+    measure_language_model,
+)
 from gradattr.experiments.recipes import (
     DATASETS,
     DatasetRecipe,
@@ -40,7 +47,7 @@ from gradattr.experiments.robustness_study import (
     measure_robustness,
     robustness_models,
 )
-from gradattr.experiments.schedule import ROBUSTNESS_SECONDS, Schedule, Stage, model_stages
+from gradattr.experiments.schedule import LANGUAGE_MODEL_SECONDS, ROBUSTNESS_SECONDS, Schedule, Stage, model_stages
 from gradattr.experiments.study import Features, ModelStudy, StudySettings, Subject, Training, study_key, study_model
 from gradattr.progress import ProgressStore
 from gradattr.training import is_cached, train_or_load
@@ -52,6 +59,8 @@ sparseness and complexity of the maps; each costs a small part of Sensitivity-n'
 ROBUSTNESS_DATASET = "digits"
 """The data set of the robustness study: adversarial training costs several times a normal training, and on
 8x8 digits both CNNs train in seconds."""
+LANGUAGE_MODEL_DATASET = "drugreview"
+"""The data set whose reviews the language-model section's tokenizer and decoder are trained on."""
 QUICK_SAMPLES = {"pixels": 450, "tokens": 64, "patches": 100}
 """Evaluation samples per model with ``--quick``, by what a feature is."""
 FULL_SAMPLES = {"pixels": 1000, "tokens": 1000, "patches": 1000}
@@ -84,6 +93,8 @@ class ReproduceOptions:
         fresh: delete the entries in ``progress_dir`` first, and measure everything.
         token_removal: how Sensitivity-n removes a token of a text model: ``"embedding"`` (its embedding vector
             set to 0) or ``"pad"`` (its id replaced by the pad id); see :func:`features_of`.
+        language_model: also run the language-model section (a decoder trained on the reviews, its continuations
+            explained) when its data set (:data:`LANGUAGE_MODEL_DATASET`) is selected.
     """
 
     quick: bool = False
@@ -99,6 +110,7 @@ class ReproduceOptions:
     progress_dir: Path | None = None
     fresh: bool = False
     token_removal: TokenRemoval = "embedding"
+    language_model: bool = True
 
 
 def select(options: ReproduceOptions) -> list[tuple[DatasetRecipe, list[ModelRecipe]]]:
@@ -172,10 +184,15 @@ def reproduce(options: ReproduceOptions) -> Study:
     robust = options.robustness and any(recipe.key == ROBUSTNESS_DATASET for recipe, _ in selection)
     if robust:
         stages.append(Stage("robustness study", ROBUSTNESS_SECONDS))
+    reviews = next((data for recipe, _, data in plan if recipe.key == LANGUAGE_MODEL_DATASET), None)
+    if options.language_model and isinstance(reviews, TextDataset):
+        stages.append(Stage("language model", LANGUAGE_MODEL_SECONDS))
+    else:
+        reviews = None
     schedule = Schedule(stages, progress=settings.progress)
     studies, reused = [], []
     samples: dict[str, int] = {}
-    robustness = None
+    robustness, lm = None, None
     try:
         for (recipe, model_recipe, data), (train, study) in zip(plan, per_model, strict=True):
             name = f"{recipe.key}-{model_recipe.key}"
@@ -190,6 +207,10 @@ def reproduce(options: ReproduceOptions) -> Study:
             with schedule.stage("robustness study"):
                 robustness, loaded = _robustness_study(options, store)
             reused += ["robustness"] if loaded else []
+        if reviews is not None:
+            with schedule.stage("language model"):
+                lm, loaded = _language_model_study(reviews, options, store)
+            reused += ["language-model"] if loaded else []
     finally:
         schedule.close()
     run_options: dict[str, Any] = {
@@ -210,6 +231,7 @@ def reproduce(options: ReproduceOptions) -> Study:
         started=started,
         seconds=time.perf_counter() - start,
         robustness=robustness,
+        language_model=lm,
         reused=reused,
     )
 
@@ -246,6 +268,24 @@ def _robustness_study(options: ReproduceOptions, store: ProgressStore | None) ->
         lambda: measure_robustness(settings, models),
         RobustnessStudy.to_state,
         lambda state: RobustnessStudy.from_state(settings, state),
+    )
+
+
+def _language_model_study(
+    reviews: TextDataset, options: ReproduceOptions, store: ProgressStore | None
+) -> tuple[LanguageModelStudy, bool]:
+    """The language-model section and whether it came from ``store`` (see :func:`_model_study`)."""
+    settings = LanguageModelSettings(seed=options.settings.seed)
+    lm = language_model(reviews, settings, cache=options.cache, retrain=options.retrain,
+                        progress=options.settings.progress)  # fmt: skip
+    if store is None:
+        return measure_language_model(lm, settings), False
+    return store.load_or_run(
+        "language-model",
+        lm.key(settings),
+        lambda: measure_language_model(lm, settings),
+        LanguageModelStudy.to_state,
+        lambda state: LanguageModelStudy.from_state(settings, lm.record, state),
     )
 
 

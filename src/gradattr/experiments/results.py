@@ -17,6 +17,7 @@ import torch
 from gradattr.experiments.architectures import ArchitectureComparison, compare_architectures
 from gradattr.experiments.claims import Claim, paper_claims
 from gradattr.experiments.class_activation_maps import token_grid
+from gradattr.experiments.language_model import LanguageModelStudy
 from gradattr.experiments.protocol import Protocol, paper_differences
 from gradattr.experiments.robustness_study import RobustnessStudy
 from gradattr.experiments.study import ModelStudy, StudySettings
@@ -53,6 +54,8 @@ class Study:
         seconds: wall-clock time of the run, training included.
         environment: see :func:`environment`.
         robustness: the robustness study of Nielsen et al. (2022), when it was run.
+        language_model: the language-model section (a decoder trained on the drug reviews, its continuations
+            explained), when it was run.
         reused: the progress entries loaded instead of measured in this run (e.g. ``"digits-cnn"``,
             ``"robustness"``); not part of the results, which are the same either way.
     """
@@ -67,6 +70,7 @@ class Study:
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=environment)
     robustness: RobustnessStudy | None = None
+    language_model: LanguageModelStudy | None = None
     reused: list[str] = field(default_factory=list)
 
     def claims(self, study: ModelStudy) -> list[Claim]:
@@ -102,6 +106,7 @@ class Study:
                 "models": [self._model_dict(m) for m in self.models],
                 "transformers_vs_paper_models": [c.to_dict() for c in self.architectures()],
                 "robustness": self.robustness.to_dict() if self.robustness is not None else None,
+                "language_model": self.language_model.to_dict() if self.language_model is not None else None,
             }
         )
 
@@ -123,7 +128,8 @@ class Study:
             "unavailable": study.unavailable,
             "sensitivity_n": study.sensitivity.to_dict() if study.sensitivity is not None else None,
             "quality": {name: result.mean() for name, result in study.sensitivity.metrics.items()}
-            if study.sensitivity is not None else {},
+            if study.sensitivity is not None
+            else {},
             "correlation": {"methods": study.methods, "pearson": study.correlation},
             "completeness_relative_gap": study.completeness,
             "equalities_max_relative_difference": study.equalities,
@@ -136,7 +142,7 @@ class Study:
 
     def write(self, out: str | Path) -> list[Path]:
         """Write ``results.json`` and the CSV files (models, sensitivity_n, correlation, claims, timings,
-        transformers)."""
+        transformers, and the robustness and language-model sections' tables when they were run)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / "results.json"
@@ -175,6 +181,8 @@ class Study:
             tables["transformers"] += _architecture_rows(comparison)
         if self.robustness is not None:
             tables |= self.robustness.tables()
+        if self.language_model is not None:
+            tables |= self.language_model.tables()
         return tables
 
 
