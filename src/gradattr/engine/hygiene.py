@@ -10,7 +10,9 @@ shared model would undo each other's flags halfway through a forward pass.
 (cheap: the attribute dictionaries are copied, no tensor is) in eval mode, whose parameters are detached
 aliases of the user's (same storage, ``requires_grad=False``). Buffers are the user's tensors, read only in
 eval mode. Forward hooks the user registered are kept; hooks gradattr registers (``layer=``) go on the view.
-Nothing of the user's model is written, so concurrent calls cannot interfere.
+A module whose forward only wraps torch ops in a custom ``autograd.Function`` runs those ops on the view
+(:mod:`gradattr.engine.equivalents`), so that the rules reach them. Nothing of the user's model is written,
+so concurrent calls cannot interfere.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from gradattr.engine.equivalents import equivalent_forward
 
 _MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 """Layers whose forward differs between training and eval mode."""
@@ -99,6 +103,9 @@ def model_view(model: nn.Module) -> nn.Module:
         }
         state["_modules"] = {name: None if m is None else view(m) for name, m in module._modules.items()}
         state["training"] = False
+        equivalent = equivalent_forward(module)
+        if equivalent is not None:
+            state["forward"] = MethodType(equivalent, copy)
         copy.__dict__.update(state)
         _ORIGINALS[copy] = module
         return copy

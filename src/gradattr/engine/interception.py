@@ -115,9 +115,9 @@ def _custom_function_on_stack() -> type[torch.autograd.Function] | None:
     frame = inspect.currentframe()
     while frame is not None:
         owner = frame.f_locals.get("cls") if frame.f_code.co_name == "apply" else None
-        if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
-            if not owner.__module__.startswith("gradattr."):
-                return owner
+        is_function = isinstance(owner, type) and issubclass(owner, torch.autograd.Function)
+        if is_function and not owner.__module__.startswith("gradattr."):
+            return owner
         frame = frame.f_back
     return None
 
