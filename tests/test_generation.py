@@ -417,3 +417,16 @@ def test_bloom_runs_its_gelu_as_torch_ops_on_the_view() -> None:
     )
     torch.testing.assert_close(saliency.matrix[0, -1, :7], gradient[0].norm(dim=-1), rtol=1e-9, atol=1e-12)
     assert all("forward" not in m.__dict__ for m in model.modules())  # only the view was given the torch ops
+
+
+def test_tokens_keep_special_tokens_of_a_raw_tokenizers_tokenizer() -> None:
+    """``tokenizers.Tokenizer.decode`` drops special tokens by default: the result names them instead."""
+    tokenizers = pytest.importorskip("tokenizers")
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    trainer = tokenizers.trainers.BpeTrainer(special_tokens=["<unk>", "<eos>"], vocab_size=60)
+    tokenizer.train_from_iterator(["hello world", "hello there"], trainer)
+    model = text_decoder(tokenizer.get_vocab_size(), embedding_dim=16, heads=2, seed=3)
+    prompt = torch.tensor([[tokenizer.token_to_id("hello"), tokenizer.token_to_id("<eos>")]])
+    result = attribute_generation(model, prompt, method="saliency", max_new_tokens=1, tokenizer=tokenizer)
+    assert result.tokens[0][:2] == ["hello", "<eos>"]

@@ -393,6 +393,15 @@ def _contrast(contrast_ids: int | Tensor | Sequence[int], shape: torch.Size) -> 
 
 
 def _tokens(ids: Tensor, tokenizer: Any) -> list[list[str]]:
+    """Each id as its string: ``tokenizer.decode([id])`` with special tokens kept (a HuggingFace tokenizer or a
+    ``tokenizers.Tokenizer``, which would drop them by default), else the id itself."""
     if tokenizer is None:
         return [[str(int(i)) for i in row] for row in ids]
-    return [[tokenizer.decode([int(i)]) for i in row] for row in ids]
+
+    def decode(i: int) -> str:
+        try:
+            return tokenizer.decode([i], skip_special_tokens=False)
+        except TypeError:  # a decode without that keyword
+            return tokenizer.decode([i])
+
+    return [[decode(int(i)) for i in row] for row in ids]
