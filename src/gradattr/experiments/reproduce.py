@@ -15,11 +15,11 @@ and measures the rest; models come from the model cache, so nothing is trained a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -51,6 +51,8 @@ from gradattr.experiments.schedule import LANGUAGE_MODEL_SECONDS, ROBUSTNESS_SEC
 from gradattr.experiments.study import Features, ModelStudy, StudySettings, Subject, Training, study_key, study_model
 from gradattr.progress import ProgressStore
 from gradattr.training import is_cached, train_or_load
+
+T = TypeVar("T")
 
 QUALITY_METRICS = ("deletion_auc", "insertion_auc", "sparseness", "complexity", "deletion_curve", "insertion_curve")
 """Quality metrics of every model of ``reproduce`` beside Sensitivity-n (``--metrics``): deletion and insertion
@@ -260,9 +262,8 @@ def _robustness_study(options: ReproduceOptions, store: ProgressStore | None) ->
     settings = _robustness_settings(options)
     models = robustness_models(settings, cache=options.cache, retrain=options.retrain,
                                progress=options.settings.progress)  # fmt: skip
-    if store is None:
-        return measure_robustness(settings, models), False
-    return store.load_or_run(
+    return _stored(
+        store,
         "robustness",
         models.key(settings),
         lambda: measure_robustness(settings, models),
@@ -278,15 +279,29 @@ def _language_model_study(
     settings = LanguageModelSettings(seed=options.settings.seed)
     lm = language_model(reviews, settings, cache=options.cache, retrain=options.retrain,
                         progress=options.settings.progress)  # fmt: skip
-    if store is None:
-        return measure_language_model(lm, settings), False
-    return store.load_or_run(
+    return _stored(
+        store,
         "language-model",
         lm.key(settings),
         lambda: measure_language_model(lm, settings),
         LanguageModelStudy.to_state,
         lambda state: LanguageModelStudy.from_state(settings, lm.record, state),
     )
+
+
+def _stored(
+    store: ProgressStore | None,
+    name: str,
+    key: str,
+    run: Callable[[], T],
+    encode: Callable[[T], Any],
+    decode: Callable[[Any], T],
+) -> tuple[T, bool]:
+    """``run()`` without a progress store; else the store's entry ``name`` for ``key``, run and saved when it
+    is missing (:meth:`ProgressStore.load_or_run`); and whether it was loaded."""
+    if store is None:
+        return run(), False
+    return store.load_or_run(name, key, run, encode, decode)
 
 
 def _robustness_settings(options: ReproduceOptions) -> RobustnessSettings:
