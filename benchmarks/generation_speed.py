@@ -68,6 +68,11 @@ from _common import cell_error, emit, fmt, header, markdown_table, print_table, 
 DEFAULT_OUT = HERE / "GENERATION.md"
 INSEQ_PYTHON = "/work/inseq-venv/bin/python"
 GRADATTR_METHODS = ("saliency", "gradient_x_input", "deeplift", "epsilon_lrp", "integrated_gradients")
+IG_VARIANTS = {
+    "integrated_gradients/batched": "batch_size = steps × tokens (all path points in one pass)",
+    "integrated_gradients/batched-nogap": "the same and gap_tolerance=None (no completeness check: no S(x), S(x̄))",
+}
+"""Diagnostic gradattr rows (``--methods``): IG with its options changed, to find where its time goes."""
 PEER_OF = {"integrated_gradients": "integrated_gradients", "gradient_x_input": "input_x_gradient"}
 
 
@@ -122,11 +127,16 @@ def gradattr_call(model: nn.Module, ids: Tensor, prompt: int, count: int, method
     from gradattr.generation import attribute_generation
 
     options: dict[str, Any] = {}
-    if method == "integrated_gradients":
+    if method.startswith("integrated_gradients"):
         embeddings = model.get_input_embeddings().weight.detach()
         baseline = embeddings[ids[0, : prompt + count]].clone()
         baseline[:prompt] = embeddings[0]
         options = {"steps": steps, "output": log_probs, "baseline": baseline}
+        if method != "integrated_gradients":
+            options["batch_size"] = steps * count
+        if method.endswith("-nogap"):
+            options["gap_tolerance"] = None
+        method = "integrated_gradients"
     elif method == "gradient_x_input":
         options = {"output": log_probs}
     result = attribute_generation(
@@ -235,8 +245,8 @@ def measure_tools(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     matrices: dict[tuple[str, str], Tensor] = {}
     calls: dict[tuple[str, str], tuple[int, Any]] = {}
-    for method in [m for m in GRADATTR_METHODS if m in args.methods]:
-        count = args.ig_tokens if method == "integrated_gradients" else args.explain
+    for method in args.methods:
+        count = args.ig_tokens if method.startswith("integrated_gradients") else args.explain
 
         def ours(c: int, m: str = method) -> Tensor:
             return gradattr_call(model, ids, prompt, c, m, args.steps)[0, :, :prompt]
@@ -371,13 +381,14 @@ def tools_lines(tools: dict[str, Any], args: argparse.Namespace) -> list[str]:
                "max rel. diff vs Captum"]  # fmt: skip
     rows = []
     base = per_token.get(("floor", "fwd+bwd"))
-    for method in GRADATTR_METHODS:
+    for method in args.methods:
         ours = per_token.get(("gradattr", method))
         if ours is None:
             continue
-        captum, inseq = per_token.get(("captum", method)), per_token.get(("inseq", method))
+        peer = method.split("/")[0]  # a diagnostic IG variant: against the peers' IG
+        captum, inseq = per_token.get(("captum", peer)), per_token.get(("inseq", peer))
         check = tools["checks"].get(method)
-        label = f"{method} ({args.steps} steps)" if method == "integrated_gradients" else method
+        label = f"{method} ({args.steps} steps)" if method.startswith("integrated_gradients") else method
         rows.append(
             [
                 label,
@@ -408,6 +419,7 @@ def tools_lines(tools: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "",
         *markdown_table(columns, rows),
         "",
+        *[f"- {m}: {IG_VARIANTS[m]}" for m in args.methods if m in IG_VARIANTS],
         f"- floor: one plain forward + backward of one token's log p (1 row, {args.prompt + args.explain} tokens), "
         f"{fmt(base, '.3f')} s; ÷ floor columns: seconds per generated token ÷ floor (1 = one gradient per token).",
         "- all timed calls (s), in interleaved rounds: "
@@ -513,6 +525,9 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.methods = args.methods.split(",")
+    unknown = [m for m in args.methods if m not in GRADATTR_METHODS and m not in IG_VARIANTS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}")
     args.lengths = [int(v) for v in args.lengths.split(",") if v]
     if args.child:
         if args.child[0] == "memory":
