@@ -83,9 +83,7 @@ class ModelCall:
     def rows(self, index: Tensor) -> ModelCall:
         """The call for the samples ``index`` (rows of a new batch): per-sample values and positions follow."""
         position = _rows(self.position, index)
-        return ModelCall(
-            self.forward_kwargs(index), self.per_sample, self.output, position, self.samples, self.neuron
-        )
+        return ModelCall(self.forward_kwargs(index), self.per_sample, self.output, position, self.samples, self.neuron)
 
     def as_options(self) -> dict[str, Any]:
         """``forward_kwargs``, ``output`` and ``position`` as keyword arguments of :func:`gradattr.attribute`."""
