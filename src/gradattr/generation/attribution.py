@@ -54,6 +54,12 @@ SIGNED_GRADIENT_MAPS = ("guided_backprop", "deconvnet")
 embedding passes through a LayerNorm, whose input gradient has zero mean over the features."""
 """Methods whose rows have a completeness (``lrp``: conservation) gap."""
 
+TOKENS_PER_CALL = 1024
+"""Tokens (rows × sequence length) of one :func:`gradattr.attribute` call, at least one row: on CPU, passes of
+many long rows run slower per row once their activations leave the caches (a 12-layer GPT-2 of width 768 on
+160 tokens, 2 threads: see benchmarks/GENERATION.md), while a call's own cost (the baseline pass, the memory
+probes) is small next to a row's."""
+
 DEEPLIFT_GAP_WARNING = 1e-3
 """Relative completeness gap of a DeepLIFT row, |gap| / |S(x) − S(x̄)|, above which the call warns: float
 rounding stays near 1e-6 in float32; more means the baseline drives normalisations to 0 (see
@@ -210,8 +216,8 @@ def _rows(
     aggregate: str,
     options: dict[str, Any],
 ) -> _Rows:
-    """One :func:`gradattr.attribute` call over the B·G (sample, step) rows, each the whole sequence with its
-    step's position and token as target."""
+    """:func:`gradattr.attribute` over the B·G (sample, step) rows, each the whole sequence with its step's
+    position and token as target, :data:`TOKENS_PER_CALL` tokens of rows per call."""
     samples, steps = sequence.generated.shape
     sample, step = sequence.generated.nonzero(as_tuple=True)
     length = sequence.ids.shape[1]
@@ -226,27 +232,28 @@ def _rows(
         )  # fmt: skip
         per_token = drops[sample, step].masked_fill(sequence.attention_mask[sample] == 0, 0.0)
         return _Rows(_placed(matrix, per_token, sample, step, prompt_length, method), gap)
-    ids, mask = sequence.ids[sample], sequence.attention_mask[sample]
-    kwargs: dict[str, Any] = sequence_kwargs(model, mask)
-    scorer: nn.Module = model
-    if contrast is not None:
-        scorer, kwargs, output = _Contrast(model, output), {**kwargs, "contrast": contrast[sample, step]}, None
+    scorer: nn.Module = model if contrast is None else _Contrast(model, output)
     options = _token_options(method, embedding, length, options)
-    result = attribute(
-        scorer, ids, method, target=sequence.ids[sample, prompt_length + step], baseline=baseline, layer=embedding,
-        forward_kwargs=kwargs, output=output, position=prompt_length + step - 1,
-        return_gap=gap is not None, **options,
-    )  # fmt: skip
-    attributions, row_gap = result if gap is not None else (result, None)
-    per_token = token_attributions(
-        attributions if aggregate == "sum" else attributions.norm(dim=-1, keepdim=True), mask
-    )
-    matrix = _placed(matrix, per_token, sample, step, prompt_length, method)
-    if gap is not None and row_gap is not None:
-        gap = gap.to(row_gap)
-        gap[sample, step] = row_gap.detach()
-        if method == "deeplift":
-            _warn_ill_conditioned(row_gap.detach(), per_token.sum(1) - row_gap.detach())
+    for rows in torch.arange(sample.numel()).split(max(1, TOKENS_PER_CALL // length)):
+        b, i = sample[rows], step[rows]
+        mask = sequence.attention_mask[b]
+        kwargs: dict[str, Any] = sequence_kwargs(model, mask)
+        if contrast is not None:
+            kwargs["contrast"] = contrast[b, i]
+        result = attribute(
+            scorer, sequence.ids[b], method, target=sequence.ids[b, prompt_length + i], baseline=baseline,
+            layer=embedding, forward_kwargs=kwargs, output=None if contrast is not None else output,
+            position=prompt_length + i - 1, return_gap=gap is not None, **options,
+        )  # fmt: skip
+        attributions, row_gap = result if gap is not None else (result, None)
+        summed = attributions if aggregate == "sum" else attributions.norm(dim=-1, keepdim=True)
+        per_token = token_attributions(summed, mask).detach()
+        matrix = _placed(matrix, per_token, b, i, prompt_length, method)
+        if gap is not None and row_gap is not None:
+            gap = gap.to(row_gap)
+            gap[b, i] = row_gap.detach()
+            if method == "deeplift":
+                _warn_ill_conditioned(row_gap.detach(), per_token.sum(1) - row_gap.detach())
     return _Rows(matrix, gap)
 
 

@@ -11,13 +11,15 @@ ELEMENTS_PER_CHUNK = 2**17
 convolutional activations fall out of the CPU caches and run slower per row, not faster."""
 
 
-GRADIENT_ROWS_PER_PASS = 32
+GRADIENT_ROWS_PER_PASS = 4
 """Fewest rows a pass of the gradient methods (integrated gradients, SmoothGrad, GradientSHAP, DeepLiftSHAP)
 is given when the element budget would allow fewer, as it does for large inputs (a 224x224 image or a
 160-token embedding: 1 row). Their passes go through :func:`gradattr.engine.modified_gradient`, whose memory
-budget splits a pass that does not fit. Measured (2 threads, batch 2, integrated gradients with 16 steps; 1
-row per pass -> 32): ResNet-18 15-25 s -> 4.6 s, MobileNetV3-S 15-17 s -> 1.3-2.2 s; a 4-layer GPT-2 (width
-768) on 160 tokens 14-16 s -> 5.3-7 s."""
+budget splits a pass that does not fit. Measured on a quiet machine (2 threads, integrated gradients with 16
+steps, seconds for 1 / 2 / 4 / 8 / 16 copies of the batch per pass): ResNet-18, batch 2: 2.0-2.3 / 1.7-2.1 /
+1.8 / 1.7-3.2 / 2.1-3.0; MobileNetV3-S, batch 2: 0.8-1.05 / 0.62 / 0.47-0.58 / - / 0.39-0.61; a 12-layer GPT-2
+(width 768) on 160 tokens, batch 1: 7.5-8.3 / 6.4 / 6.3-6.8 / 7.0-7.9 / 11-15. More rows stop paying once a
+pass's activations leave the CPU caches (32 GPT-2 rows of 160 tokens: 63 MB per MLP activation)."""
 
 
 def copies_per_chunk(inputs: tuple[Tensor, ...], batch_size: int | None, min_rows: int = 1) -> int:
