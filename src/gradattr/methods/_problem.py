@@ -21,7 +21,7 @@ from gradattr.engine.backward import rows_per_pass
 from gradattr.engine.hygiene import view_of
 from gradattr.memory import in_row_chunks
 from gradattr.methods._model_call import ForwardKwargs, ModelCall, OutputSelector, Position, _rows
-from gradattr.methods.neuron import Neuron, NeuronTarget
+from gradattr.methods.neuron import Neuron, NeuronTarget, first_output
 
 Inputs = Tensor | tuple[Tensor, ...]
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -420,12 +420,16 @@ def find_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
 
 
 def _layer_output(model: nn.Module, layer: nn.Module, model_inputs: tuple[Any, ...], call: ModelCall) -> Tensor:
+    """The layer's output for the inputs, from a pass without gradients that stops at the layer (a token
+    embedding: nothing after it runs)."""
     every = torch.arange(model_inputs[0].shape[0], device=model_inputs[0].device)
-    with _intercepted_output(layer, lambda output: None) as seen, torch.no_grad():
-        model(*(x.clone() for x in model_inputs), **call.forward_kwargs(every))
+    with torch.no_grad():
+        seen = first_output(layer, lambda: model(*(x.clone() for x in model_inputs), **call.forward_kwargs(every)))
     if not seen:
         raise ValueError("the attributed layer was not called; it must return a single tensor")
-    return seen[0].detach()
+    if not isinstance(seen[0], Tensor):
+        raise ValueError(f"the layer returned {type(seen[0]).__name__}; it must return a single tensor")
+    return seen[0].detach().clone()
 
 
 def build_problem(

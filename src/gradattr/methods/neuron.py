@@ -86,19 +86,26 @@ class Neuron:
 
     def read(self, model: nn.Module, run: Callable[[], Any]) -> Tensor:
         """S for the rows of one forward pass ``run()`` of ``model``, which stops at the layer's first call."""
-        seen: list[Tensor] = []
-
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            seen.append(self.value(output))
-            raise _Reached
-
-        handle = self.module(model).register_forward_hook(hook)
-        try:
-            run()
-        except _Reached:
-            pass
-        finally:
-            handle.remove()
+        seen = first_output(self.module(model), run)
         if not seen:
             raise ValueError(f"the neuron target's layer '{self.name}' was not called in the forward pass")
-        return seen[0]
+        return self.value(seen[0])
+
+
+def first_output(module: nn.Module, run: Callable[[], Any]) -> list[Any]:
+    """``[output]`` of ``module``'s first call in the forward pass ``run()``, which stops right there (the rest
+    of the model is not evaluated); ``[]`` when the pass never calls it."""
+    seen: list[Any] = []
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        seen.append(output)
+        raise _Reached
+
+    handle = module.register_forward_hook(hook)
+    try:
+        run()
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    return seen
