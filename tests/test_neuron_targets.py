@@ -136,3 +136,15 @@ def test_a_wrong_neuron_target_is_named(net: Net, target: Any, error: type[Excep
 def test_output_and_position_do_not_apply_to_a_neuron(net: Net) -> None:
     with pytest.raises(ValueError, match="output= and position= do not apply"):
         gradattr.attribute(net, torch.randn(2, 1, 8, 8, dtype=torch.float64), target=("features", 1), output=0)
+
+
+def test_reading_an_attributed_layer_runs_the_model_only_up_to_it() -> None:
+    """With ``layer=``, the pass that reads the layer's output stops at the layer (as a neuron target's pass
+    does): for a token embedding nothing after it runs, so the head runs once, in the gradient pass."""
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 4), torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    calls: list[int] = []
+    model[2].register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    r = gradattr.attribute(model, ids, "saliency", target=1, layer="0", abs=False)
+    assert calls == [2]
+    torch.testing.assert_close(r, model[2].weight[1].detach().view(3, 4).expand(2, 3, 4))
