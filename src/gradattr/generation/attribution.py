@@ -252,8 +252,8 @@ def _rows(
         if gap is not None and row_gap is not None:
             gap = gap.to(row_gap)
             gap[b, i] = row_gap.detach()
-            if method == "deeplift":
-                _warn_ill_conditioned(row_gap.detach(), per_token.sum(1) - row_gap.detach())
+    if method == "deeplift" and gap is not None:
+        _warn_ill_conditioned(gap[sample, step], matrix[sample, step].nan_to_num().sum(1) - gap[sample, step])
     return _Rows(matrix, gap)
 
 
