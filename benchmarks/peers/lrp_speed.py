@@ -36,7 +36,17 @@ from zennit.torchvision import ResNetCanonizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, header, markdown_table, print_table, timed
-from zennit_lrp import HIGH, LOW, OUT, SPEED_END, SPEED_START, gradattr_map, output_relevance, zennit_composite
+from zennit_lrp import (
+    HIGH,
+    LOW,
+    OUT,
+    SPEED_END,
+    SPEED_START,
+    gradattr_map,
+    output_relevance,
+    randomise_bn,
+    zennit_composite,
+)
 
 from gradattr.composites import COMPOSITES
 
@@ -50,15 +60,7 @@ MODELS: dict[str, Callable[[], list[Any]]] = {
 
 def build(name: str) -> nn.Module:
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-    return model.eval()
+    return randomise_bn(getattr(torchvision.models, name)(weights=None)).eval()
 
 
 def floor(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
