@@ -24,7 +24,8 @@ output, ``torchvision_zoo.cam_layer``).
 Peers, where they have the method (a peer that does not import is skipped, and the reason printed):
 
 - Captum 0.9: ``Saliency(abs=True)``, ``InputXGradient``, ``IntegratedGradients`` (same ``n_steps``,
-  ``method="riemann_right"`` = gradattr's sum, default ``internal_batch_size``), ``NoiseTunnel(Saliency)``
+  ``method="riemann_right"`` = gradattr's sum, default ``internal_batch_size``: all steps in one pass, or
+  ``--captum-ig-batch`` rows where that does not fit in memory), ``NoiseTunnel(Saliency)``
   smoothgrad (σ = 0.15·(max x − min x), gradattr's default), ``GradientShap`` and ``DeepLiftShap`` (same
   references), ``DeepLift`` (zero baseline), ``GuidedBackprop``, ``Deconvolution``, ``Occlusion`` (same windows and
   strides, ``perturbations_per_eval=--captum-ppe``), ``ShapleyValueSampling`` (same feature mask and
@@ -396,7 +397,12 @@ def captum_call(method: str, s: Subject, args: argparse.Namespace) -> PeerCall |
             "captum",
             quiet(
                 lambda: attr.IntegratedGradients(model).attribute(
-                    x, baselines=zeros, target=target, n_steps=args.ig_steps, method="riemann_right"
+                    x,
+                    baselines=zeros,
+                    target=target,
+                    n_steps=args.ig_steps,
+                    method="riemann_right",
+                    internal_batch_size=args.captum_ig_batch or None,
                 )
             ),
             same,
@@ -680,6 +686,15 @@ def run_model(name: str, methods: list[str], args: argparse.Namespace) -> None:
         cam_layer=s.cam_layer,
         threads=torch.get_num_threads(),
         batch=args.batch,
+        settings={
+            "ig_steps": args.ig_steps,
+            "samples": args.samples,
+            "patch": args.patch,
+            "repeats": args.repeats,
+            "seq": args.seq,
+            "captum_ppe": args.captum_ppe,
+            "captum_ig_batch": args.captum_ig_batch or "Captum's default",
+        },
         load_start=load_start,
         peers={k: v or "ok" for k, v in available.items()},
     )
@@ -820,6 +835,8 @@ def child_args(args: argparse.Namespace) -> list[str]:
         str(args.patch),
         "--captum-ppe",
         str(args.captum_ppe),
+        "--captum-ig-batch",
+        str(args.captum_ig_batch),
         "--results",
         str(args.results),
         "--timeout",
@@ -989,9 +1006,10 @@ def report(table: dict[str, dict[str, dict[str, Any]]], models: list[str], args:
     first = table.get(next((m for m in models if m in table), ""), {}).get(META, {})
     lines += [
         f"`{' '.join(sys.argv)}`; results file `{args.results.name}`. Random weights, float32, CPU, batch "
-        f"{first.get('batch', args.batch)}, {first.get('threads', args.threads)} torch threads; IG "
-        f"{args.ig_steps} steps, SmoothGrad / GradientSHAP {args.samples} samples, occlusion and Shapley (2 "
-        f"orderings) over {args.patch}x{args.patch} patches (text: tokens). Load averages (1, 5, 15 min) at the "
+        f"{first.get('batch', args.batch)}, {first.get('threads', args.threads)} torch threads; settings of the "
+        f"first model's run: {json.dumps(first.get('settings', {}), ensure_ascii=False)} (IG steps, SmoothGrad / "
+        "GradientSHAP samples, occlusion and Shapley (2 orderings) patch side (text: tokens), rounds, sequence "
+        "length, Captum perturbations_per_eval and IG internal_batch_size). Load averages (1, 5, 15 min) at the "
         f"start of the first model: {' '.join(f'{v:.2f}' for v in (loads_start or [[]])[0]) or 'n/a'}; at the "
         f"end of the last: {' '.join(f'{v:.2f}' for v in (loads_end or [[]])[-1]) or 'n/a'}. `busy cores` = "
         "cores other processes kept busy during the cell (from /proc/stat minus this process's CPU time).",
@@ -1081,7 +1099,7 @@ def smoke(args: argparse.Namespace) -> int:
     """Every method once on tiny models with gradattr and Captum; the failures listed (exit status 1)."""
     start = time.perf_counter()
     args.batch, args.seq, args.patch = 2, 8, 8
-    args.ig_steps, args.samples, args.captum_ppe = 4, 4, 4
+    args.ig_steps, args.samples, args.captum_ppe, args.captum_ig_batch = 4, 4, 4, 0
     torch.set_num_threads(args.threads)
     status = peer_status()
     for library, why in status.items():
@@ -1163,6 +1181,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="SmoothGrad / GradientSHAP samples")
     parser.add_argument("--patch", type=int, default=56, help="occlusion / Shapley patch side on images")
     parser.add_argument("--captum-ppe", type=int, default=16, help="Captum perturbations_per_eval")
+    parser.add_argument(
+        "--captum-ig-batch",
+        type=int,
+        default=0,
+        help="Captum IG internal_batch_size (0: Captum's default, all steps x batch in one pass; set it where that "
+        "does not fit in memory)",
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines, appended per cell")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the full markdown report")
     parser.add_argument("--results-md", type=Path, default=DEFAULT_RESULTS_MD, help="file with the zoo section")
