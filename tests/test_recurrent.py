@@ -37,8 +37,14 @@ class PlainDerivative:
 
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
-        return op.slope(z) * grad_out
+    def changes(self, op: Nonlinearity) -> bool:
+        return True  # through the engine's rule function, not the op's own backward
+
+    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        return op.slope(z)
+
+    def backward(self, op: Nonlinearity, state: Tensor, grad_out: Tensor) -> Tensor:
+        return state * grad_out
 
 
 class Head(nn.Module):

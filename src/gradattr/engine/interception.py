@@ -18,6 +18,7 @@ handlers, so their rule sites correspond.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import warnings
@@ -61,7 +62,9 @@ class Reference:
 
 class _RuleFunction(torch.autograd.Function):
     """``out = f(z)`` forward (``compute()`` instead when given: the call's own, cheaper evaluation of the same
-    value); ``rule.backward`` in place of ``f'(z)``."""
+    value); ``rule.backward`` in place of ``f'(z)``, from the state ``rule.state`` took from ``z`` and ``out``
+    as the op ran (so an in-place op needs no copy of ``z``, and a later in-place write to ``out`` is harmless).
+    The state is handed to the backward once: this graph is differentiated once."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -73,27 +76,20 @@ class _RuleFunction(torch.autograd.Function):
         inplace: bool,
         compute: Callable[[], Tensor] | None,
     ) -> Tensor:
-        z_in = z.clone() if inplace else z
-        out = op.f(z_in) if compute is None else compute()  # made here, so autograd owns it as this op's output
-        ctx.op, ctx.rule, ctx.z_ref = op, rule, z_ref
-        ctx.save_for_backward(z_in)
-        if inplace:
-            z.copy_(out)
-            ctx.mark_dirty(z)
-            out = z
-        # f(z) is needed backward; a model may overwrite it in place (an in-place ReLU after a gate), which the
-        # engine allows, so it is held weakly with its version and evaluated again when it changed or is gone
-        ctx.out, ctx.version = weakref.ref(out), out._version
-        return out
+        out = op.f(z) if compute is None else compute()  # made here, so autograd owns it as this op's output
+        ctx.op, ctx.rule, ctx.state, ctx.used = op, rule, rule.state(op, z, out, z_ref), False
+        if not inplace:
+            return out
+        z.copy_(out)
+        ctx.mark_dirty(z)
+        return z
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        out = ctx.out()
-        if out is None or out._version != ctx.version:
-            with torch.no_grad():
-                out = ctx.op.f(z)
-        return ctx.rule.backward(ctx.op, z, out.detach(), ctx.z_ref, grad_out), None, None, None, None, None
+        if ctx.used:
+            raise RuntimeError("gradattr's rule backward runs once per forward pass (no retain_graph)")
+        state, ctx.state, ctx.used = ctx.state, None, True
+        return ctx.rule.backward(ctx.op, state, grad_out), None, None, None, None, None
 
 
 def _depends(value: Any) -> bool:
@@ -356,7 +352,10 @@ class RuleMode(TorchFunctionMode):
         z, f, inplace, pointwise = entry.bind(args, kwargs)
         if not isinstance(z, Tensor) or not z.requires_grad:
             return func(*args, **kwargs)
-        return self.nonlinearity(name, z, f, inplace=inplace, pointwise=pointwise, rectifier=entry.rectifier)
+        native = functools.partial(func, *args, **kwargs)
+        return self.nonlinearity(
+            name, z, f, inplace=inplace, pointwise=pointwise, rectifier=entry.rectifier, native=native
+        )
 
     def apply_nonlinearity(self, name: str, z: Tensor) -> Tensor:
         """``f(z)`` for the elementwise op ``name`` (an :data:`ops.ELEMENTWISE` key), handled as if intercepted;
@@ -373,10 +372,12 @@ class RuleMode(TorchFunctionMode):
         inplace: bool = False,
         pointwise: bool = True,
         rectifier: bool = False,
+        native: Callable[[], Tensor] | None = None,
     ) -> Tensor:
         """``f(z)`` with the elementwise rule. When ``z`` already is a nonlinear elementwise function of a source
         (a hand-written activation in progress), the rule goes from that source to the result, so the chain
-        gets the rule of the one function it computes; otherwise it applies at this op alone."""
+        gets the rule of the one function it computes; otherwise it applies at this op alone, and where the
+        rule keeps ``f'`` there the op's own call (``native``) runs."""
         facts = self.facts.get(z)
         chain = facts.chain
         fuse = chain is not None and chain.nonlinear and not inplace
@@ -386,11 +387,13 @@ class RuleMode(TorchFunctionMode):
         else:
             source, op = z, Nonlinearity(f, rectifier, pointwise)
         references = self.site(name, (source,))
+        rule = self.rule("elementwise")
         if self.recording:
             out = z.copy_(f(z.clone())) if inplace else f(z)
+        elif native is not None and not fuse and not rule.changes(op):
+            out = native()
         else:
             compute = (lambda: f(z.detach())) if fuse else None
-            rule = self.rule("elementwise")
             reference = None if references is None else references[0]
             out = _RuleFunction.apply(source, op, rule, reference, inplace, compute)
         if inplace:

@@ -49,13 +49,50 @@ class Nonlinearity:
 
 
 class ElementwiseRule(Protocol):
-    """A replacement for the chain rule's local derivative at an elementwise nonlinearity."""
+    """A replacement for the chain rule's local derivative at an elementwise nonlinearity.
+
+    The engine calls ``state`` when the op runs, with ``z`` and ``f(z)`` as they are then, and keeps only
+    what it returns for ``backward``: an in-place op needs no copy of its input, and a rule that is a
+    multiplier ``m(z)`` makes the backward one product.
+    """
 
     needs_reference: bool
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
-        """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)``; ``z_ref`` is the baseline's ``z``."""
+    def changes(self, op: Nonlinearity) -> bool:
+        """Whether the rule replaces ``f'(z)`` at ``op`` (where it does not, the op runs as it is)."""
         ...
+
+    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor | None:
+        """What ``backward`` needs, from ``z``, ``out = f(z)`` and the baseline's ``z_ref``."""
+        ...
+
+    def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
+        """Gradient w.r.t. ``z`` given ``grad_out`` w.r.t. ``out = f(z)`` (``state`` may be overwritten)."""
+        ...
+
+
+def times(multiplier: Tensor, grad_out: Tensor) -> Tensor:
+    """``multiplier · grad_out``, written into ``multiplier`` (a rule's own state) when the shapes allow."""
+    return multiplier.mul_(grad_out) if multiplier.shape == grad_out.shape else multiplier * grad_out
+
+
+class MultiplierRule:
+    """A rule whose gradient is ``g = m(z) · grad_out``, the multiplier known when the op runs (Ancona et al.,
+    ICLR 2018, Sec. 3: eps-LRP and DeepLIFT are the chain rule with ``f'`` swapped for such an ``m``)."""
+
+    def changes(self, op: Nonlinearity) -> bool:
+        return True
+
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        """``m(z)``, a new tensor of ``z``'s shape."""
+        raise NotImplementedError
+
+    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        return self.multiplier(op, z, out, z_ref)
+
+    def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
+        assert state is not None
+        return times(state, grad_out)
 
 
 def derivative(f: ElementwiseFunction, z: Tensor) -> Tensor:
@@ -66,17 +103,20 @@ def derivative(f: ElementwiseFunction, z: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class Gradient:
+class Gradient(MultiplierRule):
     """The plain chain rule: ``g = f'(z) · grad_out``."""
 
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
-        return op.slope(z).mul_(grad_out)
+    def changes(self, op: Nonlinearity) -> bool:
+        return False
+
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        return op.slope(z)
 
 
 @dataclass(frozen=True)
-class Epsilon:
+class Epsilon(MultiplierRule):
     """eps-LRP (Ancona et al., Eq. 7; Bach et al. 2015): ``g(z) = f(z) / (z + eps * sign(z))``, sign(0)=+1.
 
     For a rectifier f(z) = max(z, 0) this is ``out / (out + eps)`` (0 where z <= 0), which needs no ``z``.
@@ -85,35 +125,34 @@ class Epsilon:
     epsilon: float = 1e-4
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
         if op.rectifier:
             denominator = out + self.epsilon
         else:
-            denominator = torch.sign(z).mul_(self.epsilon)
-            denominator.masked_fill_(z == 0, self.epsilon)  # sign(0) := +1
-            denominator.add_(z)
-        return torch.div(out, denominator, out=denominator).mul_(grad_out)
+            epsilon = z.new_full((), self.epsilon)
+            denominator = torch.where(z < 0, -epsilon, epsilon).add_(z)  # sign(0) := +1
+        return torch.div(out, denominator, out=denominator)
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(MultiplierRule):
     """LRP's pass rule at an activation (Zennit ``Pass``; Montavon et al. 2019): relevance passes unchanged,
     ``f(z) · g_out = z · g_z``, i.e. ``g(z) = f(z) / z`` (``f'(0)`` at ``z = 0``; ``1[z > 0]`` for a ReLU)."""
 
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
         if op.rectifier:
-            return grad_out * (z > 0)
+            return (z > 0).to(z.dtype)
         zero = z == 0
         multiplier = out / torch.where(zero, torch.ones_like(z), z)
         if bool(zero.any()):
             multiplier = torch.where(zero, op.slope(z), multiplier)
-        return multiplier.mul_(grad_out)
+        return multiplier
 
 
 @dataclass(frozen=True)
-class Rescale:
+class Rescale(MultiplierRule):
     """DeepLIFT Rescale (Ancona et al., Eq. 9; Shrikumar et al. 2017).
 
     ``g(z) = (f(z) - f(z_ref)) / (z - z_ref)``; where ``|z - z_ref| <= threshold`` the quotient is replaced by
@@ -123,23 +162,33 @@ class Rescale:
     threshold: float = 1e-5
     needs_reference: bool = True
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
         multiplier = (out - op.f(z_ref)).div_(delta_in)
-        is_close = delta_in.abs_() <= self.threshold
-        if bool(is_close.any()):  # rare: a cheap reduction first, the costly nonzero() only when needed
-            close = is_close.nonzero(as_tuple=True)
+        distance = delta_in.abs_()
+        if distance.numel() and bool(distance.amin() <= self.threshold):  # a reduction first; nonzero() if needed
+            close = (distance <= self.threshold).nonzero(as_tuple=True)
             if op.pointwise:  # f' at the few close elements only
                 midpoint = (z[close] + z_ref.expand_as(z)[close]) / 2
                 multiplier[close] = op.slope(midpoint)
             else:
                 multiplier[close] = op.slope((z + z_ref) / 2)[close]
-        return multiplier.mul_(grad_out)
+        return multiplier
+
+
+class _RectifierRule(MultiplierRule):
+    """A rule that changes only rectifiers; every other nonlinearity keeps ``f'(z)`` (a multiplier)."""
+
+    def changes(self, op: Nonlinearity) -> bool:
+        return op.rectifier
+
+    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        return op.slope(z)
 
 
 @dataclass(frozen=True)
-class Guided:
+class Guided(_RectifierRule):
     """Guided Backpropagation (Springenberg et al. 2015): at a ReLU, ``g = 1[z > 0] · max(grad_out, 0)``.
 
     Only rectifiers are changed, as in the method's definition (and in Captum and Zennit); every other
@@ -148,14 +197,16 @@ class Guided:
 
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
-        if not op.rectifier:
-            return op.slope(z).mul_(grad_out)
-        return grad_out.clamp(min=0).mul_(z > 0)
+    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+        return z > 0 if op.rectifier else op.slope(z)
+
+    def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
+        assert state is not None
+        return grad_out.clamp(min=0).mul_(state) if op.rectifier else times(state, grad_out)
 
 
 @dataclass(frozen=True)
-class Deconvolution:
+class Deconvolution(_RectifierRule):
     """Deconvnet (Zeiler & Fergus 2014): at a ReLU, ``g = max(grad_out, 0)``, whatever the sign of ``z``.
 
     Only rectifiers are changed; every other nonlinearity keeps its derivative ``f'(z) · grad_out``.
@@ -163,7 +214,8 @@ class Deconvolution:
 
     needs_reference: bool = False
 
-    def backward(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None, grad_out: Tensor) -> Tensor:
-        if not op.rectifier:
-            return op.slope(z).mul_(grad_out)
-        return grad_out.clamp(min=0)
+    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor | None:
+        return None if op.rectifier else op.slope(z)
+
+    def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
+        return grad_out.clamp(min=0) if state is None else times(state, grad_out)
