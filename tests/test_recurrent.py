@@ -40,8 +40,9 @@ class PlainDerivative:
     def changes(self, op: Nonlinearity) -> bool:
         return True  # through the engine's rule function, not the op's own backward
 
-    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        return op.slope(z)
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Callable[[Tensor], Tensor]:
+        slope = op.slope(z)
+        return lambda out: slope
 
     def backward(self, op: Nonlinearity, state: Tensor, grad_out: Tensor) -> Tensor:
         return state * grad_out

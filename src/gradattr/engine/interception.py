@@ -62,9 +62,10 @@ class Reference:
 
 class _RuleFunction(torch.autograd.Function):
     """``out = f(z)`` forward (``compute()`` instead when given: the call's own, cheaper evaluation of the same
-    value); ``rule.backward`` in place of ``f'(z)``, from the state ``rule.state`` took from ``z`` and ``out``
-    as the op ran (so an in-place op needs no copy of ``z``, and a later in-place write to ``out`` is harmless).
-    The state is handed to the backward once: this graph is differentiated once."""
+    value; ``native()``, the call itself, for an in-place op); ``rule.backward`` in place of ``f'(z)``, from the
+    state the rule read from ``z`` before ``f`` ran and completed from ``out`` (so an in-place op needs no copy
+    of ``z``, and a later in-place write to ``out`` is harmless). The state goes to the backward once: this graph
+    is differentiated once."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -75,21 +76,26 @@ class _RuleFunction(torch.autograd.Function):
         z_ref: Tensor | None,
         inplace: bool,
         compute: Callable[[], Tensor] | None,
+        native: Callable[[], Tensor] | None,
     ) -> Tensor:
-        out = op.f(z) if compute is None else compute()  # made here, so autograd owns it as this op's output
-        ctx.op, ctx.rule, ctx.state, ctx.used = op, rule, rule.state(op, z, out, z_ref), False
-        if not inplace:
-            return out
-        z.copy_(out)
-        ctx.mark_dirty(z)
-        return z
+        complete = rule.read(op, z, z_ref)
+        if inplace:
+            out = native() if native is not None else None
+            if out is not z:  # no call of its own, or one that did not write into z
+                z.copy_(op.f(z) if out is None else out)
+            ctx.mark_dirty(z)
+            out = z
+        else:
+            out = op.f(z) if compute is None else compute()  # made here, so autograd owns it as this op's output
+        ctx.op, ctx.rule, ctx.state, ctx.used = op, rule, complete(out), False
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         if ctx.used:
             raise RuntimeError("gradattr's rule backward runs once per forward pass (no retain_graph)")
         state, ctx.state, ctx.used = ctx.state, None, True
-        return ctx.rule.backward(ctx.op, state, grad_out), None, None, None, None, None
+        return ctx.rule.backward(ctx.op, state, grad_out), None, None, None, None, None, None
 
 
 def _depends(value: Any) -> bool:
@@ -395,7 +401,7 @@ class RuleMode(TorchFunctionMode):
         else:
             compute = (lambda: f(z.detach())) if fuse else None
             reference = None if references is None else references[0]
-            out = _RuleFunction.apply(source, op, rule, reference, inplace, compute)
+            out = _RuleFunction.apply(source, op, rule, reference, inplace, compute, native)
         if inplace:
             self.facts.set(out, Facts(None, facts.statistic))
         else:
@@ -618,7 +624,7 @@ class RuleMode(TorchFunctionMode):
             return plain()
         op = Nonlinearity(f, False, pointwise)
         reference = None if references is None else references[0]
-        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, plain)
+        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, plain, None)
 
     # -- products, softmax, layers ---------------------------------------------------------------------
     def product(

@@ -21,6 +21,7 @@ where is data: a rule set (:mod:`gradattr.rulesets`). The engine never special-c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,12 +49,16 @@ class Nonlinearity:
         return (z > 0).to(z.dtype) if self.rectifier else derivative(self.f, z)
 
 
+Complete = Callable[[Tensor], Tensor | None]
+"""Completes a rule's state from ``out = f(z)`` (see :meth:`ElementwiseRule.read`)."""
+
+
 class ElementwiseRule(Protocol):
     """A replacement for the chain rule's local derivative at an elementwise nonlinearity.
 
-    The engine calls ``state`` when the op runs, with ``z`` and ``f(z)`` as they are then, and keeps only
-    what it returns for ``backward``: an in-place op needs no copy of its input, and a rule that is a
-    multiplier ``m(z)`` makes the backward one product.
+    When the op runs, the engine calls ``read`` with ``z`` before ``f`` runs (an in-place op then overwrites
+    ``z`` with no copy of it), and the function it returns with ``out = f(z)``; only what that returns is kept
+    for ``backward``. A rule that is a multiplier ``m(z)`` so makes the backward one product.
     """
 
     needs_reference: bool
@@ -62,8 +67,9 @@ class ElementwiseRule(Protocol):
         """Whether the rule replaces ``f'(z)`` at ``op`` (where it does not, the op runs as it is)."""
         ...
 
-    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor | None:
-        """What ``backward`` needs, from ``z``, ``out = f(z)`` and the baseline's ``z_ref``."""
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
+        """Take what the backward needs from ``z`` (and the baseline's ``z_ref``); the result, given
+        ``out = f(z)``, returns the backward's state."""
         ...
 
     def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
@@ -76,6 +82,11 @@ def times(multiplier: Tensor, grad_out: Tensor) -> Tensor:
     return multiplier.mul_(grad_out) if multiplier.shape == grad_out.shape else multiplier * grad_out
 
 
+def _ready(state: Tensor | None) -> Complete:
+    """A state known from ``z`` alone."""
+    return lambda out: state
+
+
 class MultiplierRule:
     """A rule whose gradient is ``g = m(z) · grad_out``, the multiplier known when the op runs (Ancona et al.,
     ICLR 2018, Sec. 3: eps-LRP and DeepLIFT are the chain rule with ``f'`` swapped for such an ``m``)."""
@@ -83,12 +94,8 @@ class MultiplierRule:
     def changes(self, op: Nonlinearity) -> bool:
         return True
 
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        """``m(z)``, a new tensor of ``z``'s shape."""
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
         raise NotImplementedError
-
-    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        return self.multiplier(op, z, out, z_ref)
 
     def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
         assert state is not None
@@ -111,8 +118,8 @@ class Gradient(MultiplierRule):
     def changes(self, op: Nonlinearity) -> bool:
         return False
 
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        return op.slope(z)
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
+        return _ready(op.slope(z))
 
 
 @dataclass(frozen=True)
@@ -125,13 +132,14 @@ class Epsilon(MultiplierRule):
     epsilon: float = 1e-4
     needs_reference: bool = False
 
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
         if op.rectifier:
-            denominator = out + self.epsilon
-        else:
-            epsilon = z.new_full((), self.epsilon)
-            denominator = torch.where(z < 0, -epsilon, epsilon).add_(z)  # sign(0) := +1
-        return torch.div(out, denominator, out=denominator)
+            return lambda out: torch.div(out, denominator := out + self.epsilon, out=denominator)
+        # z + eps·sign(z) as (|z| + eps)·sign(z): one new tensor, three passes
+        denominator = z.abs().add_(self.epsilon).copysign_(z)
+        if not op.pointwise or bool(op.f(z.new_zeros(1)) != 0):  # f(0) ≠ 0: sign(-0.0) := +1 matters
+            denominator.masked_fill_(z == 0, self.epsilon)
+        return lambda out: torch.div(out, denominator, out=denominator)
 
 
 @dataclass(frozen=True)
@@ -141,14 +149,18 @@ class Identity(MultiplierRule):
 
     needs_reference: bool = False
 
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
         if op.rectifier:
-            return (z > 0).to(z.dtype)
+            return _ready((z > 0).to(z.dtype))
         zero = z == 0
-        multiplier = out / torch.where(zero, torch.ones_like(z), z)
-        if bool(zero.any()):
-            multiplier = torch.where(zero, op.slope(z), multiplier)
-        return multiplier
+        denominator = torch.where(zero, torch.ones_like(z), z)
+        slope = op.slope(z) if bool(zero.any()) else None
+
+        def complete(out: Tensor) -> Tensor:
+            multiplier = out / denominator
+            return multiplier if slope is None else torch.where(zero, slope, multiplier)
+
+        return complete
 
 
 @dataclass(frozen=True)
@@ -162,19 +174,24 @@ class Rescale(MultiplierRule):
     threshold: float = 1e-5
     needs_reference: bool = True
 
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
-        multiplier = (out - op.f(z_ref)).div_(delta_in)
-        distance = delta_in.abs_()
-        if distance.numel() and bool(distance.amin() <= self.threshold):  # a reduction first; nonzero() if needed
-            close = (distance <= self.threshold).nonzero(as_tuple=True)
+        close: tuple[Tensor, ...] = ()
+        if delta_in.numel() and bool(torch.linalg.vector_norm(delta_in, -math.inf) <= self.threshold):
+            close = (delta_in.abs() <= self.threshold).nonzero(as_tuple=True)  # a reduction first: rarely needed
             if op.pointwise:  # f' at the few close elements only
-                midpoint = (z[close] + z_ref.expand_as(z)[close]) / 2
-                multiplier[close] = op.slope(midpoint)
+                limit = op.slope((z[close] + z_ref.expand_as(z)[close]) / 2)
             else:
-                multiplier[close] = op.slope((z + z_ref) / 2)[close]
-        return multiplier
+                limit = op.slope((z + z_ref) / 2)[close]
+
+        def complete(out: Tensor) -> Tensor:
+            multiplier = (out - op.f(z_ref)).div_(delta_in)
+            if close:
+                multiplier[close] = limit
+            return multiplier
+
+        return complete
 
 
 class _RectifierRule(MultiplierRule):
@@ -182,9 +199,6 @@ class _RectifierRule(MultiplierRule):
 
     def changes(self, op: Nonlinearity) -> bool:
         return op.rectifier
-
-    def multiplier(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        return op.slope(z)
 
 
 @dataclass(frozen=True)
@@ -197,8 +211,8 @@ class Guided(_RectifierRule):
 
     needs_reference: bool = False
 
-    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor:
-        return z > 0 if op.rectifier else op.slope(z)
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
+        return _ready(z > 0 if op.rectifier else op.slope(z))
 
     def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
         assert state is not None
@@ -214,8 +228,8 @@ class Deconvolution(_RectifierRule):
 
     needs_reference: bool = False
 
-    def state(self, op: Nonlinearity, z: Tensor, out: Tensor, z_ref: Tensor | None) -> Tensor | None:
-        return None if op.rectifier else op.slope(z)
+    def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Complete:
+        return _ready(None if op.rectifier else op.slope(z))
 
     def backward(self, op: Nonlinearity, state: Tensor | None, grad_out: Tensor) -> Tensor:
         return grad_out.clamp(min=0) if state is None else times(state, grad_out)
