@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal, get_args
 
+import torch
 from torch import nn
 
 from gradattr.composites import Composite
@@ -43,6 +44,7 @@ from gradattr.rules import (
     HoldConstant,
     Identity,
     LayerRule,
+    Nonlinearity,
     Plain,
     PlainSoftmax,
     ProductRule,
@@ -115,6 +117,14 @@ class RuleSet:
         rules = (self.elementwise, self.product, self.normalisation, self.softmax, self.layer)
         rules += tuple(o.rule for o in self.overrides)
         return any(rule is not None and rule.needs_reference for rule in rules)
+
+    @property
+    def rectifiers_only(self) -> bool:
+        """Whether the rule set changes the gradient at rectifiers only (guided backprop, deconvnet): every op
+        but the elementwise nonlinearities (and recurrent kernels, which hold them) then runs as it is."""
+        plain = isinstance(self.product, Plain) and isinstance(self.normalisation, Plain)
+        plain = plain and isinstance(self.softmax, PlainSoftmax) and self.layer is None and not self.overrides
+        return plain and not self.elementwise.changes(Nonlinearity(torch.tanh)) and self.max_pooling == "route"
 
     @property
     def needs_probe(self) -> bool:

@@ -201,6 +201,7 @@ class RuleMode(TorchFunctionMode):
         super().__init__()
         self.model = model
         self.ruleset = ruleset
+        self.rectifiers_only = ruleset.rectifiers_only
         self.references = references
         self.recording = recording
         self.records: list[Reference] = []
@@ -269,6 +270,8 @@ class RuleMode(TorchFunctionMode):
                     "its forward",
                 )
         op = ops.lookup(name)
+        if self.rectifiers_only and (op is None or op.kind not in _RECTIFIER_KINDS):
+            return func(*args, **kwargs)
         if op is None:
             return self.unknown(name, func, args, kwargs)
         out = getattr(self, _HANDLERS[op.kind])(name, op.spec, func, args, kwargs)
@@ -396,7 +399,7 @@ class RuleMode(TorchFunctionMode):
         rule = self.rule("elementwise")
         if self.recording:
             out = z.copy_(f(z.clone())) if inplace else f(z)
-        elif native is not None and not fuse and not rule.changes(op):
+        elif native is not None and not rule.changes(op):  # the op's own gradient: no rule function
             out = native()
         else:
             compute = (lambda: f(z.detach())) if fuse else None
@@ -620,11 +623,11 @@ class RuleMode(TorchFunctionMode):
     ) -> Tensor:
         """The elementwise rule from ``source`` to ``f(source)`` (an elementwise chain's current end)."""
         references = self.site(name, (source,))
-        if self.recording:
+        op, rule = Nonlinearity(f, False, pointwise), self.rule("elementwise")
+        if self.recording or not rule.changes(op):
             return plain()
-        op = Nonlinearity(f, False, pointwise)
         reference = None if references is None else references[0]
-        return _RuleFunction.apply(source, op, self.rule("elementwise"), reference, False, plain, None)
+        return _RuleFunction.apply(source, op, rule, reference, False, plain, None)
 
     # -- products, softmax, layers ---------------------------------------------------------------------
     def product(
@@ -841,6 +844,9 @@ class RuleMode(TorchFunctionMode):
             self._warned.add((name, where))
             warnings.warn(message + " Continuing with the plain gradient (strict=False).", stacklevel=3)
 
+
+_RECTIFIER_KINDS = frozenset({"elementwise", "recurrent"})
+"""The op kinds where a rule set that changes only rectifiers (:attr:`RuleSet.rectifiers_only`) may apply."""
 
 _HANDLERS: dict[str, str] = {
     "elementwise": "elementwise",

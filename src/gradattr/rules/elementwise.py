@@ -21,7 +21,6 @@ where is data: a rule set (:mod:`gradattr.rulesets`). The engine never special-c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -178,8 +177,9 @@ class Rescale(MultiplierRule):
         assert z_ref is not None, "Rescale needs the baseline's activation"
         delta_in = z - z_ref
         close: tuple[Tensor, ...] = ()
-        if delta_in.numel() and bool(torch.linalg.vector_norm(delta_in, -math.inf) <= self.threshold):
-            close = (delta_in.abs() <= self.threshold).nonzero(as_tuple=True)  # a reduction first: rarely needed
+        distance = delta_in.abs()
+        if distance.numel() and bool(distance.amin() <= self.threshold):  # a reduction first: few are close
+            close = distance.le_(self.threshold).nonzero(as_tuple=True)
             if op.pointwise:  # f' at the few close elements only
                 limit = op.slope((z[close] + z_ref.expand_as(z)[close]) / 2)
             else:
