@@ -54,6 +54,7 @@ class _Observer(RuleMode):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model, _PLAIN, strict=False)
+        self.rectifiers_only = False  # it observes every op, not only where the rules apply
         self.met: Counter[str] = Counter()
         self.kinds: dict[str, str] = {}
 
