@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from gradattr.engine.hygiene import original
 from gradattr.engine.interception import ReferenceMismatchError, RuleMode
 from gradattr.engine.recurrent import GateProducts, check_gate_products
-from gradattr.memory import in_row_chunks, might_exceed_budget, row_limit
+from gradattr.memory import bytes_per_row, in_row_chunks, might_exceed_budget, row_limit
 from gradattr.rulesets import RuleSet
 
 
@@ -101,6 +101,23 @@ def rows_per_pass(forward: Forward, points: tuple[Tensor, ...], index: Tensor) -
         return row_limit(original(forward.model), points, run)
     except Exception:
         return index.numel()
+
+
+def row_bytes(forward: Forward, points: tuple[Tensor, ...], index: Tensor) -> int | None:
+    """The measured memory of one row of a pass over ``points`` (:func:`gradattr.memory.bytes_per_row`: what
+    autograd saves per row, doubled for the backward pass; measured once per model and input shape, the rows
+    repeated to the :data:`PROBE_ROWS` the measuring passes need), or ``None`` when a measuring pass fails."""
+    rows = torch.arange(PROBE_ROWS[1], device=index.device) % index.numel()
+    probe = tuple(p[rows] for p in points)
+
+    def run(k: int) -> Tensor:
+        return forward.output(tuple(p[:k].detach().requires_grad_() for p in probe), index[rows][:k])
+
+    key = tuple((tuple(p.shape[1:]), p.dtype, str(p.device)) for p in points)
+    try:
+        return bytes_per_row(original(forward.model), run, key)
+    except Exception:
+        return None
 
 
 PROBE_ROWS = (2, 4)

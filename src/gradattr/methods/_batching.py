@@ -6,6 +6,9 @@ import math
 
 from torch import Tensor
 
+from gradattr.engine.backward import row_bytes
+from gradattr.methods._problem import AttributionProblem
+
 ELEMENTS_PER_CHUNK = 2**17
 """Default budget: attributed-tensor elements per forward pass (512 KiB in float32). Larger batches of
 convolutional activations fall out of the CPU caches and run slower per row, not faster."""
@@ -20,6 +23,28 @@ steps, seconds for 1 / 2 / 4 / 8 / 16 copies of the batch per pass): ResNet-18, 
 1.8 / 1.7-3.2 / 2.1-3.0; MobileNetV3-S, batch 2: 0.8-1.05 / 0.62 / 0.47-0.58 / - / 0.39-0.61; a 12-layer GPT-2
 (width 768) on 160 tokens, batch 1: 7.5-8.3 / 6.4 / 6.3-6.8 / 7.0-7.9 / 11-15. More rows stop paying once a
 pass's activations leave the CPU caches (32 GPT-2 rows of 160 tokens: 63 MB per MLP activation)."""
+
+
+PASS_BYTES = 2**30
+"""The memory a pass of the gradient methods is sized to when the element budget would give it fewer rows:
+rows = ``PASS_BYTES`` / the measured memory of one row (:func:`gradattr.engine.backward.row_bytes`). Measured on
+a quiet machine (2 threads, integrated gradients with 16 steps; the memory per row in parentheses; seconds for
+8 / 16 / 32 / 64 rows per pass, Captum's one pass of all rows last): MobileNetV3-S (36 MB), batch 8: 1.38 / 1.15
+/ 1.07 / 1.40, Captum 1.6; batch 2 (rows 4 / 8 / 16 / 32): 0.39 / 0.32 / 0.27 / 0.26, Captum 0.28; ShuffleNetV2
+x0.5 (27 MB), batch 2: 0.33 / 0.27 / 0.24 / 0.31, Captum 0.29; EfficientNet-B0 (176 MB), batch 8 (8 / 16 / 32):
+6.0 / 5.6 / 7.9, Captum 29.3; ResNet-50 (261 MB), batch 8 (8 / 16): 13.6 / 14.0, Captum 43.8. Small models
+gain from larger passes, large ones do not (their activations leave the caches)."""
+
+
+def gradient_copies_per_pass(problem: AttributionProblem, batch_size: int | None) -> int:
+    """Copies of the batch per pass of a gradient method (integrated gradients, SmoothGrad, GradientSHAP,
+    DeepLiftSHAP): ``batch_size`` rows when given; else the element budget's rows, at least
+    :data:`GRADIENT_ROWS_PER_PASS`, raised to :data:`PASS_BYTES` of measured memory (small models)."""
+    copies = copies_per_chunk(problem.inputs, batch_size, GRADIENT_ROWS_PER_PASS)
+    if batch_size is not None:
+        return copies
+    per_row = row_bytes(problem, problem.inputs, problem.all_rows)
+    return copies if per_row is None else max(copies, PASS_BYTES // (per_row * problem.batch_size))
 
 
 def copies_per_chunk(inputs: tuple[Tensor, ...], batch_size: int | None, min_rows: int = 1) -> int:
