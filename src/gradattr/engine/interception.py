@@ -389,7 +389,8 @@ class RuleMode(TorchFunctionMode):
         rule keeps ``f'`` there the op's own call (``native``) runs."""
         facts = self.facts.get(z)
         chain = facts.chain
-        fuse = chain is not None and chain.nonlinear and not inplace
+        # a rule set for rectifiers only applies its rule at each rectifier call, as the method is defined
+        fuse = chain is not None and chain.nonlinear and not inplace and not self.rectifiers_only
         if fuse:
             assert chain is not None
             source, op = chain.source, Nonlinearity(_compose(f, chain.f), False, pointwise and chain.pointwise)
