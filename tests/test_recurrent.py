@@ -40,6 +40,9 @@ class PlainDerivative:
     def changes(self, op: Nonlinearity) -> bool:
         return True  # through the engine's rule function, not the op's own backward
 
+    def before_gradient(self, op: Nonlinearity) -> None:
+        return None
+
     def read(self, op: Nonlinearity, z: Tensor, z_ref: Tensor | None) -> Callable[[Tensor], Tensor]:
         slope = op.slope(z)
         return lambda out: slope

@@ -402,6 +402,10 @@ class RuleMode(TorchFunctionMode):
             out = z.copy_(f(z.clone())) if inplace else f(z)
         elif native is not None and not rule.changes(op):  # the op's own gradient: no rule function
             out = native()
+        elif native is not None and not fuse and (hook := rule.before_gradient(op)) is not None:
+            out = native()  # the op's own backward after the rule's map of the incoming gradient
+            if out.requires_grad:
+                out.register_hook(hook)
         else:
             compute = (lambda: f(z.detach())) if fuse else None
             reference = None if references is None else references[0]
