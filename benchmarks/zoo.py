@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
 import importlib
 import json
@@ -504,9 +505,10 @@ def zennit_calls(method: str, s: Subject, args: argparse.Namespace) -> list[Peer
         composite, canonizer = tvz.zennit_composite(s.name)
         with torch.no_grad():
             one_hot = torch.zeros_like(s.model(s.x)).scatter_(1, s.target[:, None], 1.0)
+        model = copy.deepcopy(s.model)  # Zennit's canonizers edit the model (and leave DenseNet's broken)
 
         def lrp() -> Tensor:
-            with Gradient(s.model, composite) as attributor:
+            with Gradient(model, composite) as attributor:
                 return attributor(s.x, one_hot)[1]
 
         return [PeerCall("zennit", quiet(lrp), why="EpsilonPlus: other rules (timed only)", note=canonizer)]
