@@ -262,19 +262,26 @@ def measure_gradattr(b: Built, args: argparse.Namespace) -> Row:
 # --------------------------------------------------------------------------------------------------
 
 
+def patch_lxt(spec: tuple[str, str, str]) -> None:
+    """Apply LXT's efficient-mode patch map ``spec`` = (module patched, LXT models module, map name); LXT's
+    patches are global and never undone, so only in a process of its own."""
+    import lxt.efficient
+
+    module, models, map_name = spec
+    patch_map = getattr(importlib.import_module(f"lxt.efficient.models.{models}"), map_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lxt.efficient.monkey_patch(importlib.import_module(module), patch_map)
+
+
 def lxt_child(name: str, args: argparse.Namespace, out: Path) -> None:
     """Floor before patching, then LXT's efficient-mode gradient × input; the map saved to ``out``."""
     b = build(name, args)
     assert b.lxt is not None
     floor = floor_fn(b)
     _, floor_s, _, _ = rounds(floor, floor, args.repeats)
-    import lxt.efficient
-
-    module, models, map_name = b.lxt
-    patch_map = getattr(importlib.import_module(f"lxt.efficient.models.{models}"), map_name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lxt.efficient.monkey_patch(importlib.import_module(module), patch_map)
+    patch_lxt(b.lxt)
+    _, models, map_name = b.lxt
 
     def relevance() -> Tensor:
         e = b.x.clone().requires_grad_(True)

@@ -776,13 +776,10 @@ def lxt_child(name: str, out: Path, args: argparse.Namespace) -> None:
     assert s.lxt is not None
     floor = tvz.floor_fn(s.model, s.x, s.target)
     floor_s, _, _ = timed(floor, args.repeats)
-    import lxt.efficient
+    from bench_transformers import patch_lxt
 
-    module, models, map_name = s.lxt
-    patch_map = getattr(importlib.import_module(f"lxt.efficient.models.{models}"), map_name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lxt.efficient.monkey_patch(importlib.import_module(module), patch_map)
+    patch_lxt(s.lxt)
+    _, models, map_name = s.lxt
 
     def relevance() -> Tensor:
         e = s.x.clone().requires_grad_(True)
