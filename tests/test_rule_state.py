@@ -146,3 +146,18 @@ def test_gradient_methods_size_their_passes_from_the_measured_row_memory() -> No
     one_copy = gradattr.attribute(model, x, method="integrated_gradients", target=0, steps=16, batch_size=2)
     assert max(model.rows) == 2
     torch.testing.assert_close(got, one_copy, rtol=1e-12, atol=1e-15)
+
+
+def test_forward_only_methods_size_their_passes_from_the_measured_row_memory() -> None:
+    """Occlusion's 9 windows of a 3x96x96 image: the element budget alone gives 2 copies of the batch of 2 per
+    pass; the row's measured memory lets all 9 copies into one pass, with the same attributions."""
+    torch.manual_seed(0)
+    model = SmallCNN().to(DTYPE)
+    x = torch.randn(2, 3, 96, 96, dtype=DTYPE)
+    options = {"window": (3, 32, 32), "stride": (3, 32, 32)}
+    got = gradattr.attribute(model, x, method="occlusion", target=0, **options)
+    assert max(model.rows) == 18
+    model.rows.clear()
+    one_copy = gradattr.attribute(model, x, method="occlusion", target=0, batch_size=2, **options)
+    assert max(model.rows) == 2
+    torch.testing.assert_close(got, one_copy, rtol=1e-12, atol=1e-15)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import MethodType
@@ -48,6 +49,9 @@ _HOOK_DICTS = (
 """Per-module containers a view gets its own copy of, so that registering on the view never reaches the
 user's module."""
 
+_INERT = frozenset({bool, int, float, str, type(None), dict, OrderedDict, set})
+"""Types of module attributes that never hold a parameter or a bound method (skipped when aliasing)."""
+
 _ORIGINALS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
 """View -> the user's module it stands for (for caches keyed by the user's model, and ``layer=`` modules)."""
 
@@ -60,14 +64,20 @@ def original(module: nn.Module) -> nn.Module:
 def _alias(value: Any, parameters: dict[int, Tensor]) -> Any:
     """A parameter (or a list/tuple holding parameters, as ``nn.LSTM._flat_weights``) with each parameter
     replaced by its detached alias."""
-    if isinstance(value, nn.Parameter):
+    if _is_parameter(value):
         alias = parameters.get(id(value))
         if alias is None:
             alias = parameters[id(value)] = value.detach()
         return alias
-    if isinstance(value, (list, tuple)) and any(isinstance(v, nn.Parameter) for v in value):
+    if isinstance(value, (list, tuple)) and any(_is_parameter(v) for v in value):
         return type(value)(_alias(v, parameters) for v in value)
     return value
+
+
+def _is_parameter(value: Any) -> bool:
+    """``isinstance(value, nn.Parameter)``, with the fast tensor test first (``nn.Parameter``'s metaclass makes
+    its own test slow, and a view tests every attribute of every module)."""
+    return isinstance(value, Tensor) and isinstance(value, nn.Parameter)
 
 
 def _rebound(value: Any, module: nn.Module, view: Callable[[nn.Module], nn.Module]) -> Any:
@@ -94,7 +104,10 @@ def model_view(model: nn.Module) -> nn.Module:
             return done
         copy = object.__new__(type(module))
         views[id(module)] = copy
-        state = {key: _rebound(_alias(value, parameters), module, view) for key, value in module.__dict__.items()}
+        state = dict(module.__dict__)
+        for key, value in state.items():
+            if type(value) not in _INERT:
+                state[key] = _rebound(_alias(value, parameters), module, view)
         for key in _HOOK_DICTS:
             if key in state:
                 state[key] = type(state[key])(state[key])

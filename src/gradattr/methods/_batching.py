@@ -26,7 +26,7 @@ pass's activations leave the CPU caches (32 GPT-2 rows of 160 tokens: 63 MB per 
 
 
 PASS_BYTES = 2**30
-"""The memory a pass of the gradient methods is sized to when the element budget would give it fewer rows:
+"""The memory a pass of many copies (gradient or forward-only) is sized to when the element budget gives few rows:
 rows = ``PASS_BYTES`` / the measured memory of one row (:func:`gradattr.engine.backward.row_bytes`). Measured on
 a quiet machine (2 threads, integrated gradients with 16 steps; the memory per row in parentheses; seconds for
 8 / 16 / 32 / 64 rows per pass, Captum's one pass of all rows last): MobileNetV3-S (36 MB), batch 8: 1.38 / 1.15
@@ -36,11 +36,20 @@ x0.5 (27 MB), batch 2: 0.33 / 0.27 / 0.24 / 0.31, Captum 0.29; EfficientNet-B0 (
 gain from larger passes, large ones do not (their activations leave the caches)."""
 
 
-def gradient_copies_per_pass(problem: AttributionProblem, batch_size: int | None) -> int:
-    """Copies of the batch per pass of a gradient method (integrated gradients, SmoothGrad, GradientSHAP,
-    DeepLiftSHAP): ``batch_size`` rows when given; else the element budget's rows, and where that gives large
-    inputs only :data:`GRADIENT_ROWS_PER_PASS` rows, as many as :data:`PASS_BYTES` of measured memory allow."""
-    copies = copies_per_chunk(problem.inputs, batch_size, GRADIENT_ROWS_PER_PASS)
+def copies_per_pass(problem: AttributionProblem, batch_size: int | None, min_rows: int = 1) -> int:
+    """Copies of the batch per pass of a method that evaluates many copies: ``batch_size`` rows when given;
+    else the element budget's rows (at least ``min_rows``: :data:`GRADIENT_ROWS_PER_PASS` for the gradient
+    methods, 1 for the forward-only perturbation methods), and where that gives large inputs at most
+    :data:`GRADIENT_ROWS_PER_PASS` rows, as many as :data:`PASS_BYTES` of measured memory allow.
+
+    Forward-only passes (occlusion, Shapley sampling) use the same measured row (what autograd would save,
+    doubled): their time per row follows it alike. Measured on a quiet machine (2 threads, occlusion with 56x56
+    patches on a batch of 2 at 224x224, milliseconds for 2 / 4 / 8 / 16 / 32 rows per pass; the rows
+    ``PASS_BYTES`` gives in parentheses): MobileNetV3-S 200 / 167 / 150 / 129 / 120 (19); ShuffleNetV2 311 / 235
+    / 194 / 205 / 228 (16); ResNet-18 635 / 558 / 613 / 653 / 655 (6); MobileNetV2 369 / 378 / 422 / 900 / 1549
+    (5); EfficientNet-B0 544 / 456 / 441 / 772 / 816 (4); ResNet-50 1397 / 1472 / 1473 / 2104 / 1894 (2);
+    DenseNet-121 1413 / 1226 / 1351 / 1449 / 1820 (2)."""
+    copies = copies_per_chunk(problem.inputs, batch_size, min_rows)
     elements = sum(math.prod(x.shape[1:]) for x in problem.inputs)
     if batch_size is not None or ELEMENTS_PER_CHUNK // max(1, elements) > GRADIENT_ROWS_PER_PASS:
         return copies  # small inputs: the element budget's passes (larger ones measured slower: 0.61x Captum)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from gradattr import rulesets
 from gradattr.engine import modified_gradient
-from gradattr.methods._batching import gradient_copies_per_pass
+from gradattr.methods._batching import GRADIENT_ROWS_PER_PASS, copies_per_pass
 from gradattr.methods._problem import AttributionProblem
 from gradattr.rulesets import MaxPooling
 
@@ -55,7 +55,7 @@ def deeplift_shap(
     batch, rows = problem.batch_size, problem.all_rows
     count = problem.references[0].shape[0]
     totals = [torch.zeros_like(x) for x in problem.inputs]
-    per_chunk = gradient_copies_per_pass(problem, batch_size)
+    per_chunk = copies_per_pass(problem, batch_size, GRADIENT_ROWS_PER_PASS)
     for first in range(0, count, per_chunk):
         chunk = min(per_chunk, count - first)
         points = tuple(x.repeat(chunk, *[1] * (x.dim() - 1)) for x in problem.inputs)

@@ -25,7 +25,7 @@ import torch
 from torch import Generator, Tensor
 
 from gradattr.engine import modified_gradient
-from gradattr.methods._batching import gradient_copies_per_pass
+from gradattr.methods._batching import GRADIENT_ROWS_PER_PASS, copies_per_pass
 from gradattr.methods._problem import AttributionProblem, check_positive_int
 
 
@@ -76,7 +76,7 @@ def gradient_shap(
     rows = problem.all_rows
     picks, alphas, generator = draws(problem.references[0].shape[0], samples, seed)
     totals = [torch.zeros_like(x) for x in problem.inputs]
-    per_chunk = gradient_copies_per_pass(problem, batch_size)
+    per_chunk = copies_per_pass(problem, batch_size, GRADIENT_ROWS_PER_PASS)
     for first in range(0, samples, per_chunk):
         drawn = slice(first, min(samples, first + per_chunk))
         copies = drawn.stop - drawn.start

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from gradattr.engine import modified_gradient
-from gradattr.methods._batching import gradient_copies_per_pass
+from gradattr.methods._batching import GRADIENT_ROWS_PER_PASS, copies_per_pass
 from gradattr.methods._problem import AttributionProblem, check_positive_int
 
 GAP_TOLERANCE = 0.05
@@ -114,7 +114,7 @@ def integrated_gradients(
         raise ValueError(f"gap_tolerance must be a positive number or None, got {gap_tolerance!r}")
     problem.resolve_target()
     deltas = tuple(x - b for x, b in zip(problem.inputs, problem.baselines, strict=True))
-    path = _Path(problem, deltas, gradient_copies_per_pass(problem, batch_size))
+    path = _Path(problem, deltas, copies_per_pass(problem, batch_size, GRADIENT_ROWS_PER_PASS))
     if gap_tolerance is None:
         return path.attributions(path.gradient_sum(range(1, steps + 1), steps), steps)
 

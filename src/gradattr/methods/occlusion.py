@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from gradattr.methods._batching import copies_per_chunk
+from gradattr.methods._batching import copies_per_pass
 from gradattr.methods._problem import AttributionProblem
 
 Window = int | Sequence[int]
@@ -91,7 +91,7 @@ def occlusion(
     rows = problem.all_rows
     with torch.no_grad():
         reference = problem.scores(problem.inputs, rows)
-        per_chunk = copies_per_chunk(problem.inputs, batch_size)
+        per_chunk = copies_per_pass(problem, batch_size)
         results = []
         for i, x in enumerate(problem.inputs):
             shape = x.shape[1:]

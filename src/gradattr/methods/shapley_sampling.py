@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from gradattr.groups import Grouping, as_grouping
-from gradattr.methods._batching import copies_per_chunk
+from gradattr.methods._batching import copies_per_pass
 from gradattr.methods._problem import AttributionProblem, check_positive_int
 
 FeatureGroups = Tensor | Sequence[Tensor | None] | None
@@ -78,7 +78,7 @@ def shapley_sampling(
     flat_x = [x.reshape(batch, -1) for x in problem.inputs]
     flat_b = [b.reshape(b.shape[0], -1) for b in problem.baselines]
     generator = torch.Generator().manual_seed(seed)
-    per_chunk = copies_per_chunk(problem.inputs, batch_size)
+    per_chunk = copies_per_pass(problem, batch_size)
     phi = flat_x[0].new_zeros(batch, total)
     problem.resolve_target()
     with torch.no_grad():

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from gradattr.methods._batching import gradient_copies_per_pass
+from gradattr.methods._batching import GRADIENT_ROWS_PER_PASS, copies_per_pass
 from gradattr.methods._problem import AttributionProblem, check_positive_int
 from gradattr.methods.saliency import saliency
 
@@ -82,7 +82,7 @@ def smoothgrad(
     scales = noise_scales(problem.inputs, float(sigma))
     generator = torch.Generator().manual_seed(seed)
     moments = [_Moments(x) for x in problem.inputs]
-    per_chunk = gradient_copies_per_pass(problem, batch_size)
+    per_chunk = copies_per_pass(problem, batch_size, GRADIENT_ROWS_PER_PASS)
     for first in range(0, samples, per_chunk):
         copies = min(per_chunk, samples - first)
         noise = [
