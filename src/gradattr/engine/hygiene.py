@@ -61,6 +61,13 @@ def original(module: nn.Module) -> nn.Module:
     return _ORIGINALS.get(module, module)
 
 
+def _inert(value: Any) -> bool:
+    """Whether ``value`` (or every item of a tuple or list, as ``kernel_size``) is of an :data:`_INERT` type; the
+    test runs in C, as a view tests every attribute of every module."""
+    kind = type(value)
+    return kind in _INERT or ((kind is tuple or kind is list) and _INERT.issuperset(map(type, value)))
+
+
 def _alias(value: Any, parameters: dict[int, Tensor]) -> Any:
     """A parameter (or a list/tuple holding parameters, as ``nn.LSTM._flat_weights``) with each parameter
     replaced by its detached alias."""
@@ -106,11 +113,11 @@ def model_view(model: nn.Module) -> nn.Module:
         views[id(module)] = copy
         state = dict(module.__dict__)
         for key, value in state.items():
-            if type(value) not in _INERT:
+            if not _inert(value):
                 state[key] = _rebound(_alias(value, parameters), module, view)
         for key in _HOOK_DICTS:
             if key in state:
-                state[key] = type(state[key])(state[key])
+                state[key] = state[key].copy()
         state["_parameters"] = {
             name: None if p is None else _alias(p, parameters) for name, p in module._parameters.items()
         }
