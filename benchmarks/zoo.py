@@ -94,7 +94,17 @@ from torch import Tensor, nn
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "peers")]
 import torchvision_zoo as tvz  # noqa: E402
-from _common import cell_error, emit, fmt, header, markdown_table, print_table, run_child, timed  # noqa: E402
+from _common import (  # noqa: E402
+    cell_error,
+    emit,
+    fmt,
+    header,
+    markdown_table,
+    print_table,
+    relative_difference,
+    run_child,
+    timed,
+)
 
 DEFAULT_RESULTS = HERE / "zoo.jsonl"
 DEFAULT_OUT = HERE / "ZOO.md"
@@ -527,23 +537,11 @@ def zennit_calls(method: str, s: Subject, args: argparse.Namespace) -> list[Peer
     return calls
 
 
-def relative_difference(ours: Tensor, theirs: Tensor) -> float:
-    """max|ours − theirs| / max|ours| (float64; inf for a shape mismatch or a non-finite map)."""
-    if ours.shape != theirs.shape:
-        return math.inf
-    a, b = ours.detach().double(), theirs.detach().double()
-    diff = (a - b).abs().max().item()
-    scale = a.abs().max().item()
-    if not math.isfinite(diff) or not math.isfinite(scale):
-        return math.inf
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
-
-
 def agrees(ours: Tensor, theirs: Tensor, tolerance: float = 1e-4) -> tuple[bool, str]:
     """Whether two maps of the same quantity agree to ``tolerance`` relative (max|Δ| / max|R|), and a message."""
     if ours.shape != theirs.shape:
         return False, f"shapes differ: {tuple(ours.shape)} vs {tuple(theirs.shape)}"
-    rel = relative_difference(ours, theirs)
+    rel = relative_difference(theirs, ours)
     return rel <= tolerance, f"max|Δ|/max|R| = {rel:.2e} (tolerance {tolerance:.0e})"
 
 
@@ -621,7 +619,7 @@ def in_rounds(
             else:
                 theirs_map = peer.convert(last[i])
                 cells[i]["rel"] = (
-                    relative_difference(r_ours, theirs_map)
+                    relative_difference(theirs_map, r_ours)
                     if theirs_map.shape == r_ours.shape
                     else f"not comparable: shape {tuple(theirs_map.shape)}"
                 )
@@ -810,7 +808,7 @@ def measure_lxt(s: Subject, args: argparse.Namespace, ours: Tensor | None, ours_
         if ours_ratio:
             cell["speedup"] = cell["over_floor"] / ours_ratio
         if ours is not None:
-            cell["rel"] = relative_difference(ours, torch.load(out))
+            cell["rel"] = relative_difference(torch.load(out), ours)
     return cell
 
 
@@ -1241,18 +1239,8 @@ def main() -> None:
 
 
 def run_all(models: list[str], methods: list[str], args: argparse.Namespace) -> None:
-    start = time.perf_counter()
-    table = tvz.load_results(args.results)
-    pending = [(n, tvz.todo(table.get(n, {}), methods, args.retry_errors)) for n in models]
-    pending = [(n, ms) for n, ms in pending if ms]
-    print(f"{len(models)} models, {len(models) - len(pending)} done already, {len(pending)} to run", flush=True)
-    for i, (name, ms) in enumerate(pending, 1):
-        elapsed = (time.perf_counter() - start) / 60
-        if elapsed > args.budget_minutes:
-            print(f"budget of {args.budget_minutes:g} min spent; {len(pending) - i + 1} models left (rerun to go on)")
-            break
-        print(f"[{i}/{len(pending)}] {name}: {', '.join(ms)} — {elapsed:.1f} min in", flush=True)
-        command = [
+    def command(name: str, ms: list[str]) -> list[str]:
+        return [
             sys.executable,
             str(Path(__file__).resolve()),
             *child_args(args),
@@ -1261,17 +1249,8 @@ def run_all(models: list[str], methods: list[str], args: argparse.Namespace) -> 
             "--methods",
             ",".join(ms),
         ]
-        t0 = time.perf_counter()
-        _, why = run_child(command, timeout=args.timeout)
-        if why:  # the cells the child did not get to are marked, so that a resumed run goes on
-            done = tvz.load_results(args.results).get(name, {})
-            with args.results.open("a") as handle:
-                if META not in done:
-                    handle.write(json.dumps({"model": name, "method": META, "skipped": f"process: {why}"}) + "\n")
-                for m in ms:
-                    if m not in done:
-                        handle.write(json.dumps({"model": name, "method": m, "error": f"not run: {why}"}) + "\n")
-        print(f"    done in {time.perf_counter() - t0:.0f} s{'  (' + why + ')' if why else ''}", flush=True)
+
+    tvz.run_models(models, methods, command, args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import statistics
@@ -237,6 +238,18 @@ class Probe:
         self.handles.clear()
 
 
+def relative_difference(value: Tensor, reference: Tensor) -> float:
+    """max|value − reference| / max|reference| in float64; inf for a shape mismatch or a non-finite map, 0 where
+    both are zero."""
+    if value.shape != reference.shape:
+        return math.inf
+    a, b = value.detach().double(), reference.detach().double()
+    diff, scale = (a - b).abs().max().item(), b.abs().max().item()
+    if not math.isfinite(diff) or not math.isfinite(scale):
+        return math.inf
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
+
+
 def compare_probes(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> list[dict[str, Any]]:
     """Per module call present on both sides with the same shape, in forward order (``theirs``' order):
     max|ours − theirs| / max|theirs| and the two sums."""
@@ -245,12 +258,10 @@ def compare_probes(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> list[d
         mine = ours.get(key)
         if mine is None or mine.shape != ref.shape:
             continue
-        scale = ref.abs().max().item()
-        diff = (mine.double() - ref.double()).abs().max().item()
         rows.append(
             {
                 "module": key,
-                "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")),
+                "rel": relative_difference(mine, ref),
                 "sum_theirs": ref.sum().item(),
                 "sum_ours": mine.sum().item(),
                 "shape": list(ref.shape),

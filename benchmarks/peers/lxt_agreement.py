@@ -59,6 +59,7 @@ from _common import (
     header,
     markdown_table,
     print_table,
+    relative_difference,
     run_child,
     timed,
 )
@@ -442,12 +443,6 @@ def token_sums(case: Case, r: Tensor) -> Tensor:
     return r.sum(1).reshape(b, n, p, n, p).sum((2, 4)).reshape(b, -1)
 
 
-def rel_diff(ours: Tensor, theirs: Tensor) -> float:
-    scale = theirs.abs().max().item()
-    diff = (ours.double() - theirs.double()).abs().max().item()
-    return diff / scale if scale > 0 else (0.0 if diff == 0 else math.inf)
-
-
 @dataclass
 class Outcome:
     case: Case
@@ -507,12 +502,12 @@ def compare(
             out.conservation_ours = conservation(ours["R"])
     if lxt is None or ours is None or "R" not in ours:
         return out
-    out.rel = rel_diff(ours["R"], lxt["R"])
+    out.rel = relative_difference(ours["R"], lxt["R"])
     t_ours, t_lxt = token_sums(case, ours["R"]), token_sums(case, lxt["R"])
-    out.rel_tokens = rel_diff(t_ours, t_lxt)
+    out.rel_tokens = relative_difference(t_ours, t_lxt)
     out.tokens = (t_lxt[0, :12].tolist(), t_ours[0, :12].tolist())
     if "R_hf" in ours:
-        out.rel_hf = rel_diff(ours["R_hf"], lxt["R"])
+        out.rel_hf = relative_difference(ours["R_hf"], lxt["R"])
     if out.rel > TOLERANCE:
         rows = compare_probes(ours.get("probes", {}), lxt.get("probes", {}))
         out.first_diff, out.divergence = divergence(rows, TOLERANCE)

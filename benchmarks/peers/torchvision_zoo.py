@@ -44,6 +44,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -501,6 +502,41 @@ def report(
     return lines
 
 
+def run_models(
+    models: list[str],
+    methods: list[str],
+    command: Callable[[str, list[str]], list[str]],
+    args: argparse.Namespace,
+    describe: Callable[[str], str] = str,
+) -> None:
+    """Each model's pending methods (not yet in ``args.results``; failed ones again with ``args.retry_errors``)
+    in a child process ``command(model, methods)`` that appends to ``args.results``, one model after the
+    other until ``args.budget_minutes`` have passed. The cells a failed child did not get to are marked as
+    errors, so that a resumed run goes on after them."""
+    start = time.perf_counter()
+    table = load_results(args.results)
+    pending = [(n, todo(table.get(n, {}), methods, args.retry_errors)) for n in models]
+    pending = [(n, ms) for n, ms in pending if ms]
+    print(f"{len(models)} models, {len(models) - len(pending)} done already, {len(pending)} to run", flush=True)
+    for i, (name, ms) in enumerate(pending, 1):
+        elapsed = (time.perf_counter() - start) / 60
+        if elapsed > args.budget_minutes:
+            print(f"budget of {args.budget_minutes:g} min spent; {len(pending) - i + 1} models left (rerun to go on)")
+            break
+        print(f"[{i}/{len(pending)}] {describe(name)}: {', '.join(ms)} — {elapsed:.1f} min in", flush=True)
+        t0 = time.perf_counter()
+        _, why = run_child(command(name, ms), timeout=args.timeout)
+        if why:
+            done = load_results(args.results).get(name, {})
+            with args.results.open("a") as handle:
+                if META not in done:
+                    handle.write(json.dumps({"model": name, "method": META, "skipped": f"process: {why}"}) + "\n")
+                for m in ms:
+                    if m not in done:
+                        handle.write(json.dumps({"model": name, "method": m, "error": f"not run: {why}"}) + "\n")
+        print(f"    done in {time.perf_counter() - t0:.0f} s{'  (' + why + ')' if why else ''}", flush=True)
+
+
 def main() -> None:
     import gradattr
 
@@ -547,26 +583,10 @@ def main() -> None:
         models = sorted(models, key=lambda n: (gflops(n), n))
     if args.fresh and args.results.exists():
         args.results.unlink()
-    start = time.perf_counter()
     if not args.report_only:
-        table = load_results(args.results)
-        pending = [(n, todo(table.get(n, {}), methods, args.retry_errors)) for n in models]
-        pending = [(n, ms) for n, ms in pending if ms]
-        print(f"{len(models)} models, {len(models) - len(pending)} done already, {len(pending)} to run", flush=True)
-        for i, (name, ms) in enumerate(pending, 1):
-            elapsed = (time.perf_counter() - start) / 60
-            if elapsed > args.budget_minutes:
-                print(
-                    f"budget of {args.budget_minutes:g} min spent; {len(pending) - i + 1} models left (rerun to "
-                    "continue)",
-                    flush=True,
-                )
-                break
-            print(
-                f"[{i}/{len(pending)}] {name} ({gflops(name):.2f} GFLOPs): {', '.join(ms)} — {elapsed:.1f} min in",
-                flush=True,
-            )
-            command = [
+
+        def command(name: str, ms: list[str]) -> list[str]:
+            return [
                 sys.executable,
                 str(Path(__file__).resolve()),
                 "--child",
@@ -584,17 +604,14 @@ def main() -> None:
                 "--threads",
                 str(args.threads),
             ]
-            t0 = time.perf_counter()
-            _, why = run_child(command, timeout=args.timeout)
-            if why:  # the methods the child did not get to are marked, so that a resumed run goes on
-                done = load_results(args.results).get(name, {})
-                with args.results.open("a") as handle:
-                    if META not in done:
-                        handle.write(json.dumps({"model": name, "method": META, "skipped": f"process: {why}"}) + "\n")
-                    for m in ms:
-                        if m not in done:
-                            handle.write(json.dumps({"model": name, "method": m, "error": f"not run: {why}"}) + "\n")
-            print(f"    done in {time.perf_counter() - t0:.0f} s{'  (' + why + ')' if why else ''}", flush=True)
+
+        run_models(
+            models,
+            methods,
+            command,
+            args,
+            describe=lambda name: f"{name} ({gflops(name):.2f} GFLOPs)",
+        )
     table = load_results(args.results)
     lines = report(table, models, methods, args)
     args.out.write_text("\n".join(lines) + "\n")
