@@ -161,3 +161,21 @@ def test_forward_only_methods_size_their_passes_from_the_measured_row_memory() -
     one_copy = gradattr.attribute(model, x, method="occlusion", target=0, batch_size=2, **options)
     assert max(model.rows) == 2
     torch.testing.assert_close(got, one_copy, rtol=1e-12, atol=1e-15)
+
+
+def test_forward_only_passes_over_small_inputs_fill_the_cached_pass_size() -> None:
+    """Occlusion-1 of a 784-feature MLP on 64 rows: the element budget gives 128-row passes; the measured row
+    (a few KB) lets ``CACHED_PASS_BYTES`` take several hundred, with the same attributions."""
+    torch.manual_seed(0)
+    layers = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)).to(DTYPE)
+    seen: list[int] = []
+    model = nn.Sequential(layers)
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
+    x = torch.randn(64, 784, dtype=DTYPE)
+    assert _batching.copies_per_chunk((x,), None) * 64 == 128
+    got = gradattr.attribute(model, x, method="occlusion", target=3)
+    assert max(seen) > 4 * 128
+    seen.clear()
+    small = gradattr.attribute(model, x, method="occlusion", target=3, batch_size=128)
+    assert max(seen) == 128
+    torch.testing.assert_close(got, small, rtol=1e-12, atol=1e-15)

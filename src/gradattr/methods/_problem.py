@@ -261,14 +261,15 @@ class AttributionProblem:
         return tuple(b.expand(self.batch_size, *b.shape[1:]) for b in self.baselines)
 
     # -- the model as a function of the attributed tensors (engine.Forward) ------------------------------
-    def output(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
+    def output(self, points: tuple[Tensor, ...], index: Tensor, scratch: bool = False) -> Tensor:
         """Raw model output, shape (K, C) or (K,), for rows ``points`` belonging to samples ``index``.
 
         Per-sample keyword arguments and the model's other inputs follow ``index``; the explained tensor is
-        read from the output as ``call`` says (``output=``, a (K, T, V) output at ``position``).
+        read from the output as ``call`` says (``output=``, a (K, T, V) output at ``position``). ``scratch``:
+        the points are the caller's temporaries, not read again, so the model gets them without a copy.
         """
         if self.layer is None:  # copies, so a model that writes to its input in place writes to them
-            return self.call(self.model, tuple(p.clone() for p in points), index)
+            return self.call(self.model, points if scratch else tuple(p.clone() for p in points), index)
         model_inputs = tuple(_rows(v, index) for v in self.model_inputs)
         with _replaced_output(self.layer, points[0]):
             return self.call(self.model, model_inputs, index)
@@ -297,16 +298,23 @@ class AttributionProblem:
             raise NonFiniteOutputError(f"the model's target output is NaN or infinite for {bad} of {len(scores)} rows")
         return scores
 
-    def scores(self, points: tuple[Tensor, ...], index: Tensor) -> Tensor:
+    def scores(self, points: tuple[Tensor, ...], index: Tensor, scratch: bool = False) -> Tensor:
         """S_c of many rows without gradients, shape (K,): forward passes that fit the memory budget, split
-        and retried on out-of-memory (:mod:`gradattr.memory`). An argmax target is fixed by the first call."""
+        and retried on out-of-memory (:mod:`gradattr.memory`). An argmax target is fixed by the first call.
+        ``scratch``: the points are the caller's temporaries (perturbed copies), given to the model uncopied."""
         if self.target is None:
             self.resolve_target()
-        return self._chunked(points, index, lambda output, rows: self.score(output, rows))
+        return self._chunked(points, index, lambda output, rows: self.score(output, rows), scratch)
 
-    def _chunked(self, points: tuple[Tensor, ...], index: Tensor, then: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    def _chunked(
+        self,
+        points: tuple[Tensor, ...],
+        index: Tensor,
+        then: Callable[[Tensor, Tensor], Tensor],
+        scratch: bool = False,
+    ) -> Tensor:
         def part(rows: slice) -> Tensor:
-            return then(self.output(tuple(p[rows] for p in points), index[rows]), index[rows])
+            return then(self.output(tuple(p[rows] for p in points), index[rows], scratch), index[rows])
 
         with torch.no_grad():
             parts = in_row_chunks(index.numel(), rows_per_pass(self, points, index), part)

@@ -103,7 +103,7 @@ def shapley_sampling(
                     )
                 )
                 index = rows.repeat(steps.numel())
-                scores = problem.scores(points, index).view(steps.numel(), batch)
+                scores = problem.scores(points, index, scratch=True).view(steps.numel(), batch)
                 gains = scores - torch.cat([previous.unsqueeze(0), scores[:-1]])
                 phi[:, order[steps]] += gains.T.to(phi.dtype)
                 previous = scores[-1]
