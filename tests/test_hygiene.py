@@ -174,3 +174,25 @@ def test_forward_rebound_on_the_instance_runs_the_view(layer: str | None) -> Non
             got = gradattr.attribute(patched, x, method=method, target=1, layer=layer)
             torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert patched.training and patched.forward.__self__ is patched
+
+
+class _WritesToItsInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        a.mul_(2)
+        b.add_(1)
+        return self.linear(a + b)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "shapley_sampling"])
+def test_perturbation_methods_hand_the_model_copies_never_the_users_inputs(method: str) -> None:
+    """Occlusion and Shapley give the model their perturbed copies uncopied; the unperturbed other input of a
+    one-row batch must still be a copy, or a model writing to its inputs in place would write to the user's."""
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 4), torch.randn(1, 4)
+    before = (a.clone(), b.clone())
+    gradattr.attribute(_WritesToItsInputs(), (a, b), method=method, target=0)
+    assert torch.equal(a, before[0]) and torch.equal(b, before[1])
