@@ -27,6 +27,7 @@ from gradattr.methods._problem import (
     Inputs,
     NonFiniteOutputError,
     Target,
+    all_finite,
     build_problem,
 )
 from gradattr.methods.cams import eigencam, gradcam_plus_plus, hirescam, layercam, xgradcam
@@ -310,10 +311,8 @@ def _check_finite_result(
 ) -> None:
     """Finite inputs must give finite attributions: NaN/inf is an error, never a silent result. The message
     names the op where the forward pass first turns non-finite (or says the backward pass did)."""
-    if all(bool(a.sum().isfinite()) for a in attributions):  # one reduction each; a NaN or inf propagates
-        return
-    bad = sum(int((~torch.isfinite(a)).sum()) for a in attributions)
-    if bad:  # else the sum overflowed
+    if not all(all_finite(a) for a in attributions):
+        bad = sum(int((~torch.isfinite(a)).sum()) for a in attributions)
         raise FloatingPointError(
             f"{method} produced {bad} NaN or infinite attribution value(s); {_where_non_finite(problem)}. "
             f"Hint: {spec.non_finite_hint}"

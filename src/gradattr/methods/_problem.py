@@ -34,12 +34,16 @@ class NonFiniteOutputError(FloatingPointError):
     """The model's output for the explained class is NaN or infinite."""
 
 
-def _check_finite(name: str, tensor: Tensor) -> None:
-    """NaN/inf check in one reduction pass (min and max propagate NaN)."""
+def all_finite(tensor: Tensor) -> bool:
+    """Whether ``tensor`` holds no NaN or inf, in one reduction pass (min and max propagate NaN)."""
     if tensor.numel() == 0:
-        return
+        return True
     low, high = torch.aminmax(tensor.detach())
-    if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
+
+
+def _check_finite(name: str, tensor: Tensor) -> None:
+    if not all_finite(tensor):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); attributions would be meaningless")
 
@@ -292,8 +296,7 @@ class AttributionProblem:
             scores = output.reshape(-1)
         else:
             scores = output.gather(1, self.target[index].unsqueeze(1)).squeeze(1) if output.dim() == 2 else output
-        low, high = torch.aminmax(scores.detach())
-        if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+        if not all_finite(scores):
             bad = int((~torch.isfinite(scores.detach())).sum())
             raise NonFiniteOutputError(f"the model's target output is NaN or infinite for {bad} of {len(scores)} rows")
         return scores
